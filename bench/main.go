@@ -1,0 +1,166 @@
+// Command bench measures deltaup against other binary delta tools (C
+// bsdiff/bspatch, xdelta3, zstd --patch-from and the pure-Go go-bsdiff) on
+// pairs of esbuild release binaries, and prints a markdown report.
+//
+// Usage (from the module root):
+//
+//	go run ./bench [--corpus DIR] [--runs N] [--pairs default|consecutive|all] [--tools list] [--write]
+//
+// The corpus defaults to $DELTAUP_CORPUS or ~/.cache/deltaup-corpus and is
+// created by ../shared/corpus/fetch.sh. Every diff and apply runs as its own
+// process so that wall time and peak RSS are measured per step. Tools that
+// are not installed (or, for deltaup, do not build) are skipped with a note.
+// With --write the report is also saved to bench/RESULTS.md.
+package main
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"os"
+	"os/signal"
+	"path/filepath"
+	"strings"
+	"syscall"
+
+	"github.com/spf13/pflag"
+)
+
+// Exit codes.
+const (
+	exitOK    = 0
+	exitError = 1
+	exitUsage = 2 // bad flags or missing corpus
+)
+
+// resultsFile is where --write saves the report, relative to the module root.
+const resultsFile = "bench/RESULTS.md"
+
+// options are the parsed command-line flags.
+type options struct {
+	corpus string
+	runs   int
+	pairs  string
+	tools  []string
+	write  bool
+}
+
+func main() {
+	os.Exit(run(os.Args, os.Stdout, os.Stderr))
+}
+
+// parseFlags parses args (without the program name).
+func parseFlags(args []string, stderr io.Writer) (options, error) {
+	var o options
+	fs := pflag.NewFlagSet("bench", pflag.ContinueOnError)
+	fs.SetOutput(stderr)
+	fs.StringVar(&o.corpus, "corpus", defaultCorpusDir(), "corpus directory ($DELTAUP_CORPUS or ~/.cache/deltaup-corpus)")
+	fs.IntVar(&o.runs, "runs", 1, "runs per tool per pair; times are medians, memory is the max")
+	fs.StringVar(&o.pairs, "pairs", pairsDefault, "pair set: default, consecutive or all")
+	fs.StringSliceVar(&o.tools, "tools", nil, "comma-separated tools to run (default all: "+strings.Join(allTools, ",")+")")
+	fs.BoolVar(&o.write, "write", false, "also write the report to "+resultsFile)
+	fs.Usage = func() {
+		fmt.Fprintf(stderr, "Usage: go run ./bench [flags]\n\nBenchmarks deltaup against other delta tools on esbuild binaries.\n\nFlags:\n%s", fs.FlagUsages())
+	}
+	if err := fs.Parse(args); err != nil {
+		return o, err
+	}
+	if fs.NArg() > 0 {
+		return o, fmt.Errorf("unexpected arguments: %s", strings.Join(fs.Args(), " "))
+	}
+	if o.runs < 1 {
+		return o, fmt.Errorf("--runs must be at least 1, got %d", o.runs)
+	}
+	return o, nil
+}
+
+// run is the whole program; it returns the process exit code.
+func run(argv []string, stdout, stderr io.Writer) int {
+	o, err := parseFlags(argv[1:], stderr)
+	if errors.Is(err, pflag.ErrHelp) {
+		return exitOK
+	}
+	if err != nil {
+		fmt.Fprintln(stderr, "bench:", err)
+		return exitUsage
+	}
+	pairs, err := selectPairs(o.pairs)
+	if err != nil {
+		fmt.Fprintln(stderr, "bench:", err)
+		return exitUsage
+	}
+	names, err := parseTools(o.tools)
+	if err != nil {
+		fmt.Fprintln(stderr, "bench:", err)
+		return exitUsage
+	}
+	if err := checkCorpus(o.corpus, pairs); err != nil {
+		fmt.Fprintf(stderr, "bench: %v\n\nThe esbuild corpus is needed: %s.\n", err, fetchHint)
+		return exitUsage
+	}
+	root, err := moduleRoot()
+	if err != nil {
+		fmt.Fprintln(stderr, "bench:", err)
+		return exitError
+	}
+
+	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
+	defer stop()
+
+	tmp, err := os.MkdirTemp("", "deltaup-bench-")
+	if err != nil {
+		fmt.Fprintln(stderr, "bench:", err)
+		return exitError
+	}
+	defer os.RemoveAll(tmp)
+	binDir := filepath.Join(tmp, "bin")
+	if err := os.Mkdir(binDir, 0o755); err != nil {
+		fmt.Fprintln(stderr, "bench:", err)
+		return exitError
+	}
+
+	fmt.Fprintln(stderr, "bench: preparing tools...")
+	tools, skipped := setupTools(ctx, root, binDir, names)
+	for _, s := range skipped {
+		fmt.Fprintf(stderr, "bench: skipping %s: %s\n", s.Name, s.Reason)
+	}
+	if len(tools) == 0 {
+		fmt.Fprintln(stderr, "bench: no tool available; nothing to measure")
+		return exitError
+	}
+
+	env := collectEnvironment(ctx, root, tools, commandLine(argv))
+	var results []PairResult
+	for i, p := range pairs {
+		fmt.Fprintf(stderr, "bench: pair %d/%d: esbuild %s\n", i+1, len(pairs), p)
+		pr, err := benchPair(ctx, o.corpus, tmp, p, tools, o.runs, stderr)
+		if err != nil {
+			fmt.Fprintln(stderr, "bench:", err)
+			return exitError
+		}
+		results = append(results, pr)
+	}
+
+	report := formatReport(env, o, pairs, skipped, results)
+	fmt.Fprint(stdout, report)
+	if o.write {
+		path := filepath.Join(root, filepath.FromSlash(resultsFile))
+		if err := os.WriteFile(path, []byte(report), 0o644); err != nil {
+			fmt.Fprintln(stderr, "bench:", err)
+			return exitError
+		}
+		fmt.Fprintf(stderr, "bench: wrote %s\n", path)
+	}
+	return exitOK
+}
+
+// formatReport assembles the full markdown report.
+func formatReport(env Environment, o options, pairs []Pair, skipped []Skipped, results []PairResult) string {
+	sections := []string{formatHeader(env, o.corpus, o.pairs, len(pairs), o.runs, skipped)}
+	for _, pr := range results {
+		sections = append(sections, formatPair(pr))
+	}
+	sections = append(sections, formatSummary(results))
+	return strings.Join(sections, "\n")
+}

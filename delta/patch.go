@@ -1,0 +1,546 @@
+// Package delta turns an (old file, new file) pair into a small patch and
+// back. See docs/FORMAT.md for the byte layout of every format here.
+//
+// Diff runs the bsdiff algorithm (suffix array of the old file built in
+// linear time with SA-IS, 32-bit indices; the scan split over the available
+// cores) and codes the edit script with a context-mixing range coder that
+// models the difference bytes from the old bytes under them. It also tries,
+// where they can win, zstd with the old file as a raw dictionary (what
+// `zstd --patch-from` does) and plain zstd of the new file, and keeps the
+// smallest. Classic BSDIFF40 patches (bzip2) are written on request and read.
+//
+// Apply checks everything in a patch against the caps the caller gives and
+// against the old file before it writes a byte, writes the new file as a
+// stream, and verifies the SHA-256 the patch carries.
+package delta
+
+import (
+	"bytes"
+	"context"
+	"crypto/sha256"
+	"encoding/binary"
+	"errors"
+	"fmt"
+	"hash/crc32"
+	"io"
+	"runtime"
+	"runtime/debug"
+
+	"github.com/klauspost/compress/zstd"
+)
+
+// Method says how a native patch encodes the new file.
+type Method uint8
+
+// Methods of the native format.
+const (
+	// MethodBsdiffCM: bsdiff edit script coded with the cm1 context-mixing
+	// range coder.
+	MethodBsdiffCM Method = 1
+	// MethodZstdDict: zstd frame of the new file with the old file as a raw
+	// dictionary (like `zstd --patch-from`).
+	MethodZstdDict Method = 2
+	// MethodZstd: plain zstd frame of the new file.
+	MethodZstd Method = 3
+)
+
+func (m Method) String() string {
+	switch m {
+	case MethodBsdiffCM:
+		return "bsdiff-cm"
+	case MethodZstdDict:
+		return "zstd-dict"
+	case MethodZstd:
+		return "zstd"
+	}
+	return fmt.Sprintf("method(%d)", uint8(m))
+}
+
+// Format selects the patch container that Diff writes.
+type Format int
+
+const (
+	// FormatNative is deltaup's own format (magic "DUPT").
+	FormatNative Format = iota
+	// FormatBSDIFF40 is the classic bsdiff 4.x format (bzip2 streams), for
+	// the bsdiff/bspatch tools. It carries no hash.
+	FormatBSDIFF40
+)
+
+func (f Format) String() string {
+	switch f {
+	case FormatNative:
+		return "native"
+	case FormatBSDIFF40:
+		return "bsdiff40"
+	}
+	return fmt.Sprintf("format(%d)", int(f))
+}
+
+// ParseFormat maps "native" and "bsdiff40" to their Format.
+func ParseFormat(s string) (Format, error) {
+	switch s {
+	case "native", "":
+		return FormatNative, nil
+	case "bsdiff40", "BSDIFF40", "bsdiff":
+		return FormatBSDIFF40, nil
+	}
+	return 0, fmt.Errorf("delta: unknown patch format %q (want native or bsdiff40)", s)
+}
+
+const (
+	nativeMagic   = "DUPT"
+	nativeVersion = 1
+	headerSize    = 100
+
+	// MaxFileSize is the largest old or new file Diff accepts: the suffix
+	// array uses 32-bit indices.
+	MaxFileSize = 1<<31 - 1
+
+	// DefaultMaxNewSize is ApplyOptions.MaxNewSize when it is zero.
+	DefaultMaxNewSize = 1 << 30
+
+	// zstdTryBelow: files up to this size always get the zstd candidates.
+	zstdTryBelow = 4 << 20
+)
+
+// DiffOptions tune Diff. The zero value is valid: native format, every core.
+type DiffOptions struct {
+	// Format of the patch; default FormatNative.
+	Format Format
+	// Workers is the number of goroutines that scan the new file; 0 means
+	// runtime.GOMAXPROCS(0).
+	Workers int
+	// Methods restricts the native methods tried; nil means all, where the
+	// zstd ones are tried only when they can plausibly win (files up to 4 MiB,
+	// or when the bsdiff patch exceeds 5% of the new file), since each costs
+	// a zstd level-best pass with a window the size of both files.
+	Methods []Method
+}
+
+func (o *DiffOptions) validate() error {
+	if o.Format != FormatNative && o.Format != FormatBSDIFF40 {
+		return fmt.Errorf("delta: unknown format %d", o.Format)
+	}
+	if o.Workers < 0 {
+		return fmt.Errorf("delta: Workers is %d, want >= 0", o.Workers)
+	}
+	for _, m := range o.Methods {
+		if m < MethodBsdiffCM || m > MethodZstd {
+			return fmt.Errorf("delta: unknown method %d", m)
+		}
+	}
+	return nil
+}
+
+// DiffStats reports what Diff did.
+type DiffStats struct {
+	Format     Format
+	Method     Method           // the method kept (native format)
+	PatchSize  int64            // bytes written
+	Candidates map[Method]int64 // body size of every method tried
+}
+
+// Diff writes to w a patch that turns old into newb.
+//
+// Cost: time O(n) for the suffix array plus the scan (about 1 s for 10 MB on
+// one core of a 2020s CPU, the scan shared among Workers); memory about
+// len(old)*5 + len(newb) + 12 MiB for the native format. Both files must be
+// under MaxFileSize.
+func Diff(ctx context.Context, old, newb []byte, w io.Writer, opts *DiffOptions) (DiffStats, error) {
+	var o DiffOptions
+	if opts != nil {
+		o = *opts
+	}
+	if err := o.validate(); err != nil {
+		return DiffStats{}, err
+	}
+	if len(old) > MaxFileSize || len(newb) > MaxFileSize {
+		return DiffStats{}, fmt.Errorf("%w: files over %d bytes are not supported", ErrTooLarge, MaxFileSize)
+	}
+	if o.Workers == 0 {
+		o.Workers = runtime.GOMAXPROCS(0)
+	}
+	want := func(m Method) bool {
+		if o.Methods == nil {
+			return true
+		}
+		for _, x := range o.Methods {
+			if x == m {
+				return true
+			}
+		}
+		return false
+	}
+	st := DiffStats{Format: o.Format, Candidates: map[Method]int64{}}
+
+	var ops []op
+	if o.Format == FormatBSDIFF40 || want(MethodBsdiffCM) {
+		m, err := newMatcher(old)
+		if err != nil {
+			return st, err
+		}
+		ops, err = diffOps(ctx, m, newb, o.Workers)
+		if err != nil {
+			return st, err
+		}
+		// The suffix array is four times the old file: give it back before
+		// the coders allocate.
+		m.sa, m.bucket = nil, nil
+		debug.FreeOSMemory()
+	}
+	if o.Format == FormatBSDIFF40 {
+		cw := &countWriter{w: w}
+		err := writeBSDIFF40(cw, old, newb, ops)
+		st.PatchSize = cw.n
+		return st, err
+	}
+
+	var best []byte
+	if ops != nil {
+		best = encodeScript(old, newb, ops)
+		st.Method = MethodBsdiffCM
+		st.Candidates[MethodBsdiffCM] = int64(len(best))
+	}
+	tryZstd := o.Methods != nil || len(newb) <= zstdTryBelow || best == nil || int64(len(best)) > int64(len(newb))/20
+	for _, m := range []Method{MethodZstdDict, MethodZstd} {
+		if !want(m) || !tryZstd {
+			continue
+		}
+		if err := ctx.Err(); err != nil {
+			return st, err
+		}
+		var dict []byte
+		if m == MethodZstdDict {
+			if len(old) == 0 {
+				continue
+			}
+			dict = old
+		}
+		body, err := zstdEncode(newb, dict)
+		if err != nil {
+			return st, err
+		}
+		st.Candidates[m] = int64(len(body))
+		if best == nil || len(body) < len(best) {
+			best, st.Method = body, m
+		}
+	}
+	if best == nil {
+		return st, errors.New("delta: no method selected")
+	}
+	hdr := makeHeader(st.Method, old, newb, int64(len(best)))
+	if _, err := w.Write(hdr); err != nil {
+		return st, err
+	}
+	if _, err := w.Write(best); err != nil {
+		return st, err
+	}
+	st.PatchSize = int64(len(hdr) + len(best))
+	return st, nil
+}
+
+type countWriter struct {
+	w io.Writer
+	n int64
+}
+
+func (c *countWriter) Write(p []byte) (int, error) {
+	n, err := c.w.Write(p)
+	c.n += int64(n)
+	return n, err
+}
+
+// zstdWindow returns the window a zstd patch of newb over dict needs.
+func zstdWindow(dictLen, newLen int) int {
+	need := dictLen + newLen
+	w := zstd.MinWindowSize
+	for w < need && w < zstd.MaxWindowSize {
+		w <<= 1
+	}
+	return w
+}
+
+func zstdEncode(newb, dict []byte) ([]byte, error) {
+	eopts := []zstd.EOption{
+		zstd.WithEncoderLevel(zstd.SpeedBestCompression),
+		zstd.WithEncoderConcurrency(1),
+		zstd.WithEncoderCRC(false),
+		zstd.WithWindowSize(zstdWindow(len(dict), len(newb))),
+	}
+	if dict != nil {
+		eopts = append(eopts, zstd.WithEncoderDictRaw(0, dict))
+	}
+	enc, err := zstd.NewWriter(nil, eopts...)
+	if err != nil {
+		return nil, fmt.Errorf("delta: zstd encoder: %w", err)
+	}
+	defer enc.Close()
+	return enc.EncodeAll(newb, nil), nil
+}
+
+// header layout (docs/FORMAT.md): magic, version, method, 2 reserved bytes,
+// old size, new size, old SHA-256, new SHA-256, body size, CRC-32C of the
+// preceding 96 bytes.
+type header struct {
+	method  Method
+	oldSize int64
+	newSize int64
+	oldSum  [32]byte
+	newSum  [32]byte
+	bodyLen int64
+}
+
+var castagnoli = crc32.MakeTable(crc32.Castagnoli)
+
+func makeHeader(m Method, old, newb []byte, bodyLen int64) []byte {
+	h := make([]byte, headerSize)
+	copy(h, nativeMagic)
+	h[4] = nativeVersion
+	h[5] = byte(m)
+	binary.LittleEndian.PutUint64(h[8:], uint64(len(old)))
+	binary.LittleEndian.PutUint64(h[16:], uint64(len(newb)))
+	os := sha256.Sum256(old)
+	ns := sha256.Sum256(newb)
+	copy(h[24:], os[:])
+	copy(h[56:], ns[:])
+	binary.LittleEndian.PutUint64(h[88:], uint64(bodyLen))
+	binary.LittleEndian.PutUint32(h[96:], crc32.Checksum(h[:96], castagnoli))
+	return h
+}
+
+func parseHeader(h []byte) (header, error) {
+	var hd header
+	if string(h[:4]) != nativeMagic {
+		return hd, fmt.Errorf("%w: bad magic %q", ErrFormat, h[:4])
+	}
+	if binary.LittleEndian.Uint32(h[96:]) != crc32.Checksum(h[:96], castagnoli) {
+		return hd, fmt.Errorf("%w: header checksum mismatch", ErrCorrupt)
+	}
+	if h[4] != nativeVersion {
+		return hd, fmt.Errorf("%w: format version %d (this build reads %d; update deltaup)", ErrFormat, h[4], nativeVersion)
+	}
+	hd.method = Method(h[5])
+	if hd.method < MethodBsdiffCM || hd.method > MethodZstd {
+		return hd, fmt.Errorf("%w: unknown method %d", ErrFormat, h[5])
+	}
+	if h[6] != 0 || h[7] != 0 {
+		return hd, fmt.Errorf("%w: reserved header bytes are set", ErrCorrupt)
+	}
+	o := binary.LittleEndian.Uint64(h[8:])
+	n := binary.LittleEndian.Uint64(h[16:])
+	b := binary.LittleEndian.Uint64(h[88:])
+	if o > MaxFileSize || n > 1<<62 || b > 1<<62 {
+		return hd, fmt.Errorf("%w: header sizes out of range (old %d, new %d, body %d)", ErrCorrupt, o, n, b)
+	}
+	hd.oldSize, hd.newSize, hd.bodyLen = int64(o), int64(n), int64(b)
+	copy(hd.oldSum[:], h[24:56])
+	copy(hd.newSum[:], h[56:88])
+	return hd, nil
+}
+
+// ApplyOptions tune Apply. The zero value is valid.
+type ApplyOptions struct {
+	// MaxNewSize caps the new file size a patch may declare; default
+	// DefaultMaxNewSize (1 GiB). A patch over it fails with ErrTooLarge
+	// before anything is allocated or written.
+	MaxNewSize int64
+	// MaxPatchSize caps the patch size; default the new size plus 1/64 plus
+	// 64 KiB for native patches (no valid patch is larger), and MaxNewSize
+	// for BSDIFF40 ones.
+	MaxPatchSize int64
+}
+
+func (o *ApplyOptions) validate() error {
+	if o.MaxNewSize < 0 || o.MaxPatchSize < 0 {
+		return fmt.Errorf("delta: negative size cap")
+	}
+	if o.MaxNewSize == 0 {
+		o.MaxNewSize = DefaultMaxNewSize
+	}
+	return nil
+}
+
+// PatchInfo describes an applied patch.
+type PatchInfo struct {
+	Format  Format
+	Method  Method // native format only
+	NewSize int64
+	HasHash bool     // the patch carried the new file's SHA-256 (native)
+	NewSum  [32]byte // SHA-256 of the written output
+}
+
+// Apply reads a native or BSDIFF40 patch from patch (told apart by magic),
+// applies it to old and streams the new file to w.
+//
+// It fails with an error wrapping ErrFormat, ErrCorrupt, ErrTooLarge,
+// ErrOldMismatch or ErrHashMismatch. Header problems (caps, wrong old file)
+// are found before anything is written to w; a corrupt body or wrong hash can
+// only be found while or after streaming, so w may then hold partial output:
+// ApplyFile writes to a temporary file and never leaves one behind.
+//
+// Memory: old (held by the caller) + the patch + about 12 MiB of model
+// tables; the new file is streamed, never held.
+func Apply(ctx context.Context, old []byte, patch io.Reader, w io.Writer, opts *ApplyOptions) (PatchInfo, error) {
+	var o ApplyOptions
+	if opts != nil {
+		o = *opts
+	}
+	if err := o.validate(); err != nil {
+		return PatchInfo{}, err
+	}
+	br := newPeekReader(patch)
+	magic, err := br.peek(8)
+	if err != nil {
+		return PatchInfo{}, fmt.Errorf("%w: patch shorter than any header", ErrCorrupt)
+	}
+	if string(magic) == bsdiffMagic {
+		return applyBSDIFF40(ctx, old, br, w, &o)
+	}
+	if string(magic[:4]) != nativeMagic {
+		return PatchInfo{}, fmt.Errorf("%w: unknown magic %q (want %q or %q)", ErrFormat, magic[:4], nativeMagic, bsdiffMagic)
+	}
+	h := make([]byte, headerSize)
+	if _, err := io.ReadFull(br, h); err != nil {
+		return PatchInfo{}, fmt.Errorf("%w: truncated header: %v", ErrCorrupt, err)
+	}
+	hd, err := parseHeader(h)
+	if err != nil {
+		return PatchInfo{}, err
+	}
+	info := PatchInfo{Format: FormatNative, Method: hd.method, NewSize: hd.newSize, HasHash: true}
+	if hd.newSize > o.MaxNewSize {
+		return info, fmt.Errorf("%w: new file of %d bytes exceeds the cap of %d", ErrTooLarge, hd.newSize, o.MaxNewSize)
+	}
+	maxBody := o.MaxPatchSize
+	if maxBody == 0 {
+		maxBody = hd.newSize + hd.newSize/64 + 64<<10
+	}
+	if hd.bodyLen > maxBody {
+		return info, fmt.Errorf("%w: patch body of %d bytes exceeds the cap of %d", ErrTooLarge, hd.bodyLen, maxBody)
+	}
+	if hd.oldSize != int64(len(old)) {
+		return info, fmt.Errorf("%w: patch wants an old file of %d bytes, got %d", ErrOldMismatch, hd.oldSize, len(old))
+	}
+	if sha256.Sum256(old) != hd.oldSum {
+		return info, fmt.Errorf("%w: old file's SHA-256 differs from the one the patch was made against", ErrOldMismatch)
+	}
+	body := make([]byte, hd.bodyLen)
+	if _, err := io.ReadFull(br, body); err != nil {
+		return info, fmt.Errorf("%w: body truncated (want %d bytes): %v", ErrCorrupt, hd.bodyLen, err)
+	}
+	if n, _ := br.Read(make([]byte, 1)); n != 0 {
+		return info, fmt.Errorf("%w: trailing data after the %d-byte body", ErrCorrupt, hd.bodyLen)
+	}
+	if err := ctx.Err(); err != nil {
+		return info, err
+	}
+	hw := &hashWriter{w: w, h: sha256.New()}
+	switch hd.method {
+	case MethodBsdiffCM:
+		err = decodeScript(old, body, hd.newSize, hw)
+	case MethodZstdDict, MethodZstd:
+		var dict []byte
+		if hd.method == MethodZstdDict {
+			dict = old
+		}
+		err = zstdDecode(body, dict, hd.newSize, hw)
+	}
+	if err != nil {
+		return info, err
+	}
+	if hw.n != hd.newSize {
+		return info, fmt.Errorf("%w: output is %d bytes, header says %d", ErrCorrupt, hw.n, hd.newSize)
+	}
+	copy(info.NewSum[:], hw.h.Sum(nil))
+	if info.NewSum != hd.newSum {
+		return info, fmt.Errorf("%w: rebuilt file's SHA-256 %x differs from the patch's %x", ErrHashMismatch, info.NewSum[:8], hd.newSum[:8])
+	}
+	return info, nil
+}
+
+func zstdDecode(body, dict []byte, newSize int64, w io.Writer) error {
+	dopts := []zstd.DOption{
+		zstd.WithDecoderConcurrency(1),
+		zstd.WithDecoderMaxMemory(uint64(newSize) + 1),
+		zstd.WithDecoderMaxWindow(uint64(zstdWindow(len(dict), int(min(newSize, MaxFileSize))))),
+	}
+	if dict != nil {
+		dopts = append(dopts, zstd.WithDecoderDictRaw(0, dict))
+	}
+	dec, err := zstd.NewReader(bytes.NewReader(body), dopts...)
+	if err != nil {
+		return fmt.Errorf("%w: zstd: %v", ErrCorrupt, err)
+	}
+	defer dec.Close()
+	n, err := io.Copy(w, io.LimitReader(dec, newSize+1))
+	if err != nil {
+		var we *writeError
+		if errors.As(err, &we) {
+			return err
+		}
+		return fmt.Errorf("%w: zstd body: %v", ErrCorrupt, err)
+	}
+	if n != newSize {
+		return fmt.Errorf("%w: zstd body holds %d bytes, header says %d", ErrCorrupt, n, newSize)
+	}
+	return nil
+}
+
+// writeError marks a failure of the caller's writer, as opposed to a bad
+// patch.
+type writeError struct{ err error }
+
+func (e *writeError) Error() string { return "delta: writing output: " + e.err.Error() }
+func (e *writeError) Unwrap() error { return e.err }
+
+type hashWriter struct {
+	w interface{ Write([]byte) (int, error) }
+	h interface {
+		Write([]byte) (int, error)
+		Sum([]byte) []byte
+	}
+	n int64
+}
+
+func (hw *hashWriter) Write(p []byte) (int, error) {
+	hw.h.Write(p)
+	hw.n += int64(len(p))
+	n, err := hw.w.Write(p)
+	if err != nil {
+		return n, &writeError{err}
+	}
+	return n, nil
+}
+
+// peekReader lets Apply look at the magic without consuming it.
+type peekReader struct {
+	r   io.Reader
+	buf []byte
+}
+
+func newPeekReader(r io.Reader) *peekReader { return &peekReader{r: r} }
+
+func (p *peekReader) peek(n int) ([]byte, error) {
+	for len(p.buf) < n {
+		b := make([]byte, n-len(p.buf))
+		k, err := p.r.Read(b)
+		p.buf = append(p.buf, b[:k]...)
+		if err != nil {
+			if len(p.buf) >= n {
+				break
+			}
+			return p.buf, err
+		}
+	}
+	return p.buf[:n], nil
+}
+
+func (p *peekReader) Read(b []byte) (int, error) {
+	if len(p.buf) > 0 {
+		n := copy(b, p.buf)
+		p.buf = p.buf[n:]
+		return n, nil
+	}
+	return p.r.Read(b)
+}

@@ -1,0 +1,365 @@
+package delta
+
+import (
+	"bufio"
+	"fmt"
+	"io"
+	"math/bits"
+)
+
+// scriptModel codes a bsdiff edit script (control triples, difference bytes
+// and extra bytes) as one range-coded stream ("cm1" in docs/FORMAT.md).
+//
+// What makes it smaller than bzip2 on bsdiff's streams: both sides know the
+// old file, so the difference bytes are predicted from the old bytes under
+// them (the bytes of an instruction whose address field moved), from the
+// recent pattern of changed bytes, and from the last non-zero difference
+// (code that moved by the same amount changes its references by the same
+// amount); extra bytes use order-1 and order-2 contexts of the new file.
+type scriptModel struct {
+	c coder
+
+	ints []counter // control integers: per field, bit-length tree and leading mantissa bits
+
+	b1, b2, b3 []counter // block of 8 difference bytes all zero?
+	bmix       *mixer
+	z1, z2, z3 []counter // difference is zero?
+	zmix       *mixer
+	r1, r2, r3 []counter // non-zero difference repeats the last one?
+	rmix       *mixer
+	v1, v2, v3 []counter // non-zero difference value, bit by bit
+	vmix       *mixer
+	e1, e2, e3 []counter // extra bytes, bit by bit
+	emix       *mixer
+
+	bhist  uint32 // one bit per recent block: 1 = some difference
+	rhist  uint32 // one bit per recent non-zero difference: 1 = repeat
+	zhist  uint32 // one bit per recent difference byte: 1 = non-zero
+	lastNZ uint32 // last non-zero difference byte
+	prev   uint32 // last two output bytes
+}
+
+const (
+	fieldAdd = iota
+	fieldExtra
+	fieldSeek
+	numFields
+
+	intTreeSize = 128                                        // bit lengths 0..64
+	intMantSize = 64 * 16                                    // per bit length, the first 3 bits below the top one as a tree
+	intLowSize  = 64                                         // lower mantissa bits, by position
+	intFieldSz  = intTreeSize + intMantSize + intLowSize + 2 // + sign
+	limitFast   = 127
+	limitSlow   = 1023
+)
+
+func newScriptModel() *scriptModel {
+	return &scriptModel{
+		ints: newCounters(numFields * intFieldSz),
+		b1:   newCounters(1 << 16),
+		b2:   newCounters(1 << 16),
+		b3:   newCounters(1 << 16),
+		bmix: newMixer(3, 4),
+		r1:   newCounters(1 << 10),
+		r2:   newCounters(1 << 16),
+		r3:   newCounters(1 << 16),
+		rmix: newMixer(3, 4),
+		z1:   newCounters(1 << 16),
+		z2:   newCounters(1 << 16),
+		z3:   newCounters(1 << 18),
+		zmix: newMixer(3, 4),
+		v1:   newCounters(1 << 16),
+		v2:   newCounters(1 << 16),
+		v3:   newCounters(1 << 20),
+		vmix: newMixer(3, 8),
+		e1:   newCounters(1 << 16),
+		e2:   newCounters(1 << 20),
+		e3:   newCounters(1 << 16),
+		emix: newMixer(3, 8),
+	}
+}
+
+// codeInt codes v >= 0 for field f: its bit length, then its bits below the
+// top one, the first three under context, the rest by position.
+func (m *scriptModel) codeInt(f int, v uint64) uint64 {
+	t := m.ints[f*intFieldSz:]
+	nb := bits.Len64(v)
+	// bit length 0..64 as a 7-bit tree.
+	node := 1
+	for k := 6; k >= 0; k-- {
+		b := m.c.bit(t[node].p(), (nb>>k)&1)
+		t[node].update(b, limitSlow)
+		node = node<<1 | b
+	}
+	nb = node - intTreeSize
+	if nb > 64 {
+		nb = 64 // only a hostile stream gets here; the caller's bounds reject it
+	}
+	if nb <= 1 {
+		return uint64(nb)
+	}
+	mant := t[intTreeSize:]
+	low := t[intTreeSize+intMantSize:]
+	out := uint64(1)
+	ctx := 1
+	for i := nb - 2; i >= 0; i-- {
+		var c *counter
+		if nb-2-i < 3 {
+			c = &mant[(nb-1)*16+ctx]
+			ctx = ctx<<1 | 0
+		} else {
+			c = &low[i]
+		}
+		b := m.c.bit(c.p(), int(v>>uint(i))&1)
+		c.update(b, limitSlow)
+		if nb-2-i < 3 {
+			ctx |= b
+		}
+		out = out<<1 | uint64(b)
+	}
+	return out
+}
+
+// codeSeek codes a signed seek as sign and magnitude.
+func (m *scriptModel) codeSeek(s int64) int64 {
+	u := uint64(s)
+	neg := 0
+	if s < 0 {
+		u = uint64(-s)
+		neg = 1
+	}
+	mag := m.codeInt(fieldSeek, u)
+	if mag == 0 {
+		return 0
+	}
+	c := &m.ints[fieldSeek*intFieldSz+intFieldSz-1]
+	neg = m.c.bit(c.p(), neg)
+	c.update(neg, limitSlow)
+	if mag > 1<<62 {
+		mag = 1 << 62
+	}
+	if neg == 1 {
+		return -int64(mag)
+	}
+	return int64(mag)
+}
+
+// codeDiffs codes the n <= 8 difference bytes d[:n] over old[pos:pos+n]:
+// first whether they are all zero, then each one's zero flag and value. It
+// returns with d[:n] holding the coded bytes (the decoder passes zeros).
+func (m *scriptModel) codeDiffs(old []byte, pos int64, n int, d *[8]byte) {
+	nz := 0
+	for _, b := range d[:n] {
+		if b != 0 {
+			nz = 1
+			break
+		}
+	}
+	if m.codeBlock(old[pos:pos+int64(n)], nz) == 0 {
+		m.zhist <<= uint(n)
+		*d = [8]byte{}
+		return
+	}
+	seen := false
+	for k := range n {
+		p := pos + int64(k)
+		o := uint32(old[p])
+		var o1, o2, o3 uint32
+		if p >= 3 {
+			o1, o2, o3 = uint32(old[p-1]), uint32(old[p-2]), uint32(old[p-3])
+		}
+		zh := m.zhist
+		isNZ := 1
+		if k < n-1 || seen {
+			isNZ = 0
+			if d[k] != 0 {
+				isNZ = 1
+			}
+			m.c.cat = 1
+			i1 := o<<8 | o1
+			i2 := (zh&0xff)<<8 | o
+			i3 := hash32(o|o1<<8|o2<<16|o3<<24, zh&0x3) >> (32 - 18)
+			isNZ = m.c.mix3(&m.z1[i1], &m.z2[i2], &m.z3[i3], m.zmix.w[(zh&3)*3:], isNZ, limitFast)
+		}
+		m.zhist = zh<<1 | uint32(isNZ)
+		if isNZ == 0 {
+			d[k] = 0
+			continue
+		}
+		seen = true
+		d[k] = byte(m.codeValue(uint32(d[k]), o, o1, zh))
+	}
+}
+
+// codeValue codes a non-zero difference byte v over old byte o.
+func (m *scriptModel) codeValue(v, o, o1, zh uint32) uint32 {
+	m.c.cat = 2
+	rh := m.rhist
+	rep := 0
+	if v == m.lastNZ {
+		rep = 1
+	}
+	rep = m.c.mix3(&m.r1[o<<2|rh&3], &m.r2[m.lastNZ<<8|o], &m.r3[hash32(o1<<8|o, zh&0xf)>>16], m.rmix.w[(zh&3)*3:], rep, limitFast)
+	m.rhist = rh<<1 | uint32(rep)
+	if rep == 1 {
+		return m.lastNZ
+	}
+	h := hash32(o|o1<<8, m.lastNZ) >> (32 - 20 + 8) << 8
+	node := uint32(1)
+	for k := 7; k >= 0; k-- {
+		b := m.c.mix3(&m.v1[o<<8|node], &m.v2[m.lastNZ<<8|node], &m.v3[h|node], m.vmix.w[k*3:], int(v>>uint(k))&1, limitSlow)
+		node = node<<1 | uint32(b)
+	}
+	v = node & 0xff
+	m.lastNZ = v
+	return v
+}
+
+// codeExtra codes one literal byte of the new file.
+func (m *scriptModel) codeExtra(e uint32) uint32 {
+	p1 := m.prev & 0xff
+	m.c.cat = 3
+	h := hash32(m.prev&0xffff, 0x5bd1) >> (32 - 20 + 8) << 8
+	node := uint32(1)
+	for k := 7; k >= 0; k-- {
+		b := m.c.mix3(&m.e1[p1<<8|node], &m.e2[h|node], &m.e3[node], m.emix.w[k*3:], int(e>>uint(k))&1, limitSlow)
+		node = node<<1 | uint32(b)
+	}
+	return node & 0xff
+}
+
+// codeBlock codes whether the n <= 8 difference bytes over old[0:n] are
+// all zero; prev holds up to 4 old bytes before them.
+func (m *scriptModel) codeBlock(old []byte, nz int) int {
+	var w0, w1 uint32
+	for i, b := range old {
+		if i < 4 {
+			w0 |= uint32(b) << (8 * i)
+		} else {
+			w1 |= uint32(b) << (8 * (i - 4))
+		}
+	}
+	bh := m.bhist
+	m.c.cat = 4
+	nz = m.c.mix3(&m.b1[(bh&0xff)<<8|w0&0xff], &m.b2[hash32(w0, uint32(len(old)))>>16], &m.b3[hash32(w1, bh&3)>>16], m.bmix.w[(bh&3)*3:], nz, limitFast)
+	m.bhist = bh<<1 | uint32(nz)
+	return nz
+}
+
+func (m *scriptModel) push(b byte) { m.prev = m.prev<<8 | uint32(b) }
+
+// push2 records the last two bytes of an add region (or one, when it has one).
+func (m *scriptModel) push2(b []byte) {
+	for _, c := range b {
+		m.push(c)
+	}
+}
+
+// encodeScript codes ops (which rebuild newb from old) as a cm1 stream.
+func encodeScript(old, newb []byte, ops []op) []byte {
+	m := newScriptModel()
+	m.c.enc = newEncoder()
+	m.c.enc.out = make([]byte, 0, len(newb)/32+1024)
+	m.c.cost = &costs
+	m.c.cnt = &counts
+	var np, curOld int64
+	for _, o := range ops {
+		if o.addLen == 0 && o.extraLen == 0 {
+			continue
+		}
+		m.c.cat = 0
+		m.codeInt(fieldAdd, uint64(o.addLen))
+		m.codeInt(fieldExtra, uint64(o.extraLen))
+		m.codeSeek(o.oldPos - curOld)
+		op := o.oldPos
+		var d [8]byte
+		for i := int64(0); i < o.addLen; i += 8 {
+			n := int(min(8, o.addLen-i))
+			for k := range n {
+				d[k] = newb[np+i+int64(k)] - old[op+i+int64(k)]
+			}
+			m.codeDiffs(old, op+i, n, &d)
+		}
+		if o.addLen >= 2 {
+			m.push2(newb[np+o.addLen-2 : np+o.addLen])
+		} else if o.addLen == 1 {
+			m.push(newb[np])
+		}
+		np += o.addLen
+		for i := int64(0); i < o.extraLen; i++ {
+			m.codeExtra(uint32(newb[np+i]))
+			m.push(newb[np+i])
+		}
+		np += o.extraLen
+		curOld = o.oldPos + o.addLen
+	}
+	return m.c.enc.finish()
+}
+
+// decodeScript rebuilds the new file of newSize bytes from old and a cm1
+// stream, writing it to w. It checks every control value against the sizes
+// before it touches memory and fails with ErrCorrupt on any violation, on a
+// stream that ends early and on bytes left over.
+func decodeScript(old, stream []byte, newSize int64, w io.Writer) error {
+	m := newScriptModel()
+	m.c.dec = newDecoder(stream)
+	bw := bufio.NewWriterSize(w, 64<<10)
+	oldSize := int64(len(old))
+	var np, curOld int64
+	for np < newSize {
+		add := m.codeInt(fieldAdd, 0)
+		extra := m.codeInt(fieldExtra, 0)
+		seek := m.codeSeek(0)
+		if m.c.dec.overrun {
+			return fmt.Errorf("%w: edit script ends early at output offset %d", ErrCorrupt, np)
+		}
+		if add == 0 && extra == 0 {
+			return fmt.Errorf("%w: empty edit step at output offset %d", ErrCorrupt, np)
+		}
+		rem := uint64(newSize - np)
+		if add > rem || extra > rem-add {
+			return fmt.Errorf("%w: edit step of %d+%d bytes at output offset %d overruns the %d-byte output", ErrCorrupt, add, extra, np, newSize)
+		}
+		op := curOld + seek
+		if seek < -oldSize || seek > oldSize || op < 0 || op > oldSize || int64(add) > oldSize-op {
+			return fmt.Errorf("%w: edit step reads old bytes [%d,%d) outside the %d-byte old file", ErrCorrupt, op, op+int64(add), oldSize)
+		}
+		var d [8]byte
+		var nb [8]byte
+		for i := int64(0); i < int64(add); i += 8 {
+			n := int(min(8, int64(add)-i))
+			d = [8]byte{}
+			m.codeDiffs(old, op+i, n, &d)
+			for k := range n {
+				nb[k] = old[op+i+int64(k)] + d[k]
+			}
+			bw.Write(nb[:n])
+			if n >= 2 {
+				m.push2(nb[n-2 : n])
+			} else {
+				m.push(nb[0])
+			}
+		}
+		np += int64(add)
+		for i := uint64(0); i < extra; i++ {
+			e := byte(m.codeExtra(0))
+			bw.WriteByte(e)
+			m.push(e)
+		}
+		np += int64(extra)
+		curOld = op + int64(add)
+		if m.c.dec.overrun {
+			return fmt.Errorf("%w: edit script ends early at output offset %d", ErrCorrupt, np)
+		}
+	}
+	if m.c.dec.pos != len(stream) {
+		return fmt.Errorf("%w: %d bytes of edit script left after the output was complete", ErrCorrupt, len(stream)-m.c.dec.pos)
+	}
+	if err := bw.Flush(); err != nil {
+		return fmt.Errorf("delta: writing output: %w", err)
+	}
+	return nil
+}
+
+var costs [8]float64
+var counts [8]int

@@ -1,0 +1,90 @@
+package delta
+
+import (
+	"bytes"
+	"context"
+	"os"
+	"path/filepath"
+	"testing"
+	"time"
+)
+
+func TestScanStats(t *testing.T) {
+	dir := os.Getenv("DELTAUP_STATS")
+	if dir == "" {
+		t.Skip("set DELTAUP_STATS=old,new")
+	}
+	_ = filepath.Join
+	var a, b string
+	for i := range dir {
+		if dir[i] == ',' {
+			a, b = dir[:i], dir[i+1:]
+		}
+	}
+	old, _ := os.ReadFile(a)
+	nw, _ := os.ReadFile(b)
+	t0 := time.Now()
+	m, err := newMatcher(old)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t1 := time.Now()
+	ops, err := diffOps(context.Background(), m, nw, workersForTest)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t2 := time.Now()
+	var add, extra, nz, runs int64
+	pos := int64(0)
+	prevZero := true
+	for _, o := range ops {
+		for i := int64(0); i < o.addLen; i++ {
+			d := nw[pos+i] - old[o.oldPos+i]
+			if d != 0 {
+				nz++
+				if prevZero {
+					runs++
+				}
+			}
+			prevZero = d == 0
+		}
+		pos += o.addLen + o.extraLen
+		add += o.addLen
+		extra += o.extraLen
+	}
+	t.Logf("sa %v scan %v ops %d add %d extra %d nonzero %d nzruns %d total %d/%d", t1.Sub(t0), t2.Sub(t1), len(ops), add, extra, nz, runs, pos, len(nw))
+}
+
+func TestCoderStats(t *testing.T) {
+	dir := os.Getenv("DELTAUP_STATS")
+	if dir == "" {
+		t.Skip("set DELTAUP_STATS=old,new")
+	}
+	var a, b string
+	for i := range dir {
+		if dir[i] == ',' {
+			a, b = dir[:i], dir[i+1:]
+		}
+	}
+	old, _ := os.ReadFile(a)
+	nw, _ := os.ReadFile(b)
+	m, _ := newMatcher(old)
+	ops, _ := diffOps(context.Background(), m, nw, workersForTest)
+	t0 := time.Now()
+	s := encodeScript(old, nw, ops)
+	t1 := time.Now()
+	var out bytes.Buffer
+	err := decodeScript(old, s, int64(len(nw)), &out)
+	t2 := time.Now()
+	for i := range 5 {
+		t.Logf("cat %d: %d decisions, %.0f bytes", i, counts[i], costs[i]/8)
+	}
+	t.Logf("cm1 %d bytes enc %v dec %v err %v equal %v", len(s), t1.Sub(t0), t2.Sub(t1), err, bytes.Equal(out.Bytes(), nw))
+}
+
+var workersForTest = func() int {
+	if os.Getenv("W") == "1" {
+		return 1
+	}
+	return 2
+}()
