@@ -38,6 +38,9 @@ func init() {
 	}
 }
 
+// costStats enables per-category cost accounting in tests of the model.
+const costStats = true
+
 func squash(x int32) int32 {
 	if x > 2047 {
 		x = 2047
@@ -110,7 +113,7 @@ func (c *coder) bit(p1 int32, bit int) int {
 		return c.dec.decode(uint32(p1))
 	}
 	c.enc.encode(bit, uint32(p1))
-	if c.cost != nil {
+	if costStats && c.cost != nil {
 		q := float64(p1) / probMax
 		if bit == 0 {
 			q = 1 - q

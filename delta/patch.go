@@ -112,9 +112,10 @@ type DiffOptions struct {
 	// runtime.GOMAXPROCS(0).
 	Workers int
 	// Methods restricts the native methods tried; nil means all, where the
-	// zstd ones are tried only when they can plausibly win (files up to 4 MiB,
-	// or when the bsdiff patch exceeds 5% of the new file), since each costs
-	// a zstd level-best pass with a window the size of both files.
+	// zstd ones are tried only when they can plausibly win: new files up to
+	// 4 MiB, or when the bsdiff patch exceeds 20% of the new file (on close
+	// versions the bsdiff-cm patch is several times smaller than zstd's, and
+	// each zstd pass costs seconds and a window the size of both files).
 	Methods []Method
 }
 
@@ -198,11 +199,11 @@ func Diff(ctx context.Context, old, newb []byte, w io.Writer, opts *DiffOptions)
 
 	var best []byte
 	if ops != nil {
-		best = encodeScript(old, newb, ops)
+		best = encodeSegments(old, newb, ops, o.Workers)
 		st.Method = MethodBsdiffCM
 		st.Candidates[MethodBsdiffCM] = int64(len(best))
 	}
-	tryZstd := o.Methods != nil || len(newb) <= zstdTryBelow || best == nil || int64(len(best)) > int64(len(newb))/20
+	tryZstd := o.Methods != nil || len(newb) <= zstdTryBelow || best == nil || int64(len(best)) > int64(len(newb))/5
 	for _, m := range []Method{MethodZstdDict, MethodZstd} {
 		if !want(m) || !tryZstd {
 			continue
@@ -438,7 +439,7 @@ func Apply(ctx context.Context, old []byte, patch io.Reader, w io.Writer, opts *
 	hw := &hashWriter{w: w, h: sha256.New()}
 	switch hd.method {
 	case MethodBsdiffCM:
-		err = decodeScript(old, body, hd.newSize, hw)
+		err = decodeSegments(old, body, hd.newSize, hw)
 	case MethodZstdDict, MethodZstd:
 		var dict []byte
 		if hd.method == MethodZstdDict {

@@ -21,6 +21,8 @@ type scriptModel struct {
 
 	ints []counter // control integers: per field, bit-length tree and leading mantissa bits
 
+	s1, s2, s3 []counter // superblock of 32 difference bytes all zero?
+	smix       *mixer
 	b1, b2, b3 []counter // block of 8 difference bytes all zero?
 	bmix       *mixer
 	z1, z2, z3 []counter // difference is zero?
@@ -32,6 +34,7 @@ type scriptModel struct {
 	e1, e2, e3 []counter // extra bytes, bit by bit
 	emix       *mixer
 
+	shist  uint32 // one bit per recent superblock: 1 = some difference
 	bhist  uint32 // one bit per recent block: 1 = some difference
 	rhist  uint32 // one bit per recent non-zero difference: 1 = repeat
 	zhist  uint32 // one bit per recent difference byte: 1 = non-zero
@@ -56,11 +59,15 @@ const (
 func newScriptModel() *scriptModel {
 	return &scriptModel{
 		ints: newCounters(numFields * intFieldSz),
+		s1:   newCounters(1 << 16),
+		s2:   newCounters(1 << 16),
+		s3:   newCounters(1 << 16),
+		smix: newMixer(3, 4),
 		b1:   newCounters(1 << 16),
 		b2:   newCounters(1 << 16),
 		b3:   newCounters(1 << 16),
 		bmix: newMixer(3, 4),
-		r1:   newCounters(1 << 10),
+		r1:   newCounters(1 << 12),
 		r2:   newCounters(1 << 16),
 		r3:   newCounters(1 << 16),
 		rmix: newMixer(3, 4),
@@ -70,10 +77,10 @@ func newScriptModel() *scriptModel {
 		zmix: newMixer(3, 4),
 		v1:   newCounters(1 << 16),
 		v2:   newCounters(1 << 16),
-		v3:   newCounters(1 << 20),
+		v3:   newCounters(1 << 19),
 		vmix: newMixer(3, 8),
 		e1:   newCounters(1 << 16),
-		e2:   newCounters(1 << 20),
+		e2:   newCounters(1 << 19),
 		e3:   newCounters(1 << 16),
 		emix: newMixer(3, 8),
 	}
@@ -144,10 +151,10 @@ func (m *scriptModel) codeSeek(s int64) int64 {
 	return int64(mag)
 }
 
-// codeDiffs codes the n <= 8 difference bytes d[:n] over old[pos:pos+n]:
-// first whether they are all zero, then each one's zero flag and value. It
-// returns with d[:n] holding the coded bytes (the decoder passes zeros).
-func (m *scriptModel) codeDiffs(old []byte, pos int64, n int, d *[8]byte) {
+// codeSuper codes the n <= 32 difference bytes d[:n] over old[pos:pos+n]:
+// whether they are all zero, then block by block. d[:n] ends up holding the
+// coded bytes.
+func (m *scriptModel) codeSuper(old []byte, pos int64, n int, d *[32]byte) {
 	nz := 0
 	for _, b := range d[:n] {
 		if b != 0 {
@@ -155,7 +162,56 @@ func (m *scriptModel) codeDiffs(old []byte, pos int64, n int, d *[8]byte) {
 			break
 		}
 	}
-	if m.codeBlock(old[pos:pos+int64(n)], nz) == 0 {
+	var w0, w1 uint32
+	if n >= 8 {
+		w0 = uint32(old[pos]) | uint32(old[pos+1])<<8 | uint32(old[pos+2])<<16 | uint32(old[pos+3])<<24
+		w1 = uint32(old[pos+4]) | uint32(old[pos+5])<<8 | uint32(old[pos+6])<<16 | uint32(old[pos+7])<<24
+	}
+	sh := m.shist
+	m.c.cat = 5
+	nz = m.c.mix3(&m.s1[sh&0xffff], &m.s2[hash32(w0, uint32(n))>>16], &m.s3[hash32(w1, sh&1)>>16], m.smix.w[(sh&3)*3:], nz, limitFast)
+	m.shist = sh<<1 | uint32(nz)
+	if nz == 0 {
+		m.zhist <<= uint(n)
+		m.bhist <<= uint((n + 7) / 8)
+		*d = [32]byte{}
+		return
+	}
+	seen := false
+	for k := 0; k < n; k += 8 {
+		bn := min(8, n-k)
+		blk := (*[8]byte)(d[k : k+8])
+		last := k+bn == n
+		m.codeDiffs(old, pos+int64(k), bn, blk, last && !seen)
+		if !seen {
+			for _, b := range blk[:bn] {
+				if b != 0 {
+					seen = true
+					break
+				}
+			}
+		}
+	}
+}
+
+// codeDiffs codes the n <= 8 difference bytes d[:n] over old[pos:pos+n]:
+// first whether they are all zero, then each one's zero flag and value. It
+// returns with d[:n] holding the coded bytes (the decoder passes zeros).
+func (m *scriptModel) codeDiffs(old []byte, pos int64, n int, d *[8]byte, implied bool) {
+	nz := 1
+	if !implied {
+		nz = 0
+		for _, b := range d[:n] {
+			if b != 0 {
+				nz = 1
+				break
+			}
+		}
+		nz = m.codeBlock(old[pos:pos+int64(n)], nz)
+	} else {
+		m.bhist = m.bhist<<1 | 1
+	}
+	if nz == 0 {
 		m.zhist <<= uint(n)
 		*d = [8]byte{}
 		return
@@ -204,7 +260,8 @@ func (m *scriptModel) codeValue(v, o, o1, zh uint32) uint32 {
 	if rep == 1 {
 		return m.lastNZ
 	}
-	h := hash32(o|o1<<8, m.lastNZ) >> (32 - 20 + 8) << 8
+	m.c.cat = 6
+	h := hash32(o|o1<<8, m.lastNZ) >> (32 - 19 + 8) << 8
 	node := uint32(1)
 	for k := 7; k >= 0; k-- {
 		b := m.c.mix3(&m.v1[o<<8|node], &m.v2[m.lastNZ<<8|node], &m.v3[h|node], m.vmix.w[k*3:], int(v>>uint(k))&1, limitSlow)
@@ -219,7 +276,7 @@ func (m *scriptModel) codeValue(v, o, o1, zh uint32) uint32 {
 func (m *scriptModel) codeExtra(e uint32) uint32 {
 	p1 := m.prev & 0xff
 	m.c.cat = 3
-	h := hash32(m.prev&0xffff, 0x5bd1) >> (32 - 20 + 8) << 8
+	h := hash32(m.prev&0xffff, 0x5bd1) >> (32 - 19 + 8) << 8
 	node := uint32(1)
 	for k := 7; k >= 0; k-- {
 		b := m.c.mix3(&m.e1[p1<<8|node], &m.e2[h|node], &m.e3[node], m.emix.w[k*3:], int(e>>uint(k))&1, limitSlow)
@@ -272,13 +329,13 @@ func encodeScript(old, newb []byte, ops []op) []byte {
 		m.codeInt(fieldExtra, uint64(o.extraLen))
 		m.codeSeek(o.oldPos - curOld)
 		op := o.oldPos
-		var d [8]byte
-		for i := int64(0); i < o.addLen; i += 8 {
-			n := int(min(8, o.addLen-i))
+		var d [32]byte
+		for i := int64(0); i < o.addLen; i += 32 {
+			n := int(min(32, o.addLen-i))
 			for k := range n {
 				d[k] = newb[np+i+int64(k)] - old[op+i+int64(k)]
 			}
-			m.codeDiffs(old, op+i, n, &d)
+			m.codeSuper(old, op+i, n, &d)
 		}
 		if o.addLen >= 2 {
 			m.push2(newb[np+o.addLen-2 : np+o.addLen])
@@ -324,12 +381,12 @@ func decodeScript(old, stream []byte, newSize int64, w io.Writer) error {
 		if seek < -oldSize || seek > oldSize || op < 0 || op > oldSize || int64(add) > oldSize-op {
 			return fmt.Errorf("%w: edit step reads old bytes [%d,%d) outside the %d-byte old file", ErrCorrupt, op, op+int64(add), oldSize)
 		}
-		var d [8]byte
-		var nb [8]byte
-		for i := int64(0); i < int64(add); i += 8 {
-			n := int(min(8, int64(add)-i))
-			d = [8]byte{}
-			m.codeDiffs(old, op+i, n, &d)
+		var d [32]byte
+		var nb [32]byte
+		for i := int64(0); i < int64(add); i += 32 {
+			n := int(min(32, int64(add)-i))
+			d = [32]byte{}
+			m.codeSuper(old, op+i, n, &d)
 			for k := range n {
 				nb[k] = old[op+i+int64(k)] + d[k]
 			}

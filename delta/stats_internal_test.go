@@ -76,7 +76,7 @@ func TestCoderStats(t *testing.T) {
 	var out bytes.Buffer
 	err := decodeScript(old, s, int64(len(nw)), &out)
 	t2 := time.Now()
-	for i := range 5 {
+	for i := range 7 {
 		t.Logf("cat %d: %d decisions, %.0f bytes", i, counts[i], costs[i]/8)
 	}
 	t.Logf("cm1 %d bytes enc %v dec %v err %v equal %v", len(s), t1.Sub(t0), t2.Sub(t1), err, bytes.Equal(out.Bytes(), nw))
