@@ -19,6 +19,7 @@ type Environment struct {
 	NumCPU       int
 	MemTotal     int64 // bytes, 0 if unknown
 	Kernel       string
+	LoadAvg      string // 1, 5 and 15 minute load averages at start, if known
 	GoVersion    string
 	ToolVersions []string // e.g. "zstd 1.5.4"
 	Command      string
@@ -79,12 +80,13 @@ func collectEnvironment(ctx context.Context, root string, tools []Tool, command 
 		NumCPU:   runtime.NumCPU(),
 		MemTotal: parseMemTotal(procField("/proc/meminfo", "MemTotal")),
 		Kernel:   cmdOutput(ctx, root, "uname", "-sr"),
+		LoadAvg:  loadAverage(),
 		Command:  command,
 	}
 	if env.Kernel == "" {
 		env.Kernel = runtime.GOOS
 	}
-	env.GoVersion = cmdOutput(ctx, root, "go", "version")
+	env.GoVersion = strings.TrimPrefix(cmdOutput(ctx, root, "go", "version"), "go version ")
 	if env.GoVersion == "" {
 		env.GoVersion = runtime.Version() + " " + runtime.GOOS + "/" + runtime.GOARCH
 	}
@@ -122,6 +124,20 @@ func collectEnvironment(ctx context.Context, root string, tools []Tool, command 
 	return env
 }
 
+// loadAverage returns the 1, 5 and 15 minute load averages from
+// /proc/loadavg, or "" where that file does not exist.
+func loadAverage() string {
+	b, err := os.ReadFile("/proc/loadavg")
+	if err != nil {
+		return ""
+	}
+	f := strings.Fields(string(b))
+	if len(f) < 3 {
+		return ""
+	}
+	return strings.Join(f[:3], " ")
+}
+
 // deltaupRevision describes the working tree the deltaup CLIs were built
 // from: the short commit hash, with "+dirty" for uncommitted changes.
 func deltaupRevision(ctx context.Context, root string) string {
@@ -146,6 +162,9 @@ func formatHeader(env Environment, corpus, pairSet string, nPairs, runs int, ski
 	}
 	machine = append(machine, orUnknown(env.Kernel))
 	fmt.Fprintf(&b, "- Machine: %s\n", strings.Join(machine, ", "))
+	if env.LoadAvg != "" {
+		fmt.Fprintf(&b, "- Load average at start: %s\n", env.LoadAvg)
+	}
 	fmt.Fprintf(&b, "- Go: %s\n", env.GoVersion)
 	if len(env.ToolVersions) > 0 {
 		fmt.Fprintf(&b, "- Tool versions: %s\n", strings.Join(env.ToolVersions, "; "))

@@ -39,7 +39,7 @@ func init() {
 }
 
 // costStats enables per-category cost accounting in tests of the model.
-const costStats = true
+const costStats = false
 
 func squash(x int32) int32 {
 	if x > 2047 {
@@ -88,7 +88,7 @@ type mixer struct {
 func newMixer(nIn, sets int) *mixer {
 	m := &mixer{w: make([]int32, nIn*sets), nIn: nIn}
 	for i := range m.w {
-		m.w[i] = 1 << 16 / int32(nIn) * 2
+		m.w[i] = 1 << 16 / int32(nIn)
 	}
 	return m
 }
@@ -126,7 +126,7 @@ func (c *coder) bit(p1 int32, bit int) int {
 
 const (
 	mixShift = 16
-	lrate    = 6
+	lrate    = 2
 )
 
 // mix3 codes one bit predicted by three counters and weight set ws.
@@ -148,4 +148,18 @@ func (c *coder) mix3(a, b, d *counter, w []int32, bit int, limit uint32) int {
 func hash32(a, b uint32) uint32 {
 	h := a*0x9E3779B1 ^ (b+0x7F4A7C15)*0x85EBCA77
 	return h ^ h>>15
+}
+
+// mix2 codes one bit predicted by two counters and weight set w.
+func (c *coder) mix2(a, b *counter, w []int32, bit int, limit uint32) int {
+	s0, s1 := stretchTab[a.p()], stretchTab[b.p()]
+	dot := (int64(s0)*int64(w[0]) + int64(s1)*int64(w[1])) >> mixShift
+	pr := squash(int32(dot))
+	y := c.bit(pr, bit)
+	err := (int32(y<<probBits) - pr) * lrate
+	w[0] += (s0*err + 512) >> 10
+	w[1] += (s1*err + 512) >> 10
+	a.update(y, limit)
+	b.update(y, limit)
+	return y
 }

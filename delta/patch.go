@@ -461,10 +461,15 @@ func Apply(ctx context.Context, old []byte, patch io.Reader, w io.Writer, opts *
 }
 
 func zstdDecode(body, dict []byte, newSize int64, w io.Writer) error {
+	// The decoder clamps its window to MaxMemory, and the encoder writes a
+	// window of at least zstd.MinWindowSize (1 KiB): with a cap of
+	// newSize+1 alone, every patch of a new file of up to 1 KiB failed. The
+	// output itself is capped by the LimitReader below.
+	win := uint64(zstdWindow(len(dict), int(min(newSize, MaxFileSize))))
 	dopts := []zstd.DOption{
 		zstd.WithDecoderConcurrency(1),
-		zstd.WithDecoderMaxMemory(uint64(newSize) + 1),
-		zstd.WithDecoderMaxWindow(uint64(zstdWindow(len(dict), int(min(newSize, MaxFileSize))))),
+		zstd.WithDecoderMaxMemory(max(uint64(newSize)+1, win)),
+		zstd.WithDecoderMaxWindow(win),
 	}
 	if dict != nil {
 		dopts = append(dopts, zstd.WithDecoderDictRaw(0, dict))

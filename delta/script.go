@@ -52,35 +52,40 @@ const (
 	intMantSize = 64 * 16                                    // per bit length, the first 3 bits below the top one as a tree
 	intLowSize  = 64                                         // lower mantissa bits, by position
 	intFieldSz  = intTreeSize + intMantSize + intLowSize + 2 // + sign
-	limitFast   = 127
-	limitSlow   = 1023
+	limitFast   = 12
+
+	// table sizes (log2 counters) of the hashed contexts
+	hBlk      = 16
+	hZero     = 18
+	hVal      = 20
+	limitSlow = 12
 )
 
 func newScriptModel() *scriptModel {
 	return &scriptModel{
 		ints: newCounters(numFields * intFieldSz),
-		s1:   newCounters(1 << 16),
-		s2:   newCounters(1 << 16),
-		s3:   newCounters(1 << 16),
+		s1:   newCounters(1 << hBlk),
+		s2:   newCounters(1 << hBlk),
+		s3:   newCounters(1 << hBlk),
 		smix: newMixer(3, 4),
 		b1:   newCounters(1 << 16),
-		b2:   newCounters(1 << 16),
-		b3:   newCounters(1 << 16),
+		b2:   newCounters(1 << hBlk),
+		b3:   newCounters(1 << hBlk),
 		bmix: newMixer(3, 4),
 		r1:   newCounters(1 << 12),
 		r2:   newCounters(1 << 16),
-		r3:   newCounters(1 << 16),
+		r3:   newCounters(1 << hBlk),
 		rmix: newMixer(3, 4),
 		z1:   newCounters(1 << 16),
 		z2:   newCounters(1 << 16),
-		z3:   newCounters(1 << 18),
+		z3:   newCounters(1 << hZero),
 		zmix: newMixer(3, 4),
 		v1:   newCounters(1 << 16),
 		v2:   newCounters(1 << 16),
-		v3:   newCounters(1 << 19),
+		v3:   newCounters(1 << hVal),
 		vmix: newMixer(3, 8),
 		e1:   newCounters(1 << 16),
-		e2:   newCounters(1 << 19),
+		e2:   newCounters(1 << hVal),
 		e3:   newCounters(1 << 16),
 		emix: newMixer(3, 8),
 	}
@@ -169,7 +174,7 @@ func (m *scriptModel) codeSuper(old []byte, pos int64, n int, d *[32]byte) {
 	}
 	sh := m.shist
 	m.c.cat = 5
-	nz = m.c.mix3(&m.s1[sh&0xffff], &m.s2[hash32(w0, uint32(n))>>16], &m.s3[hash32(w1, sh&1)>>16], m.smix.w[(sh&3)*3:], nz, limitFast)
+	nz = m.c.mix3(&m.s1[sh&(1<<hBlk-1)], &m.s2[hash32(w0, uint32(n))>>(32-hBlk)], &m.s3[hash32(w1, sh&1)>>(32-hBlk)], m.smix.w[(sh&3)*3:], nz, limitFast)
 	m.shist = sh<<1 | uint32(nz)
 	if nz == 0 {
 		m.zhist <<= uint(n)
@@ -234,7 +239,7 @@ func (m *scriptModel) codeDiffs(old []byte, pos int64, n int, d *[8]byte, implie
 			m.c.cat = 1
 			i1 := o<<8 | o1
 			i2 := (zh&0xff)<<8 | o
-			i3 := hash32(o|o1<<8|o2<<16|o3<<24, zh&0x3) >> (32 - 18)
+			i3 := hash32(o|o1<<8|o2<<16|o3<<24, zh&0x3) >> (32 - hZero)
 			isNZ = m.c.mix3(&m.z1[i1], &m.z2[i2], &m.z3[i3], m.zmix.w[(zh&3)*3:], isNZ, limitFast)
 		}
 		m.zhist = zh<<1 | uint32(isNZ)
@@ -255,13 +260,13 @@ func (m *scriptModel) codeValue(v, o, o1, zh uint32) uint32 {
 	if v == m.lastNZ {
 		rep = 1
 	}
-	rep = m.c.mix3(&m.r1[o<<2|rh&3], &m.r2[m.lastNZ<<8|o], &m.r3[hash32(o1<<8|o, zh&0xf)>>16], m.rmix.w[(zh&3)*3:], rep, limitFast)
+	rep = m.c.mix3(&m.r1[o<<2|rh&3], &m.r2[m.lastNZ<<8|o], &m.r3[hash32(o1<<8|o, zh&0xf)>>(32-hBlk)], m.rmix.w[(zh&3)*3:], rep, limitFast)
 	m.rhist = rh<<1 | uint32(rep)
 	if rep == 1 {
 		return m.lastNZ
 	}
 	m.c.cat = 6
-	h := hash32(o|o1<<8, m.lastNZ) >> (32 - 19 + 8) << 8
+	h := hash32(o|o1<<8, m.lastNZ) >> (32 - hVal + 8) << 8
 	node := uint32(1)
 	for k := 7; k >= 0; k-- {
 		b := m.c.mix3(&m.v1[o<<8|node], &m.v2[m.lastNZ<<8|node], &m.v3[h|node], m.vmix.w[k*3:], int(v>>uint(k))&1, limitSlow)
@@ -276,7 +281,7 @@ func (m *scriptModel) codeValue(v, o, o1, zh uint32) uint32 {
 func (m *scriptModel) codeExtra(e uint32) uint32 {
 	p1 := m.prev & 0xff
 	m.c.cat = 3
-	h := hash32(m.prev&0xffff, 0x5bd1) >> (32 - 19 + 8) << 8
+	h := hash32(m.prev&0xffff, 0x5bd1) >> (32 - hVal + 8) << 8
 	node := uint32(1)
 	for k := 7; k >= 0; k-- {
 		b := m.c.mix3(&m.e1[p1<<8|node], &m.e2[h|node], &m.e3[node], m.emix.w[k*3:], int(e>>uint(k))&1, limitSlow)
@@ -298,7 +303,7 @@ func (m *scriptModel) codeBlock(old []byte, nz int) int {
 	}
 	bh := m.bhist
 	m.c.cat = 4
-	nz = m.c.mix3(&m.b1[(bh&0xff)<<8|w0&0xff], &m.b2[hash32(w0, uint32(len(old)))>>16], &m.b3[hash32(w1, bh&3)>>16], m.bmix.w[(bh&3)*3:], nz, limitFast)
+	nz = m.c.mix3(&m.b1[(bh&0xff)<<8|w0&0xff], &m.b2[hash32(w0, uint32(len(old)))>>(32-hBlk)], &m.b3[hash32(w1, bh&3)>>(32-hBlk)], m.bmix.w[(bh&3)*3:], nz, limitFast)
 	m.bhist = bh<<1 | uint32(nz)
 	return nz
 }

@@ -12,7 +12,7 @@ import (
 // with its own model that rebuilds one consecutive range of the new file, so
 // that both the encoder and the decoder use every core:
 //
-//	uvarint  number of segments S (1..maxSegments)
+//	uvarint  number of segments S (1..maxSegments; 0 for an empty new file)
 //	S times: uvarint new bytes the segment rebuilds (> 0),
 //	         uvarint length of its stream
 //	the S streams, concatenated
@@ -92,8 +92,9 @@ func decodeSegments(old, body []byte, newSize int64, w io.Writer) error {
 	if err != nil {
 		return err
 	}
-	if ns == 0 || ns > maxSegments {
-		return fmt.Errorf("%w: %d segments (want 1..%d)", ErrCorrupt, ns, maxSegments)
+	// encodeSegments writes no segment for an empty new file.
+	if ns > maxSegments || (ns == 0) != (newSize == 0) {
+		return fmt.Errorf("%w: %d segments for %d bytes (want 1..%d, 0 for an empty file)", ErrCorrupt, ns, newSize, maxSegments)
 	}
 	type seg struct {
 		start, size int64

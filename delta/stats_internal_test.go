@@ -3,6 +3,7 @@ package delta
 import (
 	"bytes"
 	"context"
+	"io"
 	"os"
 	"path/filepath"
 	"testing"
@@ -88,3 +89,28 @@ var workersForTest = func() int {
 	}
 	return 2
 }()
+
+func BenchmarkApplyCorpus(b *testing.B) {
+	dir := os.Getenv("DELTAUP_STATS")
+	if dir == "" {
+		b.Skip("set DELTAUP_STATS=old,new")
+	}
+	var pa, pb string
+	for i := range dir {
+		if dir[i] == ',' {
+			pa, pb = dir[:i], dir[i+1:]
+		}
+	}
+	old, _ := os.ReadFile(pa)
+	nw, _ := os.ReadFile(pb)
+	var patch bytes.Buffer
+	if _, err := Diff(context.Background(), old, nw, &patch, nil); err != nil {
+		b.Fatal(err)
+	}
+	b.ResetTimer()
+	for range b.N {
+		if _, err := Apply(context.Background(), old, bytes.NewReader(patch.Bytes()), io.Discard, nil); err != nil {
+			b.Fatal(err)
+		}
+	}
+}

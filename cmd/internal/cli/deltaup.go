@@ -1,0 +1,76 @@
+package cli
+
+import (
+	"context"
+	"fmt"
+	"io"
+	"os"
+	"os/signal"
+	"time"
+
+	"github.com/deltaup/deltaup/delta"
+	flag "github.com/spf13/pflag"
+)
+
+const deltaupUsage = `usage: deltaup COMMAND [ARGS]
+
+commands:
+  patch OLD PATCH -o NEW   apply a patch made by mkdelta (native or BSDIFF40)
+`
+
+// Deltaup runs `deltaup ARGS...` and returns its exit code.
+func Deltaup(args []string, stdout, stderr io.Writer) int {
+	if len(args) == 0 {
+		fmt.Fprint(stderr, deltaupUsage)
+		return 2
+	}
+	switch args[0] {
+	case "patch":
+		return deltaupPatch(args[1:], stdout, stderr)
+	case "-h", "--help", "help":
+		fmt.Fprint(stdout, deltaupUsage)
+		return 0
+	}
+	fmt.Fprintf(stderr, "deltaup: unknown command %q\n%s", args[0], deltaupUsage)
+	return 2
+}
+
+func deltaupPatch(args []string, stdout, stderr io.Writer) int {
+	fs := flag.NewFlagSet("deltaup patch", flag.ContinueOnError)
+	fs.SetOutput(stderr)
+	out := fs.StringP("output", "o", "", "write the new file to `NEW` (required)")
+	maxSize := fs.Int64("max-size", delta.DefaultMaxNewSize, "refuse patches whose new file exceeds `BYTES`")
+	quiet := fs.BoolP("quiet", "q", false, "print nothing on success")
+	fs.Usage = func() {
+		fmt.Fprintf(stderr, "usage: deltaup patch OLD PATCH -o NEW\n\nApplies a native or BSDIFF40 patch; the output is verified and written atomically.\n\n")
+		fs.PrintDefaults()
+	}
+	if err := fs.Parse(args); err != nil {
+		if err == flag.ErrHelp {
+			return 0
+		}
+		// pflag prints nothing itself under ContinueOnError.
+		fmt.Fprintf(stderr, "deltaup patch: %v (see deltaup patch --help)\n", err)
+		return 2
+	}
+	if fs.NArg() != 2 || *out == "" {
+		fmt.Fprintln(stderr, "deltaup patch: need OLD and PATCH and -o NEW (see deltaup patch --help)")
+		return 2
+	}
+	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt)
+	defer stop()
+	start := time.Now()
+	info, err := delta.ApplyFile(ctx, fs.Arg(0), fs.Arg(1), *out, &delta.ApplyOptions{MaxNewSize: *maxSize})
+	if err != nil {
+		fmt.Fprintf(stderr, "deltaup patch: %v\n", err)
+		return 1
+	}
+	if !*quiet {
+		check := "sha256 verified"
+		if !info.HasHash {
+			check = "no hash in patch (BSDIFF40); sha256 " + fmt.Sprintf("%x", info.NewSum)
+		}
+		fmt.Fprintf(stdout, "%s: %d bytes, %s, in %.2fs\n", *out, info.NewSize, check, time.Since(start).Seconds())
+	}
+	return 0
+}
