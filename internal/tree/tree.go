@@ -1,0 +1,249 @@
+// Package tree describes a directory tree of an application version: its
+// regular files, directories and symlinks, with the mode bits and SHA-256 of
+// each file, in one canonical order. The release side (bundles, archives,
+// manifests) and the client side (verifying an installed version) share it.
+//
+// Paths are relative, slash-separated, clean, and safe on every platform the
+// updater targets (see CheckPath). Symlinks are kept only when their target
+// stays inside the tree.
+package tree
+
+import (
+	"context"
+	"crypto/sha256"
+	"encoding/hex"
+	"errors"
+	"fmt"
+	"io"
+	"io/fs"
+	"os"
+	"path"
+	"path/filepath"
+	"slices"
+	"strings"
+)
+
+// Type is the kind of a tree entry.
+type Type string
+
+// Entry types.
+const (
+	File    Type = "file"
+	Dir     Type = "dir"
+	Symlink Type = "symlink"
+)
+
+// Entry is one node of a tree.
+type Entry struct {
+	Path   string      // relative, slash-separated, e.g. "bin/app"
+	Type   Type        // File, Dir or Symlink
+	Mode   fs.FileMode // permission bits only (0o777), files and dirs
+	Size   int64       // files: size in bytes
+	SHA256 [32]byte    // files: SHA-256 of the content (zero when not hashed)
+	Target string      // symlinks: the link target as stored (relative)
+}
+
+// Hex returns the entry's SHA-256 in lowercase hex.
+func (e Entry) Hex() string { return hex.EncodeToString(e.SHA256[:]) }
+
+// Errors of this package; each error wraps one of them.
+var (
+	// ErrUnsafePath: a path is absolute, has ".." or empty elements, or a
+	// name that is reserved or invalid on Windows.
+	ErrUnsafePath = errors.New("tree: unsafe path")
+	// ErrLinkEscape: a symlink points outside the tree (or is absolute).
+	ErrLinkEscape = errors.New("tree: symlink escapes the tree")
+	// ErrUnsupported: a device, socket, named pipe or other special file.
+	ErrUnsupported = errors.New("tree: unsupported file type")
+)
+
+var windowsReserved = map[string]bool{
+	"CON": true, "PRN": true, "AUX": true, "NUL": true, "CONIN$": true, "CONOUT$": true,
+	"COM1": true, "COM2": true, "COM3": true, "COM4": true, "COM5": true, "COM6": true, "COM7": true, "COM8": true, "COM9": true,
+	"LPT1": true, "LPT2": true, "LPT3": true, "LPT4": true, "LPT5": true, "LPT6": true, "LPT7": true, "LPT8": true, "LPT9": true,
+}
+
+// MaxPathLen caps the length of a relative path in bytes.
+const MaxPathLen = 1024
+
+// CheckPath reports whether p is a safe relative path: non-empty, at most
+// MaxPathLen bytes, valid UTF-8 without control characters, slash-separated
+// and clean (no "", ".", ".." elements, no leading or trailing slash), and
+// every element valid on Windows too: none of <>:"\|?* , no trailing dot or
+// space, no reserved device name (CON, NUL, COM1, ... with any extension),
+// no `%` or `$` expansion markers are interpreted (they are allowed), and
+// no backslash.
+func CheckPath(p string) error {
+	if p == "" || len(p) > MaxPathLen {
+		return fmt.Errorf("%w: %q: empty or longer than %d bytes", ErrUnsafePath, p, MaxPathLen)
+	}
+	if !validUTF8NoControl(p) {
+		return fmt.Errorf("%w: %q: invalid UTF-8 or control character", ErrUnsafePath, p)
+	}
+	if strings.HasPrefix(p, "/") || (len(p) >= 2 && p[1] == ':') {
+		return fmt.Errorf("%w: %q: absolute path", ErrUnsafePath, p)
+	}
+	for _, el := range strings.Split(p, "/") {
+		if el == "" || el == "." || el == ".." {
+			return fmt.Errorf("%w: %q: empty, '.' or '..' element", ErrUnsafePath, p)
+		}
+		if strings.ContainsAny(el, `<>:"\|?*`) {
+			return fmt.Errorf("%w: %q: character not allowed on Windows in %q", ErrUnsafePath, p, el)
+		}
+		if strings.HasSuffix(el, ".") || strings.HasSuffix(el, " ") {
+			return fmt.Errorf("%w: %q: element %q ends in a dot or space", ErrUnsafePath, p, el)
+		}
+		base := strings.ToUpper(el)
+		if i := strings.IndexByte(base, '.'); i >= 0 {
+			base = base[:i]
+		}
+		if windowsReserved[strings.TrimRight(base, " ")] {
+			return fmt.Errorf("%w: %q: %q is a reserved device name on Windows", ErrUnsafePath, p, el)
+		}
+	}
+	return nil
+}
+
+func validUTF8NoControl(s string) bool {
+	for _, r := range s {
+		if r == 0xFFFD || r < 0x20 || r == 0x7F {
+			return false
+		}
+	}
+	return true
+}
+
+// CheckLink reports whether a symlink at linkPath with target stays inside
+// the tree: the target must be relative and, resolved lexically against the
+// link's directory, must not leave the root.
+func CheckLink(linkPath, target string) error {
+	if target == "" || strings.HasPrefix(target, "/") || strings.Contains(target, `\`) || (len(target) >= 2 && target[1] == ':') {
+		return fmt.Errorf("%w: %s -> %q: absolute or empty target", ErrLinkEscape, linkPath, target)
+	}
+	joined := path.Join(path.Dir(linkPath), target)
+	if joined == ".." || strings.HasPrefix(joined, "../") || joined == "." {
+		return fmt.Errorf("%w: %s -> %q", ErrLinkEscape, linkPath, target)
+	}
+	return nil
+}
+
+// ScanOptions tune Scan.
+type ScanOptions struct {
+	// Hash computes each file's SHA-256 (reads every byte).
+	Hash bool
+	// Skip, when set, is called with each relative path; returning true
+	// leaves the entry (and, for a directory, its contents) out.
+	Skip func(rel string) bool
+}
+
+// Scan walks the tree at root and returns its entries sorted by path (the
+// root itself is not an entry). It fails on unsafe names, symlinks that
+// escape the tree and special files. Cost: one stat per entry, plus reading
+// every file when opts.Hash is set.
+func Scan(ctx context.Context, root string, opts ScanOptions) ([]Entry, error) {
+	var out []Entry
+	err := filepath.WalkDir(root, func(p string, d fs.DirEntry, err error) error {
+		if err != nil {
+			return err
+		}
+		if err := ctx.Err(); err != nil {
+			return err
+		}
+		if p == root {
+			return nil
+		}
+		rel, err := filepath.Rel(root, p)
+		if err != nil {
+			return err
+		}
+		rel = filepath.ToSlash(rel)
+		if opts.Skip != nil && opts.Skip(rel) {
+			if d.IsDir() {
+				return filepath.SkipDir
+			}
+			return nil
+		}
+		if err := CheckPath(rel); err != nil {
+			return err
+		}
+		info, err := d.Info()
+		if err != nil {
+			return err
+		}
+		e := Entry{Path: rel, Mode: info.Mode().Perm()}
+		switch {
+		case info.Mode().IsRegular():
+			e.Type, e.Size = File, info.Size()
+			if opts.Hash {
+				if e.SHA256, err = HashFile(p); err != nil {
+					return err
+				}
+			}
+		case info.IsDir():
+			e.Type = Dir
+		case info.Mode()&fs.ModeSymlink != 0:
+			t, err := os.Readlink(p)
+			if err != nil {
+				return err
+			}
+			t = filepath.ToSlash(t)
+			if err := CheckLink(rel, t); err != nil {
+				return err
+			}
+			e.Type, e.Target, e.Mode = Symlink, t, 0o777
+		default:
+			return fmt.Errorf("%w: %s (%v)", ErrUnsupported, rel, info.Mode().Type())
+		}
+		out = append(out, e)
+		return nil
+	})
+	if err != nil {
+		return nil, err
+	}
+	Sort(out)
+	return out, nil
+}
+
+// Sort orders entries by path, bytewise (the canonical order everywhere).
+func Sort(es []Entry) {
+	slices.SortFunc(es, func(a, b Entry) int { return strings.Compare(a.Path, b.Path) })
+}
+
+// HashFile returns the SHA-256 of the file at p.
+func HashFile(p string) ([32]byte, error) {
+	var sum [32]byte
+	f, err := os.Open(p)
+	if err != nil {
+		return sum, err
+	}
+	defer f.Close()
+	h := sha256.New()
+	if _, err := io.Copy(h, f); err != nil {
+		return sum, fmt.Errorf("hashing %s: %w", p, err)
+	}
+	copy(sum[:], h.Sum(nil))
+	return sum, nil
+}
+
+// Digest returns a SHA-256 over the canonical description of the entries
+// (type, path, mode, size, hash or target, one line each, in path order):
+// two trees with the same digest have the same files, bytes, modes and
+// links.
+func Digest(es []Entry) [32]byte {
+	sorted := slices.Clone(es)
+	Sort(sorted)
+	h := sha256.New()
+	for _, e := range sorted {
+		switch e.Type {
+		case File:
+			fmt.Fprintf(h, "file %q %04o %d %x\n", e.Path, e.Mode, e.Size, e.SHA256)
+		case Dir:
+			fmt.Fprintf(h, "dir %q %04o\n", e.Path, e.Mode)
+		case Symlink:
+			fmt.Fprintf(h, "symlink %q %q\n", e.Path, e.Target)
+		}
+	}
+	var d [32]byte
+	copy(d[:], h.Sum(nil))
+	return d
+}

@@ -1,0 +1,93 @@
+package tree
+
+import (
+	"context"
+	"errors"
+	"os"
+	"path/filepath"
+	"testing"
+)
+
+func TestCheckPath(t *testing.T) {
+	for _, tc := range []struct {
+		p  string
+		ok bool
+	}{
+		{"bin/app", true}, {"a b/c.d", true}, {"%APPDATA%/x", true}, {"ünï/ç", true},
+		{"", false}, {"/etc/passwd", false}, {"../x", false}, {"a/../b", false}, {"a//b", false},
+		{"./a", false}, {"a/", false}, {`a\b`, false}, {"C:/x", false}, {"c:x", false},
+		{"a/CON", false}, {"nul.txt", false}, {"com1.log", false}, {"a/lpt9", false}, {"x.", false},
+		{"x ", false}, {"a:b", false}, {"a*b", false}, {"q\"", false}, {"a\x00b", false}, {"a\nb", false},
+	} {
+		err := CheckPath(tc.p)
+		if (err == nil) != tc.ok {
+			t.Errorf("CheckPath(%q) = %v, want ok=%v", tc.p, err, tc.ok)
+		}
+		if err != nil && !errors.Is(err, ErrUnsafePath) {
+			t.Errorf("CheckPath(%q) error %v does not wrap ErrUnsafePath", tc.p, err)
+		}
+	}
+}
+
+func TestCheckLink(t *testing.T) {
+	for _, tc := range []struct {
+		link, target string
+		ok           bool
+	}{
+		{"a/l", "b", true}, {"a/l", "../c", true}, {"a/b/l", "../../c", true},
+		{"l", "../x", false}, {"a/l", "../../x", false}, {"l", "/etc", false}, {"l", "", false},
+		{"l", `..\x`, false}, {"l", ".", false}, {"a/l", "..", false},
+	} {
+		err := CheckLink(tc.link, tc.target)
+		if (err == nil) != tc.ok {
+			t.Errorf("CheckLink(%q, %q) = %v, want ok=%v", tc.link, tc.target, err, tc.ok)
+		}
+	}
+}
+
+func TestScan(t *testing.T) {
+	root := t.TempDir()
+	must := func(err error) {
+		t.Helper()
+		if err != nil {
+			t.Fatal(err)
+		}
+	}
+	must(os.MkdirAll(filepath.Join(root, "bin"), 0o755))
+	must(os.MkdirAll(filepath.Join(root, "empty"), 0o700))
+	must(os.WriteFile(filepath.Join(root, "bin/app"), []byte("hello"), 0o755))
+	must(os.WriteFile(filepath.Join(root, "readme"), nil, 0o644))
+	must(os.Symlink("bin/app", filepath.Join(root, "link")))
+	es, err := Scan(context.Background(), root, ScanOptions{Hash: true})
+	must(err)
+	want := []struct {
+		p string
+		t Type
+	}{{"bin", Dir}, {"bin/app", File}, {"empty", Dir}, {"link", Symlink}, {"readme", File}}
+	if len(es) != len(want) {
+		t.Fatalf("got %d entries %+v", len(es), es)
+	}
+	for i, w := range want {
+		if es[i].Path != w.p || es[i].Type != w.t {
+			t.Errorf("entry %d = %s %s, want %s %s", i, es[i].Type, es[i].Path, w.t, w.p)
+		}
+	}
+	if es[1].Mode != 0o755 || es[1].Size != 5 || es[1].Hex() != "2cf24dba5fb0a30e26e83b2ac5b9e29e1b161e5c1fa7425e73043362938b9824" {
+		t.Errorf("bin/app = %+v", es[1])
+	}
+	if es[3].Target != "bin/app" {
+		t.Errorf("link target %q", es[3].Target)
+	}
+	d1 := Digest(es)
+	must(os.Chmod(filepath.Join(root, "bin/app"), 0o644))
+	es2, err := Scan(context.Background(), root, ScanOptions{Hash: true})
+	must(err)
+	if Digest(es2) == d1 {
+		t.Error("digest ignores a mode change")
+	}
+	// An escaping link is refused.
+	must(os.Symlink("../../etc/passwd", filepath.Join(root, "bin/evil")))
+	if _, err := Scan(context.Background(), root, ScanOptions{}); !errors.Is(err, ErrLinkEscape) {
+		t.Errorf("escaping link: err = %v, want ErrLinkEscape", err)
+	}
+}
