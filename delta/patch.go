@@ -423,8 +423,14 @@ func Apply(ctx context.Context, old []byte, patch io.Reader, w io.Writer, opts *
 	if hd.oldSize != int64(len(old)) {
 		return info, fmt.Errorf("%w: patch wants an old file of %d bytes, got %d", ErrOldMismatch, hd.oldSize, len(old))
 	}
-	if sha256.Sum256(old) != hd.oldSum {
-		return info, fmt.Errorf("%w: old file's SHA-256 differs from the one the patch was made against", ErrOldMismatch)
+	// The old file's hash is checked before any output reaches w; for
+	// bsdiff-cm it is computed on another core while the body decodes into
+	// a buffer.
+	oldOK := make(chan bool, 1)
+	go func() { oldOK <- sha256.Sum256(old) == hd.oldSum }()
+	errOld := fmt.Errorf("%w: old file's SHA-256 differs from the one the patch was made against", ErrOldMismatch)
+	if hd.method != MethodBsdiffCM && !<-oldOK {
+		return info, errOld
 	}
 	body := make([]byte, hd.bodyLen)
 	if _, err := io.ReadFull(br, body); err != nil {
@@ -439,7 +445,14 @@ func Apply(ctx context.Context, old []byte, patch io.Reader, w io.Writer, opts *
 	hw := &hashWriter{w: w, h: sha256.New()}
 	switch hd.method {
 	case MethodBsdiffCM:
-		err = decodeSegments(old, body, hd.newSize, hw)
+		var out []byte
+		out, err = decodeSegments(old, body, hd.newSize)
+		if !<-oldOK {
+			return info, errOld
+		}
+		if err == nil {
+			_, err = hw.Write(out)
+		}
 	case MethodZstdDict, MethodZstd:
 		var dict []byte
 		if hd.method == MethodZstdDict {

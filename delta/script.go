@@ -55,9 +55,9 @@ const (
 	limitFast   = 12
 
 	// table sizes (log2 counters) of the hashed contexts
-	hBlk      = 16
-	hZero     = 18
-	hVal      = 20
+	hBlk      = 12
+	hZero     = 14
+	hVal      = 16
 	limitSlow = 12
 )
 
@@ -269,7 +269,8 @@ func (m *scriptModel) codeValue(v, o, o1, zh uint32) uint32 {
 	h := hash32(o|o1<<8, m.lastNZ) >> (32 - hVal + 8) << 8
 	node := uint32(1)
 	for k := 7; k >= 0; k-- {
-		b := m.c.mix3(&m.v1[o<<8|node], &m.v2[m.lastNZ<<8|node], &m.v3[h|node], m.vmix.w[k*3:], int(v>>uint(k))&1, limitSlow)
+		b := m.c.mix2(&m.v1[o<<8|node], &m.v2[m.lastNZ<<8|node], m.vmix.w[k*3:], int(v>>uint(k))&1, limitSlow)
+		_ = h
 		node = node<<1 | uint32(b)
 	}
 	v = node & 0xff

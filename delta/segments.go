@@ -3,7 +3,6 @@ package delta
 import (
 	"encoding/binary"
 	"fmt"
-	"io"
 	"runtime"
 	"sync"
 )
@@ -77,8 +76,8 @@ func encodeSegments(old, newb []byte, ops []op, workers int) []byte {
 }
 
 // decodeSegments rebuilds the new file from a segmented body, decoding the
-// segments in parallel into one buffer of newSize bytes, then writes it to w.
-func decodeSegments(old, body []byte, newSize int64, w io.Writer) error {
+// segments in parallel into one buffer of newSize bytes, which it returns.
+func decodeSegments(old, body []byte, newSize int64) ([]byte, error) {
 	p := body
 	uv := func(what string) (uint64, error) {
 		v, n := binary.Uvarint(p)
@@ -90,11 +89,11 @@ func decodeSegments(old, body []byte, newSize int64, w io.Writer) error {
 	}
 	ns, err := uv("segment count")
 	if err != nil {
-		return err
+		return nil, err
 	}
 	// encodeSegments writes no segment for an empty new file.
 	if ns > maxSegments || (ns == 0) != (newSize == 0) {
-		return fmt.Errorf("%w: %d segments for %d bytes (want 1..%d, 0 for an empty file)", ErrCorrupt, ns, newSize, maxSegments)
+		return nil, fmt.Errorf("%w: %d segments for %d bytes (want 1..%d, 0 for an empty file)", ErrCorrupt, ns, newSize, maxSegments)
 	}
 	type seg struct {
 		start, size int64
@@ -107,27 +106,27 @@ func decodeSegments(old, body []byte, newSize int64, w io.Writer) error {
 	for i := range segs {
 		size, err := uv("segment size")
 		if err != nil {
-			return err
+			return nil, err
 		}
 		sl, err := uv("stream length")
 		if err != nil {
-			return err
+			return nil, err
 		}
 		if size == 0 || size > uint64(newSize)-total {
-			return fmt.Errorf("%w: segment %d of %d bytes overruns the %d-byte output", ErrCorrupt, i, size, newSize)
+			return nil, fmt.Errorf("%w: segment %d of %d bytes overruns the %d-byte output", ErrCorrupt, i, size, newSize)
 		}
 		if sl > uint64(len(body)) || streams+sl > uint64(len(body)) {
-			return fmt.Errorf("%w: segment %d stream of %d bytes exceeds the body", ErrCorrupt, i, sl)
+			return nil, fmt.Errorf("%w: segment %d stream of %d bytes exceeds the body", ErrCorrupt, i, sl)
 		}
 		segs[i] = seg{start: int64(total), size: int64(size), streamLen: sl}
 		total += size
 		streams += sl
 	}
 	if total != uint64(newSize) {
-		return fmt.Errorf("%w: segments rebuild %d bytes, header says %d", ErrCorrupt, total, newSize)
+		return nil, fmt.Errorf("%w: segments rebuild %d bytes, header says %d", ErrCorrupt, total, newSize)
 	}
 	if streams != uint64(len(p)) {
-		return fmt.Errorf("%w: segment streams take %d bytes, body holds %d", ErrCorrupt, streams, len(p))
+		return nil, fmt.Errorf("%w: segment streams take %d bytes, body holds %d", ErrCorrupt, streams, len(p))
 	}
 	for i := range segs {
 		segs[i].stream = p[:segs[i].streamLen]
@@ -144,20 +143,17 @@ func decodeSegments(old, body []byte, newSize int64, w io.Writer) error {
 			sw := &sliceWriter{b: out[s.start : s.start : s.start+s.size]}
 			s.err = decodeScript(old, s.stream, s.size, sw)
 			if s.err != nil {
-				s.err = fmt.Errorf("segment %d: %w", i, s.err)
+				s.err = fmt.Errorf("%w (in segment %d)", s.err, i)
 			}
 		})
 	}
 	wg.Wait()
 	for _, s := range segs {
 		if s.err != nil {
-			return s.err
+			return nil, s.err
 		}
 	}
-	if _, err := w.Write(out); err != nil {
-		return err
-	}
-	return nil
+	return out, nil
 }
 
 // sliceWriter appends into a slice of fixed capacity.
