@@ -25,6 +25,7 @@ import (
 	"io"
 	"runtime"
 	"runtime/debug"
+	"time"
 
 	"github.com/klauspost/compress/zstd"
 )
@@ -136,6 +137,10 @@ func (o *DiffOptions) validate() error {
 
 // DiffStats reports what Diff did.
 type DiffStats struct {
+	// Index, Scan and Encode are the wall times of building the suffix
+	// array, scanning for matches and coding the patch.
+	Index, Scan, Encode time.Duration
+
 	Format     Format
 	Method     Method           // the method kept (native format)
 	PatchSize  int64            // bytes written
@@ -174,17 +179,28 @@ func Diff(ctx context.Context, old, newb []byte, w io.Writer, opts *DiffOptions)
 		return false
 	}
 	st := DiffStats{Format: o.Format, Candidates: map[Method]int64{}}
+	// The header's hashes are computed on another core while the suffix
+	// array (single-threaded) is built.
+	type sums struct{ old, new [32]byte }
+	sumc := make(chan sums, 1)
+	if o.Format == FormatNative {
+		go func() { sumc <- sums{sha256.Sum256(old), sha256.Sum256(newb)} }()
+	}
 
 	var ops []op
 	if o.Format == FormatBSDIFF40 || want(MethodBsdiffCM) {
+		t0 := time.Now()
 		m, err := newMatcher(old)
 		if err != nil {
 			return st, err
 		}
+		t1 := time.Now()
+		st.Index = t1.Sub(t0)
 		ops, err = diffOps(ctx, m, newb, o.Workers)
 		if err != nil {
 			return st, err
 		}
+		st.Scan = time.Since(t1)
 		// The suffix array is four times the old file: give it back before
 		// the coders allocate.
 		m.sa, m.bucket = nil, nil
@@ -199,7 +215,9 @@ func Diff(ctx context.Context, old, newb []byte, w io.Writer, opts *DiffOptions)
 
 	var best []byte
 	if ops != nil {
+		t2 := time.Now()
 		best = encodeSegments(old, newb, ops, o.Workers)
+		st.Encode = time.Since(t2)
 		st.Method = MethodBsdiffCM
 		st.Candidates[MethodBsdiffCM] = int64(len(best))
 	}
@@ -230,7 +248,8 @@ func Diff(ctx context.Context, old, newb []byte, w io.Writer, opts *DiffOptions)
 	if best == nil {
 		return st, errors.New("delta: no method selected")
 	}
-	hdr := makeHeader(st.Method, old, newb, int64(len(best)))
+	sm := <-sumc
+	hdr := makeHeader(st.Method, int64(len(old)), int64(len(newb)), sm.old, sm.new, int64(len(best)))
 	if _, err := w.Write(hdr); err != nil {
 		return st, err
 	}
@@ -294,17 +313,15 @@ type header struct {
 
 var castagnoli = crc32.MakeTable(crc32.Castagnoli)
 
-func makeHeader(m Method, old, newb []byte, bodyLen int64) []byte {
+func makeHeader(m Method, oldSize, newSize int64, oldSum, newSum [32]byte, bodyLen int64) []byte {
 	h := make([]byte, headerSize)
 	copy(h, nativeMagic)
 	h[4] = nativeVersion
 	h[5] = byte(m)
-	binary.LittleEndian.PutUint64(h[8:], uint64(len(old)))
-	binary.LittleEndian.PutUint64(h[16:], uint64(len(newb)))
-	os := sha256.Sum256(old)
-	ns := sha256.Sum256(newb)
-	copy(h[24:], os[:])
-	copy(h[56:], ns[:])
+	binary.LittleEndian.PutUint64(h[8:], uint64(oldSize))
+	binary.LittleEndian.PutUint64(h[16:], uint64(newSize))
+	copy(h[24:], oldSum[:])
+	copy(h[56:], newSum[:])
 	binary.LittleEndian.PutUint64(h[88:], uint64(bodyLen))
 	binary.LittleEndian.PutUint32(h[96:], crc32.Checksum(h[:96], castagnoli))
 	return h

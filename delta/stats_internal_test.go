@@ -114,3 +114,26 @@ func BenchmarkApplyCorpus(b *testing.B) {
 		}
 	}
 }
+
+func TestDiffPhases(t *testing.T) {
+	dir := os.Getenv("DELTAUP_STATS")
+	if dir == "" {
+		t.Skip("set DELTAUP_STATS=old,new")
+	}
+	var a, b string
+	for i := range dir {
+		if dir[i] == ',' {
+			a, b = dir[:i], dir[i+1:]
+		}
+	}
+	old, _ := os.ReadFile(a)
+	nw, _ := os.ReadFile(b)
+	for range 2 {
+		t0 := time.Now()
+		st, err := Diff(context.Background(), old, nw, io.Discard, nil)
+		if err != nil {
+			t.Fatal(err)
+		}
+		t.Logf("total %v index %v scan %v encode %v size %d", time.Since(t0), st.Index, st.Scan, st.Encode, st.PatchSize)
+	}
+}
