@@ -51,24 +51,24 @@ func squash(x int32) int32 {
 	return squashTab[x+2048]
 }
 
-// counter is an adaptive probability: 22 bits of P(1) above 10 bits of a hit
-// count that sets the adaptation rate (fast at first, then 1/limit).
-type counter uint32
+// counter is an adaptive probability: 12 bits of P(1) above a 4-bit hit
+// count that sets the adaptation rate (fast at first, then 1/(limit+1.6)).
+type counter uint16
 
-const counterInit = counter(1 << 31)
+const counterInit = counter(2048 << 4)
 
-func (c counter) p() int32 { return int32(c >> 20) }
+func (c counter) p() int32 { return int32(c >> 4) }
 
 func (c *counter) update(bit int, limit uint32) {
-	n := uint32(*c) & 1023
-	p := int64(*c >> 10)
+	n := uint32(*c) & 15
+	p := int32(*c >> 4)
 	if n < limit {
 		n++
 	}
-	target := int64(bit) << 22
-	p += (target - p) * int64(rateTab[n]) >> 16
-	p = min(max(p, 64), (1<<22)-64)
-	*c = counter(uint32(p)<<10 | n)
+	target := int32(bit) << 12
+	p += (target - p) * rateTab[n] >> 16
+	p = min(max(p, 1), probMax-1)
+	*c = counter(uint32(p)<<4 | n)
 }
 
 func newCounters(n int) []counter {

@@ -55,9 +55,9 @@ const (
 	limitFast   = 12
 
 	// table sizes (log2 counters) of the hashed contexts
-	hBlk      = 12
-	hZero     = 14
-	hVal      = 16
+	hBlk  = 12
+	hZero = 14
+	hVal  = 16
 	limitSlow = 12
 )
 
