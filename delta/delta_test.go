@@ -8,6 +8,7 @@ import (
 	"io"
 	"os"
 	"path/filepath"
+	"runtime"
 	"slices"
 	"testing"
 
@@ -378,7 +379,7 @@ func TestFiles(t *testing.T) {
 			if err != nil {
 				t.Fatal(err)
 			}
-			if fi.Mode().Perm() != mode {
+			if runtime.GOOS != "windows" && fi.Mode().Perm() != mode {
 				t.Errorf("%s: output mode %v, old file's is %v", c.name, fi.Mode().Perm(), mode)
 			}
 			if names := dirEntries(t, dir); !slices.Equal(names, []string{"new.bin", "old.bin", "out.bin", "p.patch"}) {
@@ -447,5 +448,41 @@ func TestWriteFileAtomic(t *testing.T) {
 	}
 	if err := delta.WriteFileAtomic(filepath.Join(dir, "missing", "f"), 0o644, func(io.Writer) error { return nil }); err == nil {
 		t.Error("WriteFileAtomic into a missing directory succeeded")
+	}
+}
+
+// TestApplyFileInPlace: the output may be the old file itself (an updater
+// patching a binary where it lies); a failed apply leaves it untouched.
+func TestApplyFileInPlace(t *testing.T) {
+	dir := t.TempDir()
+	old := fakeBinary(70, 50<<10)
+	newb := mutateBinary(71, old)
+	path := filepath.Join(dir, "prog")
+	patchPath := filepath.Join(dir, "prog.patch")
+	writeFile(t, path, old, 0o751)
+	p, _ := diffBytes(t, old, newb, nil)
+	bad := bytes.Clone(p)
+	bad[len(bad)-10] ^= 0x10
+	writeFile(t, patchPath, bad, 0o644)
+	if _, err := delta.ApplyFile(context.Background(), path, patchPath, path, nil); err == nil {
+		t.Fatal("damaged patch applied")
+	}
+	if got, _ := os.ReadFile(path); !bytes.Equal(got, old) {
+		t.Fatal("failed in-place apply changed the old file")
+	}
+	writeFile(t, patchPath, p, 0o644)
+	if _, err := delta.ApplyFile(context.Background(), path, patchPath, path, nil); err != nil {
+		t.Fatal(err)
+	}
+	if got, _ := os.ReadFile(path); !bytes.Equal(got, newb) {
+		t.Fatal("in-place apply: wrong output")
+	}
+	if fi, err := os.Stat(path); err != nil {
+		t.Error(err)
+	} else if runtime.GOOS != "windows" && fi.Mode().Perm() != 0o751 {
+		t.Errorf("in-place apply: mode %v, want 0751", fi.Mode())
+	}
+	if names := dirEntries(t, dir); !slices.Equal(names, []string{"prog", "prog.patch"}) {
+		t.Errorf("directory holds %v", names)
 	}
 }

@@ -95,9 +95,11 @@ func (m *matcher) search(target []byte) (length int, pos int) {
 	}
 	for en-st >= 2 {
 		x := st + (en-st)/2
-		s := m.old[m.sa[x]:]
-		n := min(len(s), len(target))
-		if bytes.Compare(s[:n], target[:n]) < 0 {
+		// Full lexicographic order: a suffix that is a proper prefix of
+		// target sorts before it. (Classic bsdiff compares only the common
+		// length, which sends every search on a run of equal bytes to the
+		// shortest suffix: a match of a byte or two, found at every position.)
+		if bytes.Compare(m.old[m.sa[x]:], target) < 0 {
 			st = x
 		} else {
 			en = x
@@ -110,6 +112,12 @@ func (m *matcher) search(target []byte) (length int, pos int) {
 	}
 	return y, int(m.sa[en])
 }
+
+// maxMatch caps the bytes one search compares: on long runs of repeated
+// bytes (zeros, padding) every probe of the binary search would otherwise
+// compare megabytes, which makes the scan quadratic. A longer match is found
+// in maxMatch-sized steps, each continuing at the same offset.
+const maxMatch = 1 << 16
 
 // scan runs the bsdiff scan over new[start:end] and returns the ops that
 // rebuild exactly that range. It is Colin Percival's bsdiff 4.3 loop with the
@@ -131,7 +139,7 @@ func (m *matcher) scan(ctx context.Context, newb []byte, start, end int) ([]op, 
 			if iter++; iter&0xffff == 0 && ctx.Err() != nil {
 				return nil, ctx.Err()
 			}
-			length, pos = m.search(newb[scan:end])
+			length, pos = m.search(newb[scan:min(end, scan+maxMatch)])
 			for ; scsc < scan+length; scsc++ {
 				if scsc+lastoffset >= 0 && scsc+lastoffset < oldsize && old[scsc+lastoffset] == newb[scsc] {
 					oldscore++

@@ -3,6 +3,7 @@ package delta
 import (
 	"bytes"
 	"context"
+	"github.com/klauspost/compress/zstd"
 	"io"
 	"os"
 	"path/filepath"
@@ -135,5 +136,36 @@ func TestDiffPhases(t *testing.T) {
 			t.Fatal(err)
 		}
 		t.Logf("total %v index %v scan %v encode %v size %d", time.Since(t0), st.Index, st.Scan, st.Encode, st.PatchSize)
+	}
+}
+
+func TestSmallDiffCost(t *testing.T) {
+	if os.Getenv("DELTAUP_SMALL") == "" {
+		t.Skip("set DELTAUP_SMALL=1")
+	}
+	old := bytes.Repeat([]byte("hello world, version one "), 40)
+	nw := bytes.Repeat([]byte("hello world, version two "), 41)
+	for range 3 {
+		t0 := time.Now()
+		st, err := Diff(context.Background(), old, nw, io.Discard, nil)
+		t.Logf("%v %v %+v", time.Since(t0), err, st.Candidates)
+		t0 = time.Now()
+		_, err = zstdEncode(nw, old)
+		t.Logf("zstd-dict alone %v", time.Since(t0))
+	}
+}
+
+func TestZstdLevels(t *testing.T) {
+	if os.Getenv("DELTAUP_SMALL") == "" {
+		t.Skip("set DELTAUP_SMALL=1")
+	}
+	old := bytes.Repeat([]byte("hello world, version one "), 40)
+	nw := bytes.Repeat([]byte("hello world, version two "), 41)
+	for _, l := range []zstd.EncoderLevel{zstd.SpeedDefault, zstd.SpeedBetterCompression, zstd.SpeedBestCompression} {
+		t0 := time.Now()
+		enc, _ := zstd.NewWriter(nil, zstd.WithEncoderLevel(l), zstd.WithEncoderConcurrency(1), zstd.WithWindowSize(zstdWindow(len(old), len(nw))), zstd.WithEncoderDictRaw(0, old))
+		out := enc.EncodeAll(nw, nil)
+		enc.Close()
+		t.Logf("%v %v %d", l, time.Since(t0), len(out))
 	}
 }
