@@ -148,7 +148,8 @@ func checkRoundTrip(t *testing.T, cname string, old, newb []byte, o *delta.DiffO
 			t.Errorf("%s: header CRC-32C wrong", cname)
 		}
 		kept, ok := st.Candidates[st.Method]
-		if !ok || kept != int64(len(patch)-100) {
+		// The body is the kept candidate plus its 4-byte CRC-32C trailer.
+		if !ok || kept != int64(len(patch)-100-4) {
 			t.Errorf("%s: Candidates %v, kept %v with a %d-byte body", cname, st.Candidates, st.Method, len(patch)-100)
 		}
 		for m, n := range st.Candidates {

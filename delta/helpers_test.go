@@ -247,8 +247,13 @@ func (h nativeHeader) bytesRawCRC() []byte {
 	return b
 }
 
-// fixCRC rewrites the header checksum of the native patch p in place.
+// fixCRC rewrites the checksums of the native patch p in place: the body's
+// CRC-32C trailer (its last 4 bytes, when the body has them) and the
+// header's.
 func fixCRC(p []byte) {
+	if len(p) >= 104 {
+		binary.LittleEndian.PutUint32(p[len(p)-4:], crc32.Checksum(p[100:len(p)-4], castagnoli))
+	}
 	binary.LittleEndian.PutUint32(p[96:], crc32.Checksum(p[:96], castagnoli))
 }
 

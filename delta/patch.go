@@ -252,14 +252,19 @@ func Diff(ctx context.Context, old, newb []byte, w io.Writer, opts *DiffOptions)
 		return st, errors.New("delta: no method selected")
 	}
 	sm := <-sumc
-	hdr := makeHeader(st.Method, int64(len(old)), int64(len(newb)), sm.old, sm.new, int64(len(best)))
+	hdr := makeHeader(st.Method, int64(len(old)), int64(len(newb)), sm.old, sm.new, int64(len(best))+4)
 	if _, err := w.Write(hdr); err != nil {
 		return st, err
 	}
 	if _, err := w.Write(best); err != nil {
 		return st, err
 	}
-	st.PatchSize = int64(len(hdr) + len(best))
+	var trailer [4]byte
+	binary.LittleEndian.PutUint32(trailer[:], crc32.Checksum(best, castagnoli))
+	if _, err := w.Write(trailer[:]); err != nil {
+		return st, err
+	}
+	st.PatchSize = int64(len(hdr) + len(best) + len(trailer))
 	return st, nil
 }
 
@@ -471,6 +476,14 @@ func Apply(ctx context.Context, old []byte, patch io.Reader, w io.Writer, opts *
 	body := bb.Bytes()
 	if n, _ := br.Read(make([]byte, 1)); n != 0 {
 		return info, fmt.Errorf("%w: trailing data after the %d-byte body", ErrCorrupt, hd.bodyLen)
+	}
+	// Verify before parsing: the body ends with its CRC-32C.
+	if len(body) < 4 {
+		return info, fmt.Errorf("%w: body of %d bytes has no checksum", ErrCorrupt, len(body))
+	}
+	body, sum := body[:len(body)-4], binary.LittleEndian.Uint32(body[len(body)-4:])
+	if crc32.Checksum(body, castagnoli) != sum {
+		return info, fmt.Errorf("%w: body checksum mismatch (damaged in transit or storage)", ErrCorrupt)
 	}
 	if err := ctx.Err(); err != nil {
 		return info, err
