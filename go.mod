@@ -3,11 +3,15 @@ module github.com/deltaup/deltaup
 go 1.26
 
 require (
+	aead.dev/minisign v0.3.0
+	github.com/Masterminds/semver/v3 v3.5.0
 	github.com/dsnet/compress v0.0.0-20171208185109-cc9eb1d7ad76
 	github.com/gabstv/go-bsdiff v1.0.5
 	github.com/klauspost/compress v1.20.4
 	github.com/spf13/pflag v1.1.0
 )
+
+require golang.org/x/crypto v0.13.0 // indirect
 
 require (
 	github.com/rogpeppe/go-internal v1.16.0

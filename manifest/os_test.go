@@ -1,0 +1,5 @@
+package manifest
+
+import "runtime"
+
+func isWindows() bool { return runtime.GOOS == "windows" }

@@ -1,0 +1,361 @@
+package releasetools
+
+import (
+	"context"
+	"crypto/sha256"
+	"errors"
+	"fmt"
+	"hash"
+	"io"
+	"os"
+	"path/filepath"
+	"slices"
+	"time"
+
+	"github.com/deltaup/deltaup/delta"
+	"github.com/deltaup/deltaup/fallback"
+	"github.com/deltaup/deltaup/internal/tree"
+	"github.com/deltaup/deltaup/manifest"
+)
+
+// Defaults of PublishOptions.
+const (
+	DefaultChannel     = "stable"
+	DefaultPatchesFrom = 3
+	DefaultValidity    = 90 * 24 * time.Hour
+)
+
+// PublishOptions describe one publication. Repo, App, Version and Key are
+// required.
+type PublishOptions struct {
+	Repo    string // repository directory; created when missing
+	App     string // application name (manifest rules: [A-Za-z0-9][A-Za-z0-9._-]*)
+	Version string // semantic version of the new release
+	Channel string // default DefaultChannel ("stable")
+	Key     manifest.PrivateKey
+	// PatchesFrom is how many of the channel's versions below Version get a
+	// patch to it (the closest ones); 0 means DefaultPatchesFrom, a negative
+	// value none.
+	PatchesFrom int
+	// Validity is how long the new manifest is valid; 0 means
+	// DefaultValidity. Clients refuse an expired manifest: publish (or
+	// re-sign) before it runs out.
+	Validity time.Duration
+	// Now returns the current time; nil means time.Now.
+	Now func() time.Time
+	// Log, when set, receives one line per step.
+	Log io.Writer
+}
+
+func (o *PublishOptions) validate() error {
+	switch {
+	case o.Repo == "":
+		return errors.New("releasetools: PublishOptions.Repo is empty")
+	case o.App == "":
+		return errors.New("releasetools: PublishOptions.App is empty")
+	case o.Version == "":
+		return errors.New("releasetools: PublishOptions.Version is empty")
+	case o.Validity < 0:
+		return errors.New("releasetools: negative Validity")
+	}
+	if _, err := manifest.Compare(o.Version, o.Version); err != nil {
+		return fmt.Errorf("releasetools: version %q: %w", o.Version, err)
+	}
+	if o.Channel == "" {
+		o.Channel = DefaultChannel
+	}
+	if o.PatchesFrom == 0 {
+		o.PatchesFrom = DefaultPatchesFrom
+	}
+	if o.Validity == 0 {
+		o.Validity = DefaultValidity
+	}
+	if o.Now == nil {
+		o.Now = time.Now
+	}
+	return nil
+}
+
+// PublishResult reports a publication.
+type PublishResult struct {
+	Sequence  uint64           // sequence number of the manifest now in place
+	Unchanged bool             // the version was already published with this very tree
+	Release   manifest.Release // the release as recorded
+	Took      time.Duration
+}
+
+// Publish adds the tree at newDir to the repository as opts.Version: full
+// archives (tar.zst and tar.gz), bundles from the closest PatchesFrom
+// versions of the channel below it (their trees are rebuilt from their own
+// archives, verified against the current manifest first), and a new signed
+// manifest with the next sequence number. Republishing an existing version
+// succeeds without change when the tree is identical and fails with
+// ErrVersionExists otherwise. One Publish at a time per repository (a lock
+// file); see the package comment for crash safety.
+//
+// Cost: one archive pass per format over the tree, one extraction and one
+// DiffBundle per patch.
+func Publish(ctx context.Context, newDir string, opts PublishOptions) (*PublishResult, error) {
+	start := time.Now()
+	o := opts
+	if err := o.validate(); err != nil {
+		return nil, err
+	}
+	logf := func(format string, args ...any) {
+		if o.Log != nil {
+			fmt.Fprintf(o.Log, format+"\n", args...)
+		}
+	}
+	if err := os.MkdirAll(o.Repo, 0o755); err != nil {
+		return nil, err
+	}
+	unlock, err := lockRepo(o.Repo)
+	if err != nil {
+		return nil, err
+	}
+	defer unlock()
+
+	pub := o.Key.Public()
+	cur, err := loadManifest(o.Repo, pub, o.App)
+	if err != nil {
+		return nil, err
+	}
+	entries, err := tree.Scan(ctx, newDir, tree.ScanOptions{Hash: true})
+	if err != nil {
+		return nil, fmt.Errorf("releasetools: scanning %s: %w", newDir, err)
+	}
+	if len(entries) == 0 {
+		return nil, fmt.Errorf("releasetools: %s is empty", newDir)
+	}
+	digest := tree.Digest(entries)
+	if cur.m != nil {
+		if r, err := cur.m.Release(o.Version); err == nil {
+			if r.TreeDigest == digest {
+				logf("%s %s is already published with this tree: nothing to do", o.App, o.Version)
+				return &PublishResult{Sequence: cur.m.Sequence, Unchanged: true, Release: *r, Took: time.Since(start)}, nil
+			}
+			return nil, fmt.Errorf("%w: %s %s (tree digest %x, the new tree's is %x); publish it under a new version", ErrVersionExists, o.App, o.Version, r.TreeDigest[:8], digest[:8])
+		}
+	}
+
+	rel := manifest.Release{Version: o.Version, Channel: o.Channel, TreeDigest: digest}
+	// Full archives.
+	for _, f := range []fallback.Format{fallback.TarZst, fallback.TarGz} {
+		fname := f.String()
+		rp := ArchivePath(o.App, o.Version, fname)
+		var st fallback.Stats
+		art, err := writeArtifact(o.Repo, rp, func(w io.Writer) error {
+			var err error
+			st, err = fallback.Write(ctx, w, newDir, f, nil)
+			return err
+		})
+		if err != nil {
+			return nil, fmt.Errorf("releasetools: writing %s: %w", rp, err)
+		}
+		if tree.Digest(st.Entries) != digest {
+			return nil, fmt.Errorf("releasetools: %s changed while it was being published", newDir)
+		}
+		rel.Archives = append(rel.Archives, manifest.Archive{Format: fname, Artifact: art})
+		logf("archive %s: %d bytes", rp, art.Size)
+	}
+
+	// Patches from the closest lower versions of the channel.
+	if cur.m != nil && o.PatchesFrom > 0 {
+		var bases []*manifest.Release
+		for _, r := range cur.m.Sorted(o.Channel) {
+			if c, err := manifest.Compare(r.Version, o.Version); err == nil && c < 0 {
+				bases = append(bases, r)
+			}
+		}
+		if len(bases) > o.PatchesFrom {
+			bases = bases[len(bases)-o.PatchesFrom:]
+		}
+		tmp, err := os.MkdirTemp(o.Repo, ".publish-")
+		if err != nil {
+			return nil, err
+		}
+		defer os.RemoveAll(tmp)
+		for _, base := range bases {
+			oldDir := filepath.Join(tmp, base.Version)
+			if err := extractRelease(ctx, o.Repo, base, oldDir); err != nil {
+				return nil, fmt.Errorf("releasetools: rebuilding %s %s from its archive: %w", o.App, base.Version, err)
+			}
+			rp := PatchPath(o.App, base.Version, o.Version)
+			var bst delta.BundleStats
+			art, err := writeArtifact(o.Repo, rp, func(w io.Writer) error {
+				var err error
+				bst, err = delta.DiffBundle(ctx, oldDir, newDir, w, nil)
+				return err
+			})
+			if err != nil {
+				return nil, fmt.Errorf("releasetools: writing %s: %w", rp, err)
+			}
+			if bst.NewDigest != digest {
+				return nil, fmt.Errorf("releasetools: %s changed while it was being published", newDir)
+			}
+			rel.Patches = append(rel.Patches, manifest.Patch{From: base.Version, To: o.Version, Artifact: art})
+			logf("patch %s: %d bytes", rp, art.Size)
+			if err := os.RemoveAll(oldDir); err != nil {
+				return nil, err
+			}
+		}
+	}
+
+	// The file list: inline, or a document of its own when long.
+	if len(entries) > manifest.InlineFilesMax {
+		doc, err := manifest.MarshalFileList(&manifest.FileList{Schema: manifest.SchemaVersion, Version: o.Version, Files: entries})
+		if err != nil {
+			return nil, err
+		}
+		rp := FileListPath(o.App, o.Version)
+		if err := writeFile(o.Repo, rp, doc); err != nil {
+			return nil, err
+		}
+		ref := manifest.NewFileListRef(rp, doc)
+		rel.FileList = &ref
+	} else {
+		rel.Files = entries
+	}
+
+	// The new manifest.
+	now := o.Now().UTC().Truncate(time.Second)
+	m := &manifest.Manifest{Schema: manifest.SchemaVersion, App: o.App, Sequence: 1}
+	if cur.m != nil {
+		m.Channels = slices.Clone(cur.m.Channels)
+		m.Releases = slices.Clone(cur.m.Releases)
+		m.Sequence = cur.m.Sequence + 1
+	}
+	if !slices.Contains(m.Channels, o.Channel) {
+		m.Channels = append(m.Channels, o.Channel)
+	}
+	m.Issued, m.Expires = now, now.Add(o.Validity)
+	m.Releases = append(m.Releases, rel)
+	raw, err := manifest.Marshal(m)
+	if err != nil {
+		return nil, fmt.Errorf("releasetools: new manifest: %w", err)
+	}
+	sig, err := manifest.Sign(o.Key, raw)
+	if err != nil {
+		return nil, err
+	}
+	if err := ctx.Err(); err != nil {
+		return nil, err
+	}
+	if err := publishManifest(o.Repo, raw, sig, m.Sequence); err != nil {
+		return nil, fmt.Errorf("releasetools: installing the manifest: %w", err)
+	}
+	logf("manifest: sequence %d, %d releases, valid until %s", m.Sequence, len(m.Releases), m.Expires.Format(time.RFC3339))
+	return &PublishResult{Sequence: m.Sequence, Release: rel, Took: time.Since(start)}, nil
+}
+
+// writeArtifact writes repo/rel atomically with fill and returns its size
+// and SHA-256.
+func writeArtifact(repo, rel string, fill func(io.Writer) error) (manifest.Artifact, error) {
+	art := manifest.Artifact{Path: rel}
+	p := filepath.Join(repo, filepath.FromSlash(rel))
+	if err := os.MkdirAll(filepath.Dir(p), 0o755); err != nil {
+		return art, err
+	}
+	h := sha256.New()
+	err := delta.WriteFileAtomic(p, 0o644, func(w io.Writer) error {
+		cw := &hashCounter{w: w, h: h}
+		if err := fill(cw); err != nil {
+			return err
+		}
+		art.Size = cw.n
+		return nil
+	})
+	copy(art.SHA256[:], h.Sum(nil))
+	return art, err
+}
+
+type hashCounter struct {
+	w io.Writer
+	h hash.Hash
+	n int64
+}
+
+func (c *hashCounter) Write(p []byte) (int, error) {
+	n, err := c.w.Write(p)
+	c.h.Write(p[:n])
+	c.n += int64(n)
+	return n, err
+}
+
+// openArtifact opens repo/art.Path after checking its size and SHA-256
+// against the manifest (verify before parse); the returned reader holds
+// the verified bytes.
+func openArtifact(repo string, art manifest.Artifact) (*os.File, error) {
+	f, err := os.Open(filepath.Join(repo, filepath.FromSlash(art.Path)))
+	if err != nil {
+		return nil, err
+	}
+	fi, err := f.Stat()
+	if err != nil {
+		f.Close()
+		return nil, err
+	}
+	if fi.Size() != art.Size {
+		f.Close()
+		return nil, fmt.Errorf("%s is %d bytes, the manifest says %d", art.Path, fi.Size(), art.Size)
+	}
+	h := sha256.New()
+	if _, err := io.Copy(h, f); err != nil {
+		f.Close()
+		return nil, err
+	}
+	var sum [32]byte
+	copy(sum[:], h.Sum(nil))
+	if sum != art.SHA256 {
+		f.Close()
+		return nil, fmt.Errorf("%s has SHA-256 %x, the manifest says %x", art.Path, sum[:8], art.SHA256[:8])
+	}
+	if _, err := f.Seek(0, io.SeekStart); err != nil {
+		f.Close()
+		return nil, err
+	}
+	return f, nil
+}
+
+// releaseEntries returns a release's entries, reading its file-list
+// document when it has one.
+func releaseEntries(repo string, r *manifest.Release) ([]tree.Entry, error) {
+	if r.FileList == nil {
+		return r.Files, nil
+	}
+	doc, err := readFile(repo, r.FileList.Path, manifest.MaxFileListSize)
+	if err != nil {
+		return nil, err
+	}
+	return r.Entries(doc)
+}
+
+// extractRelease rebuilds release r's tree at dest from its tar.zst archive
+// (or the first archive), verified against the manifest.
+func extractRelease(ctx context.Context, repo string, r *manifest.Release, dest string) error {
+	entries, err := releaseEntries(repo, r)
+	if err != nil {
+		return err
+	}
+	arch := r.Archives[0]
+	for _, a := range r.Archives {
+		if a.Format == manifest.FormatTarZst {
+			arch = a
+		}
+	}
+	return extractArchive(ctx, repo, arch, entries, dest)
+}
+
+func extractArchive(ctx context.Context, repo string, arch manifest.Archive, entries []tree.Entry, dest string) error {
+	f, err := openArtifact(repo, arch.Artifact)
+	if err != nil {
+		return err
+	}
+	defer f.Close()
+	format, err := fallback.ParseFormat(arch.Format)
+	if err != nil {
+		return err
+	}
+	_, err = fallback.Extract(ctx, f, format, dest, &fallback.ExtractOptions{Expected: entries})
+	return err
+}

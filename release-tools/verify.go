@@ -1,0 +1,222 @@
+package releasetools
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"io/fs"
+	"os"
+	"path"
+	"path/filepath"
+	"sort"
+	"time"
+
+	"github.com/deltaup/deltaup/delta"
+	"github.com/deltaup/deltaup/internal/tree"
+	"github.com/deltaup/deltaup/manifest"
+)
+
+// VerifyOptions tune Verify. The zero value is valid.
+type VerifyOptions struct {
+	// App, when set, is the application the manifest must name.
+	App string
+	// Now returns the current time (for the expiry check); nil means time.Now.
+	Now func() time.Time
+	// Log, when set, receives one line per artifact checked.
+	Log io.Writer
+}
+
+// Fault is one problem Verify found.
+type Fault struct {
+	Path string // repository path of the artifact or document at fault
+	Err  error
+}
+
+func (f Fault) String() string { return f.Path + ": " + f.Err.Error() }
+
+// VerifyReport is what Verify checked and found.
+type VerifyReport struct {
+	App                         string
+	Sequence                    uint64
+	Expires                     time.Time
+	Releases, Archives, Patches int      // how many were checked
+	Faults                      []Fault  // every problem; empty means the repository is sound
+	Orphans                     []string // artifact files no release references (harmless leftovers)
+}
+
+// OK reports whether no fault was found.
+func (r *VerifyReport) OK() bool { return len(r.Faults) == 0 }
+
+// Verify checks a repository end to end with the publisher's public key:
+// the root manifest's signature, canonical form and validity period, then
+// every artifact's size and SHA-256, and that every full archive extracts to
+// exactly the tree the manifest lists and every patch rebuilds exactly its
+// target's tree from its base's tree. It returns an error only when it
+// cannot read a trustworthy manifest at all; everything else is a Fault in
+// the report. It changes nothing in the repository.
+//
+// Cost: every archive extracted and every patch applied once, in a
+// temporary directory beside the repository.
+func Verify(ctx context.Context, repo string, pub manifest.PublicKey, opts VerifyOptions) (*VerifyReport, error) {
+	now := time.Now
+	if opts.Now != nil {
+		now = opts.Now
+	}
+	logf := func(format string, args ...any) {
+		if opts.Log != nil {
+			fmt.Fprintf(opts.Log, format+"\n", args...)
+		}
+	}
+	raw, err := readFile(repo, manifest.ManifestName, manifest.MaxManifestSize)
+	if err != nil {
+		return nil, fmt.Errorf("%w: %v", ErrRepo, err)
+	}
+	sig, err := readFile(repo, manifest.SignatureName, manifest.MaxSignatureSize)
+	if err != nil {
+		return nil, fmt.Errorf("%w: %v", ErrRepo, err)
+	}
+	if _, err := manifest.Verify(pub, raw, sig); err != nil {
+		return nil, fmt.Errorf("%w: %s: %v (if a publish was interrupted, run publish again or restore from %s/)", ErrRepo, manifest.ManifestName, err, HistoryDir)
+	}
+	m, err := manifest.ParseUnverified(raw)
+	if err != nil {
+		return nil, fmt.Errorf("%w: %s: %v", ErrRepo, manifest.ManifestName, err)
+	}
+	rep := &VerifyReport{App: m.App, Sequence: m.Sequence, Expires: m.Expires}
+	fault := func(p string, err error) {
+		logf("FAULT %s: %v", p, err)
+		rep.Faults = append(rep.Faults, Fault{Path: p, Err: err})
+	}
+	if opts.App != "" && m.App != opts.App {
+		fault(manifest.ManifestName, fmt.Errorf("names app %q, want %q", m.App, opts.App))
+	}
+	if t := now(); !t.Before(m.Expires) {
+		fault(manifest.ManifestName, fmt.Errorf("expired at %s: clients refuse it; publish or re-sign", m.Expires.Format(time.RFC3339)))
+	}
+
+	tmp, err := os.MkdirTemp(filepath.Dir(filepath.Clean(repo)), ".deltaup-verify-")
+	if err != nil {
+		return nil, err
+	}
+	defer os.RemoveAll(tmp)
+
+	referenced := map[string]bool{}
+	trees := map[string]string{} // version -> extracted tree (from its first good archive)
+	byVersion := map[string]*manifest.Release{}
+	for i := range m.Releases {
+		byVersion[m.Releases[i].Version] = &m.Releases[i]
+	}
+	versions := make([]string, 0, len(byVersion))
+	for v := range byVersion {
+		versions = append(versions, v)
+	}
+	sort.Slice(versions, func(i, j int) bool {
+		c, _ := manifest.Compare(versions[i], versions[j])
+		return c < 0
+	})
+	entriesOf := map[string][]tree.Entry{}
+	for _, v := range versions {
+		if err := ctx.Err(); err != nil {
+			return nil, err
+		}
+		r := byVersion[v]
+		rep.Releases++
+		if r.FileList != nil {
+			referenced[r.FileList.Path] = true
+		}
+		entries, err := releaseEntries(repo, r)
+		if err != nil {
+			p := manifest.ManifestName
+			if r.FileList != nil {
+				p = r.FileList.Path
+			}
+			fault(p, fmt.Errorf("release %s: file list: %w", v, err))
+			continue
+		}
+		if tree.Digest(entries) != r.TreeDigest {
+			fault(manifest.ManifestName, fmt.Errorf("release %s: tree digest does not match its file list", v))
+			continue
+		}
+		entriesOf[v] = entries
+		for j, a := range r.Archives {
+			referenced[a.Path] = true
+			rep.Archives++
+			dest := filepath.Join(tmp, fmt.Sprintf("%s.archive%d", v, j))
+			if err := extractArchive(ctx, repo, a, entries, dest); err != nil {
+				fault(a.Path, err)
+				continue
+			}
+			logf("ok %s", a.Path)
+			if trees[v] == "" {
+				trees[v] = dest
+			} else if err := os.RemoveAll(dest); err != nil {
+				return nil, err
+			}
+		}
+	}
+	for _, v := range versions {
+		r := byVersion[v]
+		for _, p := range r.Patches {
+			referenced[p.Path] = true
+			rep.Patches++
+			base := trees[p.From]
+			if base == "" {
+				fault(p.Path, fmt.Errorf("cannot check: no sound archive of its base %s", p.From))
+				continue
+			}
+			if err := checkPatch(ctx, repo, p, base, r.TreeDigest, filepath.Join(tmp, "out")); err != nil {
+				fault(p.Path, err)
+				continue
+			}
+			logf("ok %s", p.Path)
+		}
+	}
+	rep.Orphans = orphans(repo, referenced)
+	return rep, nil
+}
+
+func checkPatch(ctx context.Context, repo string, p manifest.Patch, base string, want [32]byte, out string) error {
+	f, err := openArtifact(repo, p.Artifact)
+	if err != nil {
+		return err
+	}
+	defer f.Close()
+	defer os.RemoveAll(out)
+	info, err := delta.ApplyBundle(ctx, base, f, out, &delta.BundleApplyOptions{NoSync: true})
+	if err != nil {
+		return err
+	}
+	if info.NewDigest != want {
+		return fmt.Errorf("rebuilds tree %x, release %s lists %x", info.NewDigest[:8], p.To, want[:8])
+	}
+	return nil
+}
+
+// orphans lists the files under the artifact directories that no release
+// references.
+func orphans(repo string, referenced map[string]bool) []string {
+	var out []string
+	for _, dir := range []string{ArchivesDir, PatchesDir, FileListsDir} {
+		root := filepath.Join(repo, dir)
+		filepath.WalkDir(root, func(p string, d fs.DirEntry, err error) error {
+			if err != nil {
+				if errors.Is(err, fs.ErrNotExist) {
+					return nil
+				}
+				return err
+			}
+			if d.IsDir() {
+				return nil
+			}
+			rel, _ := filepath.Rel(root, p)
+			rp := path.Join(dir, filepath.ToSlash(rel))
+			if !referenced[rp] {
+				out = append(out, rp)
+			}
+			return nil
+		})
+	}
+	sort.Strings(out)
+	return out
+}
