@@ -16,6 +16,8 @@ const deltaupUsage = `usage: deltaup COMMAND [ARGS]
 
 commands:
   patch OLD PATCH -o NEW   apply a patch made by mkdelta (native or BSDIFF40)
+  patch OLD_DIR BUNDLE -o NEW_DIR
+                           apply a directory bundle; NEW_DIR must not exist
 `
 
 // Deltaup runs `deltaup ARGS...` and returns its exit code.
@@ -39,10 +41,10 @@ func deltaupPatch(args []string, stdout, stderr io.Writer) int {
 	fs := flag.NewFlagSet("deltaup patch", flag.ContinueOnError)
 	fs.SetOutput(stderr)
 	out := fs.StringP("output", "o", "", "write the new file to `NEW` (required)")
-	maxSize := fs.Int64("max-size", delta.DefaultMaxNewSize, "refuse patches whose new file exceeds `BYTES`")
+	maxSize := fs.Int64("max-size", delta.DefaultMaxNewSize, "refuse patches whose new file (for bundles: any new file) exceeds `BYTES`")
 	quiet := fs.BoolP("quiet", "q", false, "print nothing on success")
 	fs.Usage = func() {
-		fmt.Fprintf(stderr, "usage: deltaup patch OLD PATCH -o NEW\n\nApplies a native or BSDIFF40 patch; the output is verified and written atomically.\n\n")
+		fmt.Fprintf(stderr, "usage: deltaup patch OLD PATCH -o NEW\n       deltaup patch OLD_DIR BUNDLE -o NEW_DIR\n\nApplies a native or BSDIFF40 patch; the output is verified and written atomically.\nWith a directory, applies a bundle made by mkdelta: NEW_DIR must not exist, the\nwhole tree is verified, and nothing is left at NEW_DIR on failure.\n\n")
 		fs.PrintDefaults()
 	}
 	if err := fs.Parse(args); err != nil {
@@ -60,6 +62,13 @@ func deltaupPatch(args []string, stdout, stderr io.Writer) int {
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt)
 	defer stop()
 	start := time.Now()
+	oldPath, patchPath := fs.Arg(0), fs.Arg(1)
+	if oi, err := os.Stat(oldPath); err == nil && oi.IsDir() {
+		return deltaupPatchBundle(ctx, oldPath, patchPath, *out, *maxSize, *quiet, stdout, stderr)
+	} else if err == nil && isBundleFile(patchPath) {
+		fmt.Fprintf(stderr, "deltaup patch: %s is a directory bundle but %s is not a directory\n", patchPath, oldPath)
+		return 1
+	}
 	info, err := delta.ApplyFile(ctx, fs.Arg(0), fs.Arg(1), *out, &delta.ApplyOptions{MaxNewSize: *maxSize})
 	if err != nil {
 		fmt.Fprintf(stderr, "deltaup patch: %v\n", err)
@@ -73,4 +82,32 @@ func deltaupPatch(args []string, stdout, stderr io.Writer) int {
 		fmt.Fprintf(stdout, "%s: %d bytes, %s, in %.2fs\n", *out, info.NewSize, check, time.Since(start).Seconds())
 	}
 	return 0
+}
+
+// deltaupPatchBundle applies a directory bundle.
+func deltaupPatchBundle(ctx context.Context, oldDir, bundlePath, out string, maxSize int64, quiet bool, stdout, stderr io.Writer) int {
+	start := time.Now()
+	info, err := delta.ApplyBundleFile(ctx, oldDir, bundlePath, out, &delta.BundleApplyOptions{MaxFileSize: maxSize})
+	if err != nil {
+		fmt.Fprintf(stderr, "deltaup patch: %v\n", err)
+		return 1
+	}
+	if !quiet {
+		c := info.BundleCounts
+		fmt.Fprintf(stdout, "%s: %d files, %d dirs, %d symlinks, %d bytes (%d unchanged, %d copied, %d patched, %d new; %d removed), tree sha256 verified, in %.2fs\n",
+			out, c.Files(), c.Dirs, c.Symlinks, info.NewSize, c.Unchanged, c.Copied, c.Patched, c.New, c.Removed, time.Since(start).Seconds())
+	}
+	return 0
+}
+
+// isBundleFile reports whether the file at p starts with a bundle's magic.
+func isBundleFile(p string) bool {
+	f, err := os.Open(p)
+	if err != nil {
+		return false
+	}
+	defer f.Close()
+	var head [4]byte
+	n, _ := io.ReadFull(f, head[:])
+	return delta.IsBundle(head[:n])
 }

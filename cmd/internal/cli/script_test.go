@@ -1,6 +1,7 @@
 package cli_test
 
 import (
+	"context"
 	"errors"
 	"flag"
 	"fmt"
@@ -13,6 +14,7 @@ import (
 	"testing"
 
 	"github.com/deltaup/deltaup/cmd/internal/cli"
+	"github.com/deltaup/deltaup/internal/tree"
 	"github.com/rogpeppe/go-internal/testscript"
 )
 
@@ -38,6 +40,7 @@ func TestScript(t *testing.T) {
 			"linecount": cmdLinecount,
 			"nofiles":   cmdNofiles,
 			"exitcode":  cmdExitcode,
+			"sametree":  cmdSametree,
 		},
 		Condition: func(cond string) (bool, error) {
 			if cond == "root" {
@@ -194,5 +197,43 @@ func cmdExitcode(ts *testscript.TestScript, neg bool, args []string) {
 	}
 	if got != want {
 		ts.Fatalf("%s exited with status %d, want %d", args[1], got, want)
+	}
+}
+
+// sametree A B checks that the directory trees A and B have the same
+// tree.Digest (paths, types, modes, sizes, contents, link targets), naming
+// the first difference when not; with !, that they differ.
+func cmdSametree(ts *testscript.TestScript, neg bool, args []string) {
+	if len(args) != 2 {
+		ts.Fatalf("usage: sametree A B")
+	}
+	scan := func(dir string) []tree.Entry {
+		es, err := tree.Scan(context.Background(), ts.MkAbs(dir), tree.ScanOptions{Hash: true})
+		ts.Check(err)
+		return es
+	}
+	a, b := scan(args[0]), scan(args[1])
+	same := tree.Digest(a) == tree.Digest(b)
+	if neg {
+		if same {
+			ts.Fatalf("%s and %s are the same tree", args[0], args[1])
+		}
+		return
+	}
+	if same {
+		return
+	}
+	bm := map[string]tree.Entry{}
+	for _, e := range b {
+		bm[e.Path] = e
+	}
+	for _, e := range a {
+		if be, ok := bm[e.Path]; !ok || be != e {
+			ts.Fatalf("trees differ at %s: %s has %+v, %s has %+v", e.Path, args[0], e, args[1], be)
+		}
+		delete(bm, e.Path)
+	}
+	for p := range bm {
+		ts.Fatalf("trees differ: %s/%s is not in %s", args[1], p, args[0])
 	}
 }
