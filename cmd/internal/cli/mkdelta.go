@@ -16,6 +16,9 @@ import (
 
 // Mkdelta runs `mkdelta ARGS...` and returns its exit code.
 func Mkdelta(args []string, stdout, stderr io.Writer) int {
+	if code, ok := mkdeltaSubcommand(args, stdout, stderr); ok {
+		return code
+	}
 	fs := flag.NewFlagSet("mkdelta", flag.ContinueOnError)
 	fs.SetOutput(stderr)
 	out := fs.StringP("output", "o", "", "write the patch to `PATCH` (required)")
@@ -23,7 +26,7 @@ func Mkdelta(args []string, stdout, stderr io.Writer) int {
 	workers := fs.Int("workers", 0, "goroutines that scan the new file (0: one per core)")
 	quiet := fs.BoolP("quiet", "q", false, "print nothing on success")
 	fs.Usage = func() {
-		fmt.Fprintf(stderr, "usage: mkdelta OLD NEW -o PATCH [--format native|bsdiff40]\n       mkdelta OLD_DIR NEW_DIR -o BUNDLE\n\nDiffs two files into a patch that `deltaup patch` (or bspatch, for bsdiff40) applies,\nor two directory trees into one bundle (native patches per file, renames and\nunchanged files free) that `deltaup patch OLD_DIR BUNDLE -o NEW_DIR` applies.\n\n")
+		fmt.Fprintf(stderr, "usage: mkdelta OLD NEW -o PATCH [--format native|bsdiff40]\n       mkdelta OLD_DIR NEW_DIR -o BUNDLE\n       mkdelta keygen -o BASE [--password-file FILE]\n       mkdelta publish --repo DIR --app NAME --version V [--channel C] --key BASE.key [--patches-from N] NEW_DIR\n       mkdelta verify --repo DIR --pubkey BASE.pub\n\nDiffs two files into a patch that `deltaup patch` (or bspatch, for bsdiff40) applies,\nor two directory trees into one bundle (native patches per file, renames and\nunchanged files free) that `deltaup patch OLD_DIR BUNDLE -o NEW_DIR` applies.\n\n")
 		fs.PrintDefaults()
 	}
 	if err := fs.Parse(args); err != nil {
