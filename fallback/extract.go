@@ -248,8 +248,8 @@ func (x *extractor) run(r io.Reader, format Format) ([]tree.Entry, error) {
 	for _, l := range x.links {
 		links[l.Path] = l.Target
 	}
-	if err := checkLinkChains(links); err != nil {
-		return nil, err
+	if err := tree.CheckLinkChains(links); err != nil {
+		return nil, fmt.Errorf("%w: %w", ErrLinkEscape, err)
 	}
 	for _, l := range x.links {
 		if err := x.ctx.Err(); err != nil {
@@ -311,7 +311,7 @@ func (x *extractor) check(hdr *tar.Header) (e tree.Entry, skip bool, err error) 
 	if t, ok := x.seen[name]; ok {
 		return e, false, fmt.Errorf("%w: %s (already a %s)", ErrDuplicate, name, t)
 	}
-	k := foldKey(name)
+	k := tree.FoldKey(name)
 	if prev, ok := x.folded[k]; ok {
 		return e, false, fmt.Errorf("%w: %+q and %+q are the same name on case-insensitive or Unicode-normalizing file systems", ErrDuplicate, prev, name)
 	}

@@ -4,6 +4,7 @@ import (
 	"archive/tar"
 	"context"
 	"crypto/sha256"
+	"errors"
 	"fmt"
 	"io"
 	"os"
@@ -107,6 +108,17 @@ func Write(ctx context.Context, w io.Writer, root string, format Format, opts *W
 	}
 	entries, err := tree.Scan(ctx, root, tree.ScanOptions{Skip: opts.Skip})
 	if err != nil {
+		// Give the tree's refusals the classes Extract would use.
+		switch {
+		case errors.Is(err, tree.ErrCollision):
+			err = fmt.Errorf("%w: %w", ErrDuplicate, err)
+		case errors.Is(err, tree.ErrLinkEscape):
+			err = fmt.Errorf("%w: %w", ErrLinkEscape, err)
+		case errors.Is(err, tree.ErrUnsafePath):
+			err = fmt.Errorf("%w: %w", ErrUnsafeEntry, err)
+		case errors.Is(err, tree.ErrUnsupported):
+			err = fmt.Errorf("%w: %w", ErrUnsupportedEntry, err)
+		}
 		return st, fmt.Errorf("fallback: scanning %s: %w", root, err)
 	}
 	if err := checkWriteTree(entries); err != nil {
@@ -231,7 +243,7 @@ func checkWriteTree(entries []tree.Entry) error {
 		if err := checkElements(e.Path); err != nil {
 			return err
 		}
-		k := foldKey(e.Path)
+		k := tree.FoldKey(e.Path)
 		if prev, ok := seen[k]; ok {
 			return fmt.Errorf("%w: %+q and %+q are the same name on case-insensitive or Unicode-normalizing file systems", ErrDuplicate, prev, e.Path)
 		}
@@ -243,7 +255,10 @@ func checkWriteTree(entries []tree.Entry) error {
 			links[e.Path] = e.Target
 		}
 	}
-	return checkLinkChains(links)
+	if err := tree.CheckLinkChains(links); err != nil {
+		return fmt.Errorf("%w: %w", ErrLinkEscape, err)
+	}
+	return nil
 }
 
 // maxElement caps one path element, in bytes (NAME_MAX on Linux and the

@@ -137,8 +137,9 @@ type ScanOptions struct {
 }
 
 // Scan walks the tree at root and returns its entries sorted by path (the
-// root itself is not an entry). It fails on unsafe names, symlinks that
-// escape the tree and special files. Cost: one stat per entry, plus reading
+// root itself is not an entry). It fails on unsafe names, names that
+// collide on case-insensitive file systems, symlinks that escape the tree
+// (also through other symlinks) and special files (see CheckEntries). Cost: one stat per entry, plus reading
 // every file when opts.Hash is set.
 func Scan(ctx context.Context, root string, opts ScanOptions) ([]Entry, error) {
 	var out []Entry
@@ -201,6 +202,9 @@ func Scan(ctx context.Context, root string, opts ScanOptions) ([]Entry, error) {
 		return nil, err
 	}
 	Sort(out)
+	if err := CheckEntries(out); err != nil {
+		return nil, err
+	}
 	return out, nil
 }
 
@@ -246,4 +250,40 @@ func Digest(es []Entry) [32]byte {
 	var d [32]byte
 	copy(d[:], h.Sum(nil))
 	return d
+}
+
+// ErrCollision: two entries have the same path, or paths that only differ
+// in case or Unicode normalization (one file on Windows and macOS).
+var ErrCollision = errors.New("tree: paths collide")
+
+// CheckEntries checks a whole entry list as one tree: every path safe
+// (CheckPath), no two paths equal under FoldKey, every symlink inside the
+// tree lexically (CheckLink) and after following the tree's other symlinks
+// (CheckLinkChains). The release side runs it on what it publishes, the
+// client side on what it is about to write. Cost: linear in the entries
+// plus the link resolution.
+func CheckEntries(es []Entry) error {
+	seen := make(map[string]string, len(es))
+	links := map[string]string{}
+	for _, e := range es {
+		if err := CheckPath(e.Path); err != nil {
+			return err
+		}
+		k := FoldKey(e.Path)
+		if prev, ok := seen[k]; ok {
+			return fmt.Errorf("%w: %q and %q", ErrCollision, prev, e.Path)
+		}
+		seen[k] = e.Path
+		switch e.Type {
+		case Symlink:
+			if err := CheckLink(e.Path, e.Target); err != nil {
+				return err
+			}
+			links[e.Path] = e.Target
+		case File, Dir:
+		default:
+			return fmt.Errorf("%w: %s has type %q", ErrUnsupported, e.Path, e.Type)
+		}
+	}
+	return CheckLinkChains(links)
 }

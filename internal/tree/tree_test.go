@@ -91,3 +91,29 @@ func TestScan(t *testing.T) {
 		t.Errorf("escaping link: err = %v, want ErrLinkEscape", err)
 	}
 }
+
+func TestCheckEntries(t *testing.T) {
+	f := func(p string) Entry { return Entry{Path: p, Type: File} }
+	l := func(p, target string) Entry { return Entry{Path: p, Type: Symlink, Target: target} }
+	d := func(p string) Entry { return Entry{Path: p, Type: Dir} }
+	for _, tc := range []struct {
+		name string
+		es   []Entry
+		want error
+	}{
+		{"ok", []Entry{d("a"), f("a/b"), l("c", "a/b")}, nil},
+		{"case collision", []Entry{f("Readme"), f("README")}, ErrCollision},
+		{"duplicate", []Entry{f("x"), f("x")}, ErrCollision},
+		{"nfc/nfd collision", []Entry{f("caf\u00e9"), f("cafe\u0301")}, ErrCollision},
+		{"chain escape", []Entry{d("d"), d("d/e"), l("d/e/up", ".."), l("x", "d/e/up/../..")}, ErrLinkEscape},
+		{"lexical escape", []Entry{l("x", "../y")}, ErrLinkEscape},
+		{"loop", []Entry{l("a", "b"), l("b", "a")}, ErrLinkEscape},
+		{"unsafe", []Entry{f("a/../b")}, ErrUnsafePath},
+		{"bad type", []Entry{{Path: "p", Type: "fifo"}}, ErrUnsupported},
+	} {
+		err := CheckEntries(tc.es)
+		if tc.want == nil && err != nil || tc.want != nil && !errors.Is(err, tc.want) {
+			t.Errorf("%s: %v, want %v", tc.name, err, tc.want)
+		}
+	}
+}

@@ -1,4 +1,4 @@
-package fallback
+package tree
 
 //go:generate python3 gen_fold_table.py
 //go:generate gofmt -w fold_table.go
@@ -14,7 +14,7 @@ type cccRange struct {
 	class  uint8
 }
 
-// foldKey maps a path to the key under which two names collide on a
+// FoldKey maps a path to the key under which two names collide on a
 // case-insensitive and/or normalization-insensitive file system (NTFS and
 // FAT on Windows, APFS and HFS+ on macOS): the canonical decomposition (NFD,
 // from a table generated from the Unicode data, Hangul algorithmically, with
@@ -28,7 +28,7 @@ type cccRange struct {
 // case folding such as "ß" = "ss" is not applied; no file system the updater
 // targets does that). Cost: one pass over the path, a map lookup per
 // non-ASCII rune.
-func foldKey(p string) string {
+func FoldKey(p string) string {
 	ascii := true
 	for i := 0; i < len(p); i++ {
 		if p[i] >= utf8.RuneSelf {

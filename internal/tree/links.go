@@ -1,10 +1,8 @@
-package fallback
+package tree
 
 import (
 	"fmt"
 	"strings"
-
-	"github.com/deltaup/deltaup/internal/tree"
 )
 
 // maxLinkDepth caps how many symlinks resolving one symlink may pass
@@ -12,17 +10,17 @@ import (
 // on Linux).
 const maxLinkDepth = 40
 
-// checkLinkChains resolves every symlink of a tree the way a POSIX kernel
+// CheckLinkChains resolves every symlink of a tree the way a POSIX kernel
 // would, following the tree's other symlinks along the way, and fails with
 // ErrLinkEscape when one resolves outside the root, or when the links form
 // a loop or a chain longer than maxLinkDepth.
 //
-// tree.CheckLink alone is lexical: "d/e/up -> .." and
+// CheckLink alone is lexical: "d/e/up -> .." and
 // "x -> d/e/up/../.." each pass it, but x resolves to the root's parent,
 // because the kernel applies ".." after following d/e/up. links maps each
 // symlink's path to its target. Cost: each link is resolved once
 // (memoized), O(total length of the targets × path depth).
-func checkLinkChains(links map[string]string) error {
+func CheckLinkChains(links map[string]string) error {
 	r := linkResolver{links: links, done: make(map[string]resolved, len(links)), busy: map[string]bool{}}
 	for p := range links {
 		if _, err := r.resolve(p, 1); err != nil {
@@ -45,17 +43,17 @@ type resolved struct {
 
 // resolve resolves the symlink at p, reached through depth-1 other links
 // (which bounds the recursion: the outermost of them passes through at
-// least depth links). Whether checkLinkChains fails does not depend on the
+// least depth links). Whether CheckLinkChains fails does not depend on the
 // order links are visited in.
 func (r *linkResolver) resolve(p string, depth int) (resolved, error) {
 	if d, ok := r.done[p]; ok {
 		return d, nil
 	}
 	if depth > maxLinkDepth {
-		return resolved{}, fmt.Errorf("%w: %s: a chain of more than %d symlinks (%w)", ErrLinkEscape, p, maxLinkDepth, tree.ErrLinkEscape)
+		return resolved{}, fmt.Errorf("%w: %s: a chain of more than %d symlinks", ErrLinkEscape, p, maxLinkDepth)
 	}
 	if r.busy[p] {
-		return resolved{}, fmt.Errorf("%w: %s: symlink loop (%w)", ErrLinkEscape, p, tree.ErrLinkEscape)
+		return resolved{}, fmt.Errorf("%w: %s: symlink loop", ErrLinkEscape, p)
 	}
 	r.busy[p] = true
 	defer delete(r.busy, p)
@@ -70,7 +68,7 @@ func (r *linkResolver) resolve(p string, depth int) (resolved, error) {
 		case "", ".":
 		case "..":
 			if cur == "" {
-				return resolved{}, fmt.Errorf("%w: %s -> %q resolves outside the tree through other symlinks (%w)", ErrLinkEscape, p, target, tree.ErrLinkEscape)
+				return resolved{}, fmt.Errorf("%w: %s -> %q resolves outside the tree through other symlinks", ErrLinkEscape, p, target)
 			}
 			if i := strings.LastIndexByte(cur, '/'); i >= 0 {
 				cur = cur[:i]
@@ -89,7 +87,7 @@ func (r *linkResolver) resolve(p string, depth int) (resolved, error) {
 				}
 				next = d.path
 				if count = min(count+d.links, maxLinkDepth+1); count > maxLinkDepth {
-					return resolved{}, fmt.Errorf("%w: %s: resolving it passes through more than %d symlinks (%w)", ErrLinkEscape, p, maxLinkDepth, tree.ErrLinkEscape)
+					return resolved{}, fmt.Errorf("%w: %s: resolving it passes through more than %d symlinks", ErrLinkEscape, p, maxLinkDepth)
 				}
 			}
 			cur = next
