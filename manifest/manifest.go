@@ -593,6 +593,11 @@ func validateEntries(where string, es []tree.Entry) error {
 			return fmt.Errorf("%w: %s: type %q is not file, dir or symlink", ErrMalformed, at, e.Type)
 		}
 	}
+	// As a whole tree: names that collide after Unicode normalization and
+	// case folding, symlinks that escape through other symlinks.
+	if err := tree.CheckEntries(es); err != nil {
+		return fmt.Errorf("%w: %s: %w", ErrMalformed, where, err)
+	}
 	return nil
 }
 
