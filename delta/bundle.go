@@ -342,6 +342,7 @@ type bundleDecoder struct {
 	n       int // entries read
 	prev    string
 	dirs    map[string]bool
+	folded  map[string]string // tree.FoldKey of each path -> path
 	total   int64
 	phdr    []byte            // the last entry's payload header
 	pending *io.LimitedReader // and the rest of its payload
@@ -351,9 +352,10 @@ type bundleDecoder struct {
 
 func newBundleDecoder(r io.Reader, o *BundleApplyOptions) (*bundleDecoder, error) {
 	d := &bundleDecoder{
-		r:    &bundleReader{r: bufio.NewReaderSize(r, 64<<10), h: sha256.New()},
-		o:    o,
-		dirs: map[string]bool{},
+		r:      &bundleReader{r: bufio.NewReaderSize(r, 64<<10), h: sha256.New()},
+		o:      o,
+		dirs:   map[string]bool{},
+		folded: map[string]string{},
 	}
 	h := make([]byte, bundleHeaderSize)
 	n, err := io.ReadFull(d.r, h)
@@ -486,6 +488,12 @@ func (d *bundleDecoder) next() (BundleEntry, error) {
 	if dir := path.Dir(e.Path); dir != "." && !d.dirs[dir] {
 		return e, fmt.Errorf("%w: %s: parent %q is not a directory of the bundle", ErrCorrupt, what, dir)
 	}
+	// Two paths one file on Windows or macOS would overwrite each other.
+	fk := tree.FoldKey(e.Path)
+	if other, ok := d.folded[fk]; ok {
+		return e, fmt.Errorf("%w: %w: %q and %q", ErrCorrupt, tree.ErrCollision, other, e.Path)
+	}
+	d.folded[fk] = e.Path
 	switch e.Kind {
 	case EntryDir:
 		if e.Mode, err = d.mode(what); err != nil {
@@ -674,6 +682,17 @@ func (d *bundleDecoder) finish() error {
 		return fmt.Errorf("%w: trailing data after the bundle", ErrCorrupt)
 	}
 	d.r.n += bundleTrailerSize
+	// Each symlink stays inside the tree, also when resolving it follows
+	// the others (CheckLink alone is lexical).
+	links := map[string]string{}
+	for _, e := range d.tes {
+		if e.Type == tree.Symlink {
+			links[e.Path] = e.Target
+		}
+	}
+	if err := tree.CheckLinkChains(links); err != nil {
+		return fmt.Errorf("%w: %w", ErrCorrupt, err)
+	}
 	if d.old == nil {
 		return nil
 	}

@@ -46,11 +46,12 @@ func treeRoot(dir string) (string, error) {
 }
 
 // scanTree scans and hashes the tree at root; problems with its contents
-// (unsafe names, escaping links, special files) wrap class.
+// (unsafe or colliding names, escaping links, special files) wrap class.
 func scanTree(ctx context.Context, root, which string, class error) ([]tree.Entry, error) {
 	es, err := tree.Scan(ctx, root, tree.ScanOptions{Hash: true})
 	if err != nil {
-		if class != nil && (errors.Is(err, tree.ErrUnsafePath) || errors.Is(err, tree.ErrLinkEscape) || errors.Is(err, tree.ErrUnsupported)) {
+		if class != nil && (errors.Is(err, tree.ErrUnsafePath) || errors.Is(err, tree.ErrLinkEscape) ||
+			errors.Is(err, tree.ErrCollision) || errors.Is(err, tree.ErrUnsupported)) {
 			return nil, fmt.Errorf("%w: %s tree: %w", class, which, err)
 		}
 		return nil, fmt.Errorf("%s tree: %w", which, err)

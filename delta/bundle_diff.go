@@ -109,6 +109,11 @@ func DiffBundle(ctx context.Context, oldDir, newDir string, w io.Writer, opts *B
 	if len(newEs) > math.MaxUint32 {
 		return st, fmt.Errorf("%w: %d entries", ErrTooLarge, len(newEs))
 	}
+	for _, e := range newEs {
+		if e.Type == tree.Symlink && (len(e.Target) > tree.MaxPathLen || !validText(e.Target)) {
+			return st, fmt.Errorf("delta: new tree: symlink %s: target %q is longer than %d bytes or not UTF-8 text", e.Path, e.Target, tree.MaxPathLen)
+		}
+	}
 	oldBy := make(map[string]tree.Entry, len(oldEs))
 	for _, e := range oldEs {
 		oldBy[e.Path] = e

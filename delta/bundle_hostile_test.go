@@ -155,6 +155,17 @@ func TestBundleHostile(t *testing.T) {
 		{name: "link d/../..", edit: func(rb *rawBundle) { rb.entries = withEntries(es, 7, 1, rLink("l", "d/../..")) }, want: "corrupt", treeE: tree.ErrLinkEscape},
 		{name: "link deep escape", edit: func(rb *rawBundle) { rb.entries = withEntries(es, 4, 0, rLink("d/l", "../../x")) }, want: "corrupt", treeE: tree.ErrLinkEscape},
 		{name: "link empty target", edit: func(rb *rawBundle) { rb.entries = withEntries(es, 7, 1, rLink("l", "")) }, want: "corrupt", treeE: tree.ErrLinkEscape},
+		{name: "link chain escape", edit: func(rb *rawBundle) {
+			// Each passes the lexical check; x resolves to the root's parent.
+			rb.entries = slices.Concat(withEntries(es, 4, 0, rDir("d/e", 0o755), rLink("d/e/up", "..")), []rawEntry{rLink("x", "d/e/up/../..")})
+		}, want: "corrupt", treeE: tree.ErrLinkEscape},
+		{name: "link loop", edit: func(rb *rawBundle) {
+			rb.entries = slices.Concat(es, []rawEntry{rLink("m", "n"), rLink("n", "m")})
+		}, want: "corrupt", treeE: tree.ErrLinkEscape},
+		{name: "case collision", edit: func(rb *rawBundle) { rb.entries = withEntries(es, 0, 0, rNew("A.txt", 0o644, nil)) }, want: "corrupt", treeE: tree.ErrCollision},
+		{name: "normalization collision", edit: func(rb *rawBundle) {
+			rb.entries = withEntries(es, 5, 0, rNew("e/cafe\u0301", 0o644, nil), rNew("e/caf\u00e9", 0o644, nil))
+		}, want: "corrupt", treeE: tree.ErrCollision},
 		{name: "link control char", edit: func(rb *rawBundle) { rb.entries = withEntries(es, 7, 1, rLink("l", "d/\nb")) }, want: "corrupt"},
 
 		// Entry fields.

@@ -86,6 +86,10 @@ func deltaupPatch(args []string, stdout, stderr io.Writer) int {
 
 // deltaupPatchBundle applies a directory bundle.
 func deltaupPatchBundle(ctx context.Context, oldDir, bundlePath, out string, maxSize int64, quiet bool, stdout, stderr io.Writer) int {
+	if inside(out, oldDir) {
+		fmt.Fprintf(stderr, "deltaup patch: -o %s is inside %s: build the new tree outside the old one\n", out, oldDir)
+		return 2
+	}
 	start := time.Now()
 	info, err := delta.ApplyBundleFile(ctx, oldDir, bundlePath, out, &delta.BundleApplyOptions{MaxFileSize: maxSize})
 	if err != nil {
