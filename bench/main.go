@@ -11,6 +11,15 @@
 // process so that wall time and peak RSS are measured per step. Tools that
 // are not installed (or, for deltaup, do not build) are skipped with a note.
 // With --write the report is also saved to bench/RESULTS.md.
+//
+// Tree mode measures directory bundles instead (see trees.go):
+//
+//	go run ./bench --trees [--corpus DIR] [--runs N] [--write]
+//
+// It needs the prettier and esbuild package trees of the corpus, compares
+// each bundle with a full tar.zst and with the sum of per-file deltas, and
+// times mkdelta publish and verify. With --write its report is saved to
+// bench/RESULTS-trees.md, leaving the single-file bench/RESULTS.md alone.
 package main
 
 import (
@@ -44,6 +53,7 @@ type options struct {
 	pairs  string
 	tools  []string
 	write  bool
+	trees  bool // tree mode: directory bundles, publish and verify
 }
 
 func main() {
@@ -59,9 +69,12 @@ func parseFlags(args []string, stderr io.Writer) (options, error) {
 	fs.IntVar(&o.runs, "runs", 1, "runs per tool per pair; times are medians, memory is the max")
 	fs.StringVar(&o.pairs, "pairs", pairsDefault, "pair set: default, consecutive or all")
 	fs.StringSliceVar(&o.tools, "tools", nil, "comma-separated tools to run (default all: "+strings.Join(allTools, ",")+")")
-	fs.BoolVar(&o.write, "write", false, "also write the report to "+resultsFile)
+	fs.BoolVar(&o.write, "write", false, "also write the report to "+resultsFile+" ("+treeResultsFile+" with --trees)")
+	fs.BoolVar(&o.trees, "trees", false, "tree mode: benchmark directory bundles, mkdelta publish and verify on the prettier and esbuild trees")
 	fs.Usage = func() {
-		fmt.Fprintf(stderr, "Usage: go run ./bench [flags]\n\nBenchmarks deltaup against other delta tools on esbuild binaries.\n\nFlags:\n%s", fs.FlagUsages())
+		fmt.Fprintf(stderr, "Usage: go run ./bench [flags]\n       go run ./bench --trees [--corpus DIR] [--runs N] [--write]\n\n"+
+			"Benchmarks deltaup against other delta tools on esbuild binaries,\n"+
+			"or with --trees, directory bundles and publishing on package trees.\n\nFlags:\n%s", fs.FlagUsages())
 	}
 	if err := fs.Parse(args); err != nil {
 		return o, err
@@ -71,6 +84,13 @@ func parseFlags(args []string, stderr io.Writer) (options, error) {
 	}
 	if o.runs < 1 {
 		return o, fmt.Errorf("--runs must be at least 1, got %d", o.runs)
+	}
+	if o.trees {
+		for _, f := range []string{"pairs", "tools"} {
+			if fs.Changed(f) {
+				return o, fmt.Errorf("--%s is for single-file mode, not --trees", f)
+			}
+		}
 	}
 	return o, nil
 }
@@ -84,6 +104,9 @@ func run(argv []string, stdout, stderr io.Writer) int {
 	if err != nil {
 		fmt.Fprintln(stderr, "bench:", err)
 		return exitUsage
+	}
+	if o.trees {
+		return runTrees(argv, o, stdout, stderr)
 	}
 	pairs, err := selectPairs(o.pairs)
 	if err != nil {
