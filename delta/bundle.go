@@ -579,9 +579,35 @@ func (d *bundleDecoder) fileFields(e *BundleEntry, what string) error {
 	return nil
 }
 
-// payloadHeader reads the payload length and the payload's native patch
-// header, which gives the NEW file's size and hash, and checks them against
-// the caps.
+// A payload is a native patch without the parts the bundle already pins:
+//
+//	method     1 byte (MethodBsdiffCM, MethodZstdDict, MethodZstd)
+//	new size   uvarint (> 0)
+//	new SHA-256 32 bytes
+//	body       the native patch body, CRC-32C trailer included
+//
+// The old file's size and SHA-256 come from the OLD tree (its digest is
+// checked first), so the reader rebuilds the full native header and hands
+// the patch to Apply, which checks everything as for a standalone patch.
+// This saves 64 bytes per file against embedding whole native patches.
+const minPayloadHeader = 1 + 1 + 32
+
+// compactPayload turns a native patch into a payload.
+func compactPayload(patch []byte) ([]byte, error) {
+	hd, err := parseHeader(patch[:headerSize])
+	if err != nil {
+		return nil, err
+	}
+	out := make([]byte, 0, len(patch)-headerSize+minPayloadHeader+9)
+	out = append(out, byte(hd.method))
+	out = binary.AppendUvarint(out, uint64(hd.newSize))
+	out = append(out, hd.newSum[:]...)
+	return append(out, patch[headerSize:]...), nil
+}
+
+// payloadHeader reads the payload length and the payload's header, which
+// gives the NEW file's size and hash, checks them against the caps, and
+// rebuilds the native patch header (when the OLD tree is known).
 func (d *bundleDecoder) payloadHeader(e *BundleEntry, what string) error {
 	pl, err := d.r.uvarint(what + " payload length")
 	if err != nil {
@@ -594,35 +620,49 @@ func (d *bundleDecoder) payloadHeader(e *BundleEntry, what string) error {
 		e.Size, e.SHA256 = 0, sha256.Sum256(nil)
 		return nil
 	}
-	if pl < headerSize {
-		return fmt.Errorf("%w: %s: payload of %d bytes is shorter than a patch header", ErrCorrupt, what, pl)
+	if pl < minPayloadHeader+4 {
+		return fmt.Errorf("%w: %s: payload of %d bytes is shorter than a payload header", ErrCorrupt, what, pl)
 	}
 	if pl > uint64(maxPayload(d.o.MaxFileSize)) {
 		return fmt.Errorf("%w: %s: payload of %d bytes exceeds the cap of %d", ErrTooLarge, what, pl, maxPayload(d.o.MaxFileSize))
 	}
-	h := make([]byte, headerSize)
-	if err := d.r.full(h, what+" payload header"); err != nil {
+	var mb [1]byte
+	if err := d.r.full(mb[:], what+" payload method"); err != nil {
 		return err
 	}
-	hd, err := parseHeader(h)
+	m := Method(mb[0])
+	if m < MethodBsdiffCM || m > MethodZstd {
+		return fmt.Errorf("%w: %s: payload method %d", ErrFormat, what, mb[0])
+	}
+	before := d.r.n
+	newSize, err := d.r.uvarint(what + " payload size")
 	if err != nil {
-		return fmt.Errorf("%s payload: %w", what, err)
+		return err
+	}
+	hlen := 1 + (d.r.n - before) + 32
+	var sum [32]byte
+	if err := d.r.full(sum[:], what+" payload hash"); err != nil {
+		return err
 	}
 	switch {
-	case hd.newSize > d.o.MaxFileSize:
-		return fmt.Errorf("%w: %s: file of %d bytes exceeds the cap of %d", ErrTooLarge, what, hd.newSize, d.o.MaxFileSize)
-	case pl > uint64(maxPayload(hd.newSize)):
-		return fmt.Errorf("%w: %s: payload of %d bytes exceeds the cap of %d for a %d-byte file", ErrTooLarge, what, pl, maxPayload(hd.newSize), hd.newSize)
-	case uint64(hd.bodyLen) != pl-headerSize:
-		return fmt.Errorf("%w: %s: payload of %d bytes holds a patch of %d", ErrCorrupt, what, pl, headerSize+hd.bodyLen)
-	case hd.newSize == 0:
+	case newSize == 0:
 		return fmt.Errorf("%w: %s: payload for an empty file", ErrCorrupt, what)
-	case e.Kind == EntryNew && hd.oldSize != 0:
-		return fmt.Errorf("%w: %s: new file's patch is not against an empty file", ErrCorrupt, what)
+	case newSize > uint64(d.o.MaxFileSize):
+		return fmt.Errorf("%w: %s: file of %d bytes exceeds the cap of %d", ErrTooLarge, what, newSize, d.o.MaxFileSize)
+	case pl > uint64(maxPayload(int64(newSize))):
+		return fmt.Errorf("%w: %s: payload of %d bytes exceeds the cap of %d for a %d-byte file", ErrTooLarge, what, pl, maxPayload(int64(newSize)), newSize)
+	case pl < uint64(hlen)+4:
+		return fmt.Errorf("%w: %s: payload of %d bytes is shorter than its header", ErrCorrupt, what, pl)
 	}
-	e.Size, e.SHA256, e.Method, e.PayloadSize = hd.newSize, hd.newSum, hd.method, int64(pl)
-	d.phdr = h
-	d.pending = &io.LimitedReader{R: d.r, N: int64(pl) - headerSize}
+	bodyLen := int64(pl) - hlen
+	e.Size, e.SHA256, e.Method, e.PayloadSize = int64(newSize), sum, m, int64(pl)
+	d.phdr = nil
+	if e.Kind == EntryNew {
+		d.phdr = makeHeader(m, 0, e.Size, sha256.Sum256(nil), sum, bodyLen)
+	} else if oe, ok := d.old[e.Source]; ok {
+		d.phdr = makeHeader(m, oe.Size, e.Size, oe.SHA256, sum, bodyLen)
+	}
+	d.pending = &io.LimitedReader{R: d.r, N: bodyLen}
 	return nil
 }
 

@@ -292,8 +292,11 @@ func (a *applier) copyOld(e *BundleEntry, w io.Writer) error {
 // applyPayload applies the entry's payload, a native patch, to old.
 func (a *applier) applyPayload(e *BundleEntry, old []byte, w io.Writer) error {
 	hdr, lr := a.d.payload()
+	if hdr == nil {
+		return fmt.Errorf("%w: entry %q: payload without a known source", ErrCorrupt, e.Path)
+	}
 	pi, err := Apply(a.ctx, old, io.MultiReader(bytes.NewReader(hdr), lr), w,
-		&ApplyOptions{MaxNewSize: e.Size, MaxPatchSize: e.PayloadSize - headerSize})
+		&ApplyOptions{MaxNewSize: e.Size, MaxPatchSize: lr.N})
 	if err != nil {
 		return fmt.Errorf("entry %q: %w", e.Path, err)
 	}

@@ -191,12 +191,16 @@ func DiffBundle(ctx context.Context, oldDir, newDir string, w io.Writer, opts *B
 		if err != nil {
 			return fmt.Errorf("%s: %w", pe.Path, err)
 		}
+		payload, err := compactPayload(buf.Bytes())
+		if err != nil {
+			return fmt.Errorf("%s: %w", pe.Path, err)
+		}
 		// Keep the smallest entry: payload plus the source path it names.
-		cost := buf.Len() + len(j.src)
+		cost := len(payload) + len(j.src)
 		pe.mu.Lock()
 		defer pe.mu.Unlock()
 		if pe.payload == nil || cost < pe.cost || (cost == pe.cost && j.rank < pe.rank) {
-			pe.payload, pe.cost, pe.rank, pe.Source, pe.Method = buf.Bytes(), cost, j.rank, j.src, ds.Method
+			pe.payload, pe.cost, pe.rank, pe.Source, pe.Method = payload, cost, j.rank, j.src, ds.Method
 		}
 		if pe.left--; pe.left == 0 {
 			close(pe.done)

@@ -519,3 +519,12 @@ func (rb rawBundle) bytes() []byte {
 	sum[0] ^= rb.trailerXor
 	return append(b, sum[:]...)
 }
+
+// compactPayload turns a native patch into a bundle payload: method, new
+// size (uvarint), new SHA-256, body (docs/FORMAT.md, "Directory bundle").
+func compactPayload(p []byte) []byte {
+	out := []byte{p[5]}
+	out = binary.AppendUvarint(out, binary.LittleEndian.Uint64(p[16:]))
+	out = append(out, p[56:88]...)
+	return append(out, p[100:]...)
+}

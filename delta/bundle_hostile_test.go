@@ -42,7 +42,7 @@ func hostileTrees(t *testing.T) (oldDir, newDir string, valid rawBundle, pay map
 		if _, err := delta.Diff(context.Background(), old, newb, &buf, &delta.DiffOptions{Methods: zstdOnly}); err != nil {
 			t.Fatal(err)
 		}
-		return buf.Bytes()
+		return compactPayload(buf.Bytes())
 	}
 	pay = map[string][]byte{
 		"b":        diff(bOld, bNew),
@@ -90,7 +90,7 @@ func TestBundleHostile(t *testing.T) {
 
 	fakeHeader := func(newSize, bodyLen int) []byte {
 		h := headerFor(delta.MethodZstd, nil, make([]byte, newSize), bodyLen).bytes()
-		return append(h, make([]byte, bodyLen)...)
+		return compactPayload(append(h, make([]byte, bodyLen)...))
 	}
 	flip := func(b []byte, at int) []byte { c := bytes.Clone(b); c[at] ^= 0x55; return c }
 	es := valid.entries
@@ -198,17 +198,22 @@ func TestBundleHostile(t *testing.T) {
 			p := pay["n"]
 			rb.entries = withEntries(es, 6, 1, rNew("e/n.txt", 0o644, p[:len(p)-1]))
 		}, want: "corrupt"},
-		{name: "payload shorter than a header", edit: func(rb *rawBundle) { rb.entries = withEntries(es, 6, 1, rNew("e/n.txt", 0o644, pay["n"][:50])) }, want: "corrupt"},
+		{name: "payload shorter than a header", edit: func(rb *rawBundle) { rb.entries = withEntries(es, 6, 1, rNew("e/n.txt", 0o644, pay["n"][:20])) }, want: "corrupt"},
 		{name: "payload not a native patch", edit: func(rb *rawBundle) {
 			rb.entries = withEntries(es, 6, 1, rNew("e/n.txt", 0o644, append([]byte("BSDIFF40"), make([]byte, 120)...)))
 		}, want: "format"},
 		{name: "payload body flipped", edit: func(rb *rawBundle) {
 			rb.entries = withEntries(es, 6, 1, rNew("e/n.txt", 0o644, flip(pay["n"], len(pay["n"])-3)))
 		}, want: "corrupt|hashmismatch"},
-		{name: "payload header flipped", edit: func(rb *rawBundle) { rb.entries = withEntries(es, 6, 1, rNew("e/n.txt", 0o644, flip(pay["n"], 60))) }, want: "corrupt"},
+		{name: "payload hash flipped", edit: func(rb *rawBundle) { rb.entries = withEntries(es, 6, 1, rNew("e/n.txt", 0o644, flip(pay["n"], 10))) }, want: "hashmismatch"},
+		{name: "payload method unknown", edit: func(rb *rawBundle) {
+			p := bytes.Clone(pay["n"])
+			p[0] = 9
+			rb.entries = withEntries(es, 6, 1, rNew("e/n.txt", 0o644, p))
+		}, want: "format"},
 		{name: "patch made for another old file", edit: func(rb *rawBundle) {
 			rb.entries = withEntries(es, 2, 1, rPatch("d/b.txt", 0o644, "", pay["b-from-a"]))
-		}, want: "oldmismatch"},
+		}, want: "hashmismatch|corrupt"},
 		{name: "new file patched from a non-empty file", edit: func(rb *rawBundle) {
 			rb.entries = withEntries(es, 6, 1, rNew("e/n.txt", 0o644, pay["n-from-a"]))
 		}, want: "corrupt"},
