@@ -1,0 +1,305 @@
+package apply
+
+import (
+	"bufio"
+	"bytes"
+	"context"
+	"encoding/hex"
+	"errors"
+	"fmt"
+	"io/fs"
+	"path"
+	"strconv"
+	"strings"
+
+	"github.com/deltaup/deltaup/internal/tree"
+	"github.com/deltaup/deltaup/manifest"
+)
+
+// Fetcher gets one file of the repository. path is relative to the
+// repository root ("manifest.json", "manifests/7.json"). Get returns the
+// whole body, or fails: with an error wrapping ErrNotFound (or
+// fs.ErrNotExist) when no server has the file (HTTP 404), and with one
+// wrapping ErrTooLarge (or manifest.ErrTooLarge) when the body is larger
+// than max bytes (read no further). Other errors (network, HTTP 5xx) are
+// returned as they are. Downloader implements it.
+type Fetcher interface {
+	Get(ctx context.Context, path string, max int64) ([]byte, error)
+}
+
+// Errors of the check.
+var (
+	// ErrRefused: the repository's manifest was refused (it also matches
+	// the manifest package's class: ErrSignature, ErrExpired,
+	// ErrRollback, ErrWrongApp, ErrTooLarge, ErrMalformed). Nothing was
+	// changed; keep the installed version.
+	ErrRefused = errors.New("apply: manifest refused")
+	// ErrUnknownVersion: the installed tree matches no release of the
+	// manifest (modified locally, or not installed from this repository).
+	ErrUnknownVersion = errors.New("apply: installed version unknown")
+)
+
+// HistoryPath is the repository path of the manifest with sequence seq
+// (docs/FORMAT.md, "Repository layout").
+func HistoryPath(seq uint64) string {
+	return path.Join("manifests", strconv.FormatUint(seq, 10)+".json")
+}
+
+// FetchManifest fetches manifest.json and manifest.json.minisig through f
+// and opens them (manifest.Open) for cfg.App with cfg.PublicKey, cfg.Now
+// and the sequence and hash recorded in st. When the root pair does not
+// verify, it follows the signature's trusted comment ("deltaup manifest
+// app:APP sequence:N ...", not trusted yet) to manifests/N.json and opens
+// that with the same signature: a publish caught between its last two
+// renames. On success it records the manifest's sequence and content hash
+// (and cfg.App) in st; the caller saves st. A refusal wraps ErrRefused and
+// the manifest package's class, and leaves st unchanged; a fetch error
+// (network, server) is returned wrapped, without ErrRefused.
+func FetchManifest(ctx context.Context, cfg *Config, f Fetcher, st *State) (*manifest.Manifest, error) {
+	if st == nil {
+		st = &State{}
+	}
+	if cfg.App == "" {
+		return nil, fmt.Errorf("%w: the application name is not set", ErrConfig)
+	}
+	if st.App != "" && st.App != cfg.App {
+		return nil, fmt.Errorf("%w: the state file belongs to application %q, not %q: the backup directory is shared; give each application its own", ErrState, st.App, cfg.App)
+	}
+	seen, err := st.seenHash()
+	if err != nil {
+		return nil, fmt.Errorf("%w: %v", ErrState, err)
+	}
+	opts := manifest.OpenOptions{App: cfg.App, Now: cfg.now(), MinSequence: st.Sequence, SeenHash: seen}
+
+	raw, err := f.Get(ctx, manifest.ManifestName, manifest.MaxManifestSize+1)
+	if err != nil {
+		return nil, fetchError(manifest.ManifestName, err)
+	}
+	sig, err := f.Get(ctx, manifest.SignatureName, manifest.MaxSignatureSize+1)
+	if fetchNotFound(err) {
+		sig = nil // Open refuses it: missing signature
+	} else if err != nil {
+		return nil, fetchError(manifest.SignatureName, err)
+	}
+	m, err := manifest.Open(raw, sig, cfg.PublicKey, opts)
+	if err != nil && errors.Is(err, manifest.ErrSignature) {
+		if m2, ok := openTorn(ctx, cfg, f, sig, opts); ok {
+			m, err = m2, nil
+		}
+	}
+	if err != nil {
+		return nil, fmt.Errorf("%w: %w", ErrRefused, err)
+	}
+	h := m.ContentHash()
+	st.App, st.Sequence, st.ManifestHash = cfg.App, m.Sequence, hex.EncodeToString(h[:])
+	return m, nil
+}
+
+func fetchNotFound(err error) bool {
+	return errors.Is(err, fs.ErrNotExist) || errors.Is(err, ErrNotFound)
+}
+
+// fetchError wraps a Fetcher error; an oversized document is a refusal.
+func fetchError(name string, err error) error {
+	if errors.Is(err, manifest.ErrTooLarge) {
+		return fmt.Errorf("%w: %s: %w: the server does not serve a deltaup repository, or a damaged one; check the server URL", ErrRefused, name, err)
+	}
+	if errors.Is(err, ErrTooLarge) {
+		return fmt.Errorf("%w: %w: %s is larger than its cap: the server does not serve a deltaup repository, or a damaged one; check the server URL: %w", ErrRefused, manifest.ErrTooLarge, name, err)
+	}
+	return fmt.Errorf("apply: fetching %s: %w", name, err)
+}
+
+// openTorn tries manifests/N.json, N from the signature's trusted comment.
+func openTorn(ctx context.Context, cfg *Config, f Fetcher, sig []byte, opts manifest.OpenOptions) (*manifest.Manifest, bool) {
+	seq, ok := commentSequence(sig, cfg.App)
+	if !ok || seq < opts.MinSequence {
+		return nil, false
+	}
+	raw, err := f.Get(ctx, HistoryPath(seq), manifest.MaxManifestSize+1)
+	if err != nil {
+		return nil, false
+	}
+	m, err := manifest.Open(raw, sig, cfg.PublicKey, opts)
+	if err != nil || m.Sequence != seq {
+		return nil, false
+	}
+	return m, true
+}
+
+// commentSequence reads N from a signature file's trusted comment
+// "deltaup manifest app:APP sequence:N ...", when APP is app.
+func commentSequence(sig []byte, app string) (uint64, bool) {
+	sc := bufio.NewScanner(bytes.NewReader(sig))
+	for sc.Scan() {
+		line, ok := strings.CutPrefix(strings.TrimRight(sc.Text(), "\r"), "trusted comment: ")
+		if !ok {
+			continue
+		}
+		fields := strings.Fields(line)
+		if len(fields) < 4 || fields[0] != "deltaup" || fields[1] != "manifest" || fields[2] != "app:"+app {
+			return 0, false
+		}
+		n, ok := strings.CutPrefix(fields[3], "sequence:")
+		if !ok {
+			return 0, false
+		}
+		seq, err := strconv.ParseUint(n, 10, 64)
+		if err != nil || seq == 0 || seq > manifest.MaxSafeInteger {
+			return 0, false
+		}
+		return seq, true
+	}
+	return 0, false
+}
+
+// DetectVersion scans the tree at appDir (every entry, files hashed) and
+// returns the version of the release whose tree digest it has. It fails
+// with ErrUnknownVersion when none matches (see Status for what differs).
+// fileLists is not needed for an exact match and may be nil. Cost: reads
+// every file of appDir once.
+func DetectVersion(ctx context.Context, appDir string, m *manifest.Manifest, fileLists func(*manifest.Release) ([]byte, error)) (string, error) {
+	_, d, err := scanApp(ctx, appDir)
+	if err != nil {
+		return "", err
+	}
+	if r := releaseByDigest(m, d); r != nil {
+		return r.Version, nil
+	}
+	return "", fmt.Errorf("%w: the tree in %s matches none of the %d releases of %s (modified, or not installed from this repository): an update will download the full archive; `deltaup status` lists the differences", ErrUnknownVersion, appDir, len(m.Releases), m.App)
+}
+
+func scanApp(ctx context.Context, appDir string) ([]tree.Entry, [32]byte, error) {
+	es, err := tree.Scan(ctx, appDir, tree.ScanOptions{Hash: true})
+	if err != nil {
+		return nil, [32]byte{}, fmt.Errorf("apply: scanning the application directory: %w", err)
+	}
+	return es, tree.Digest(es), nil
+}
+
+func releaseByDigest(m *manifest.Manifest, d [32]byte) *manifest.Release {
+	for i := range m.Releases {
+		if m.Releases[i].TreeDigest == d {
+			return &m.Releases[i]
+		}
+	}
+	return nil
+}
+
+// CheckResult is the outcome of CheckUpdate.
+type CheckResult struct {
+	Manifest *manifest.Manifest
+	// Current is the installed version ("" when unknown: the tree matches
+	// no release); Detected reports that it was found by scanning.
+	Current  string
+	Detected bool
+	// Target is the version to install; "" when every candidate is
+	// marked bad.
+	Target string
+	// Skipped lists newer versions of the channel passed over because
+	// they are marked bad.
+	Skipped []string
+	// UpToDate: nothing to do (Current is Target, or Target is not newer
+	// and was not asked for explicitly).
+	UpToDate bool
+	// Route is the cheapest way to Target; nil when UpToDate.
+	Route *Route
+}
+
+// CheckUpdate fetches and verifies the manifest (FetchManifest, which
+// updates st on success), determines the installed version (cfg.Current,
+// else DetectVersion on cfg.AppDir; unknown → only the full archive
+// applies), the target (cfg.To, else the newest release of cfg.Channel not
+// in st.Bad) and plans the route. The caller saves st. It never offers a
+// version lower than the installed one unless cfg.To asks for it.
+func CheckUpdate(ctx context.Context, cfg *Config, f Fetcher, st *State) (*CheckResult, error) {
+	if err := cfg.Validate(); err != nil {
+		return nil, err
+	}
+	if st == nil {
+		st = &State{}
+	}
+	m, err := FetchManifest(ctx, cfg, f, st)
+	if err != nil {
+		return nil, err
+	}
+	res := &CheckResult{Manifest: m, Current: cfg.Current}
+	if res.Current != "" {
+		if r, err := m.Release(res.Current); err == nil {
+			res.Current = r.Version
+		}
+	} else {
+		v, err := DetectVersion(ctx, cfg.AppDir, m, nil)
+		switch {
+		case err == nil:
+			res.Current, res.Detected = v, true
+		case errors.Is(err, ErrUnknownVersion):
+		default:
+			return nil, err
+		}
+	}
+	explicit := cfg.To != ""
+	if explicit {
+		r, err := m.Release(cfg.To)
+		if err != nil {
+			return nil, fmt.Errorf("apply: target version: %w", err)
+		}
+		res.Target = r.Version
+	} else {
+		if _, err := m.Latest(cfg.Channel); err != nil {
+			return nil, fmt.Errorf("apply: channel %s: %w", cfg.Channel, err)
+		}
+		rs := m.Sorted(cfg.Channel)
+		for i := len(rs) - 1; i >= 0; i-- {
+			if !st.IsBad(rs[i].Version) {
+				res.Target = rs[i].Version
+				break
+			}
+			res.Skipped = append(res.Skipped, rs[i].Version)
+		}
+	}
+	switch {
+	case res.Target == "":
+		res.UpToDate = true
+		return res, nil
+	case res.Current != "":
+		c, err := manifest.Compare(res.Current, res.Target)
+		if err != nil {
+			return nil, err
+		}
+		if c == 0 || (c > 0 && !explicit) {
+			res.UpToDate = true
+			return res, nil
+		}
+	}
+	res.Route, err = Plan(m, res.Current, res.Target, st.Bad)
+	if err != nil {
+		return nil, err
+	}
+	return res, nil
+}
+
+// Check runs CheckUpdate with the state kept in cfg.BackupDir: it loads
+// the state, checks, and on success saves the accepted manifest's
+// sequence and hash and the detected installed version. On any error the
+// state file is left as it was.
+func Check(ctx context.Context, cfg *Config, f Fetcher) (*CheckResult, error) {
+	if err := cfg.Validate(); err != nil {
+		return nil, err
+	}
+	st, err := LoadState(cfg.BackupDir)
+	if err != nil {
+		return nil, err
+	}
+	res, err := CheckUpdate(ctx, cfg, f, st)
+	if err != nil {
+		return nil, err
+	}
+	if res.Detected {
+		st.Installed = res.Current
+	}
+	if err := st.Save(cfg.BackupDir); err != nil {
+		return nil, err
+	}
+	return res, nil
+}

@@ -1,0 +1,169 @@
+package apply
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"os"
+	"path"
+	"path/filepath"
+
+	"github.com/deltaup/deltaup/delta"
+	"github.com/deltaup/deltaup/fallback"
+	"github.com/deltaup/deltaup/internal/tree"
+	"github.com/deltaup/deltaup/manifest"
+)
+
+// ArtifactFetcher downloads one artifact, verified against its size and
+// SHA-256, to dest (the Downloader does it over HTTP, resumably).
+type ArtifactFetcher interface {
+	Fetch(ctx context.Context, art manifest.Artifact, dest string) error
+}
+
+// StageResult says how the target version was built.
+type StageResult struct {
+	Dir        string   // the complete, verified target tree (inside the backup directory)
+	Route      string   // "patches" or "archive"
+	Fallback   string   // why the archive was used after a patch route failed ("" if not)
+	Downloaded []string // repository paths fetched
+}
+
+// Directories inside the backup directory.
+const (
+	downloadsDir = "downloads"
+	stagingDir   = "staged"
+)
+
+// Stage builds version to of the app in the backup directory: hop by hop
+// along the route's patches, starting from the app directory, each hop into
+// a fresh directory (the previous one is removed); or by extracting the
+// target's full archive. Every artifact is downloaded and verified before it
+// is opened, every hop verifies its whole tree, and the result is checked
+// against the target's signed file list. When a patch route fails for any
+// reason (a locally modified file, a bad patch) it falls back to the full
+// archive and says why. The app directory is only read.
+func Stage(ctx context.Context, appDir, backupDir string, m *manifest.Manifest, route *Route, target []tree.Entry, f ArtifactFetcher) (*StageResult, error) {
+	to, err := m.Release(route.To)
+	if err != nil {
+		return nil, err
+	}
+	res := &StageResult{}
+	if route.usesPatches() {
+		dir, err := stagePatches(ctx, appDir, backupDir, route, f, res)
+		if err == nil {
+			if err = checkTree(ctx, dir, to.TreeDigest); err == nil {
+				res.Dir, res.Route = dir, "patches"
+				return res, nil
+			}
+		}
+		if ctx.Err() != nil {
+			return nil, ctx.Err()
+		}
+		res.Fallback = err.Error()
+	}
+	dir, err := stageArchive(ctx, backupDir, to, target, f, res)
+	if err != nil {
+		return nil, err
+	}
+	res.Dir, res.Route = dir, "archive"
+	return res, nil
+}
+
+func (r *Route) usesPatches() bool {
+	return len(r.Steps) > 0 && r.Steps[0].Kind == StepPatch
+}
+
+// download fetches art into the backup directory's download area.
+func download(ctx context.Context, backupDir string, art manifest.Artifact, f ArtifactFetcher, res *StageResult) (string, error) {
+	dest := filepath.Join(backupDir, downloadsDir, path.Base(art.Path))
+	if err := os.MkdirAll(filepath.Dir(dest), 0o755); err != nil {
+		return "", err
+	}
+	if err := f.Fetch(ctx, art, dest); err != nil {
+		return "", err
+	}
+	res.Downloaded = append(res.Downloaded, art.Path)
+	return dest, nil
+}
+
+func stagePatches(ctx context.Context, appDir, backupDir string, route *Route, f ArtifactFetcher, res *StageResult) (string, error) {
+	src := appDir
+	for i, st := range route.Steps {
+		if st.Kind != StepPatch {
+			return "", fmt.Errorf("apply: route mixes patches and archives at hop %d", i)
+		}
+		p, err := download(ctx, backupDir, st.Artifact, f, res)
+		if err != nil {
+			return "", fmt.Errorf("downloading %s: %w", st.Artifact.Path, err)
+		}
+		out := filepath.Join(backupDir, stagingDir, st.To)
+		if err := os.RemoveAll(out); err != nil {
+			return "", err
+		}
+		if err := os.MkdirAll(filepath.Dir(out), 0o755); err != nil {
+			return "", err
+		}
+		if _, err := delta.ApplyBundleFile(ctx, src, p, out, nil); err != nil {
+			return "", fmt.Errorf("patch %s -> %s: %w", st.From, st.To, err)
+		}
+		if src != appDir {
+			os.RemoveAll(src)
+		}
+		src = out
+	}
+	return src, nil
+}
+
+func stageArchive(ctx context.Context, backupDir string, to *manifest.Release, target []tree.Entry, f ArtifactFetcher, res *StageResult) (string, error) {
+	var arch *manifest.Archive
+	for i := range to.Archives {
+		if arch == nil || to.Archives[i].Format == manifest.FormatTarZst {
+			arch = &to.Archives[i]
+		}
+	}
+	if arch == nil {
+		return "", fmt.Errorf("apply: release %s has no archive", to.Version)
+	}
+	p, err := download(ctx, backupDir, arch.Artifact, f, res)
+	if err != nil {
+		return "", fmt.Errorf("downloading %s: %w", arch.Path, err)
+	}
+	format, err := fallback.ParseFormat(arch.Format)
+	if err != nil {
+		return "", err
+	}
+	out := filepath.Join(backupDir, stagingDir, to.Version)
+	if err := os.RemoveAll(out); err != nil {
+		return "", err
+	}
+	if err := os.MkdirAll(filepath.Dir(out), 0o755); err != nil {
+		return "", err
+	}
+	fh, err := os.Open(p)
+	if err != nil {
+		return "", err
+	}
+	defer fh.Close()
+	if _, err := fallback.Extract(ctx, fh, format, out, &fallback.ExtractOptions{Expected: target, Sync: true}); err != nil {
+		return "", fmt.Errorf("extracting %s: %w", arch.Path, err)
+	}
+	if err := checkTree(ctx, out, to.TreeDigest); err != nil {
+		os.RemoveAll(out)
+		return "", err
+	}
+	return out, nil
+}
+
+// ErrTreeMismatch: a staged tree is not the signed one.
+var ErrTreeMismatch = errors.New("apply: staged tree differs from the signed file list")
+
+func checkTree(ctx context.Context, dir string, want [32]byte) error {
+	es, err := tree.Scan(ctx, dir, tree.ScanOptions{Hash: true})
+	if err != nil {
+		return err
+	}
+	if tree.Digest(es) != want {
+		return fmt.Errorf("%w (%s)", ErrTreeMismatch, dir)
+	}
+	return nil
+}

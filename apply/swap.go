@@ -1,0 +1,605 @@
+package apply
+
+import (
+	"context"
+	"crypto/sha256"
+	"encoding/hex"
+	"errors"
+	"fmt"
+	"io"
+	"io/fs"
+	"os"
+	"path"
+	"path/filepath"
+	"runtime"
+	"strconv"
+	"strings"
+	"time"
+
+	"github.com/deltaup/deltaup/internal/tree"
+)
+
+// Swap errors.
+var (
+	// ErrStagedMismatch: a staged file does not have the hash the journal
+	// expects (the staged tree was damaged after verification).
+	ErrStagedMismatch = errors.New("apply: staged file does not match the journal")
+	// ErrSwapConflict: the app directory holds something no op expects
+	// (e.g. a directory where a file goes, a non-empty directory to remove).
+	ErrSwapConflict = errors.New("apply: unexpected entry in the app directory")
+	// ErrRollbackMismatch: after a rollback the app directory is not the old tree.
+	ErrRollbackMismatch = errors.New("apply: app directory after rollback differs from the old tree")
+)
+
+// tmpPrefix names the temporary file an op writes beside its target. The
+// name is fixed per target so a crashed attempt's leftover is reused
+// (Swap) or deleted (Rollback).
+const tmpPrefix = ".deltaup-tmp-"
+
+// journalSaveEvery bounds how often Swap rewrites the journal's Done index
+// (the disk check makes a stale index safe, only slower to resume).
+var journalSaveEvery = 250 * time.Millisecond
+
+func (j *Journal) appPath(rel string) string { return filepath.Join(j.AppDir, filepath.FromSlash(rel)) }
+func (j *Journal) rbPath(rel string) string {
+	return filepath.Join(j.Rollback, filepath.FromSlash(rel))
+}
+func tmpPath(p string) string { return filepath.Join(filepath.Dir(p), tmpPrefix+filepath.Base(p)) }
+
+// Swap carries out the journal's ops not yet done, then sets the state
+// "swapped". From "staged" it first empties the rollback area and records
+// "swapping". Every op checks the disk first, so Swap may be run again
+// after a crash at any point (see Resume). Old entries are renamed into
+// the rollback area, never overwritten: on Windows a running executable
+// or loaded DLL can be renamed but not replaced. Transient errors
+// (IsTransient) are retried with back-off. fsys nil means OSFS.
+func Swap(ctx context.Context, j *Journal, fsys FS) error {
+	if fsys == nil {
+		fsys = OSFS{}
+	}
+	switch j.State {
+	case JournalStaged:
+		if err := fsys.RemoveAll(j.Rollback); err != nil {
+			return err
+		}
+		j.State, j.Done, j.Started = JournalSwapping, 0, time.Now().UTC()
+		if err := j.Save(); err != nil {
+			return err
+		}
+	case JournalSwapping:
+	case JournalSwapped:
+		return nil
+	default:
+		return fmt.Errorf("%w: cannot swap in state %q", ErrJournalState, j.State)
+	}
+	// The rollback area's existence marks "swap started" on the disk.
+	if err := fsys.MkdirAll(j.Rollback, 0o755); err != nil {
+		return err
+	}
+	last := time.Now()
+	for i := j.Done; i < len(j.Ops); i++ {
+		if err := ctx.Err(); err != nil {
+			return err
+		}
+		if err := doOp(ctx, j, fsys, &j.Ops[i]); err != nil {
+			if i > j.Done {
+				_ = j.Save() // keep the progress made
+			}
+			return fmt.Errorf("apply: swap %s %s: %w", j.Ops[i].Kind, j.Ops[i].Path, err)
+		}
+		j.Done = i + 1
+		if time.Since(last) >= journalSaveEvery {
+			if err := j.Save(); err != nil {
+				return err
+			}
+			last = time.Now()
+		}
+	}
+	j.State = JournalSwapped
+	return j.Save()
+}
+
+// opDone reports whether op's effect is on the disk.
+func opDone(j *Journal, fsys FS, op *Op) (bool, error) {
+	p := j.appPath(op.Path)
+	fi, err := fsys.Lstat(p)
+	if notExist(err) {
+		return op.Kind == OpRemove, nil
+	}
+	if err != nil {
+		return false, err
+	}
+	switch op.Kind {
+	case OpRemove:
+		// Done when absent, or when what is there is no longer of the old
+		// type (the new entry of a file <-> dir change already in place).
+		return fileType(fi) != op.Old.Type, nil
+	case OpMkdir:
+		return fi.IsDir() && modeOK(fi, op.Mode), nil
+	case OpSymlink:
+		if fi.Mode()&fs.ModeSymlink == 0 {
+			return false, nil
+		}
+		t, err := fsys.Readlink(p)
+		if err != nil {
+			return false, err
+		}
+		return filepath.ToSlash(t) == op.Target, nil
+	case OpFile:
+		if !fi.Mode().IsRegular() || fi.Size() != op.Size || !modeOK(fi, op.Mode) {
+			return false, nil
+		}
+		sum, err := hashFS(fsys, p)
+		if err != nil {
+			return false, err
+		}
+		return hex.EncodeToString(sum[:]) == op.SHA256, nil
+	}
+	return false, fmt.Errorf("%w: op %q", ErrJournalCorrupt, op.Kind)
+}
+
+func fileType(fi fs.FileInfo) tree.Type {
+	switch {
+	case fi.IsDir():
+		return tree.Dir
+	case fi.Mode()&fs.ModeSymlink != 0:
+		return tree.Symlink
+	case fi.Mode().IsRegular():
+		return tree.File
+	}
+	return tree.Type(fi.Mode().Type().String())
+}
+
+func modeOK(fi fs.FileInfo, mode string) bool {
+	if runtime.GOOS == "windows" {
+		return true
+	}
+	m, err := parseMode(mode)
+	return err == nil && fi.Mode().Perm() == m
+}
+
+func hashFS(fsys FS, p string) ([32]byte, error) {
+	var sum [32]byte
+	f, err := fsys.OpenFile(p, os.O_RDONLY, 0)
+	if err != nil {
+		return sum, err
+	}
+	defer f.Close()
+	h := sha256.New()
+	if _, err := io.Copy(h, f); err != nil {
+		return sum, err
+	}
+	copy(sum[:], h.Sum(nil))
+	return sum, nil
+}
+
+// movable reports whether the old entry travels with a file/symlink op
+// (a dir is handled by its own OpRemove).
+func movable(o *OldEntry) bool { return o != nil && (o.Type == tree.File || o.Type == tree.Symlink) }
+
+// saveOld moves the app-dir entry at p to the rollback area unless the old
+// entry is already there; then anything left at p is deleted.
+func saveOld(ctx context.Context, j *Journal, fsys FS, op *Op, p string, fi fs.FileInfo) error {
+	if fi.IsDir() {
+		return fmt.Errorf("%w: %s is a directory", ErrSwapConflict, p)
+	}
+	rb := j.rbPath(op.Path)
+	if movable(op.Old) {
+		there, err := exists(fsys, rb)
+		if err != nil {
+			return err
+		}
+		if !there {
+			if err := fsys.MkdirAll(filepath.Dir(rb), 0o755); err != nil {
+				return err
+			}
+			if err := retryTransient(ctx, func() error { return fsys.Rename(p, rb) }); err != nil {
+				return err
+			}
+			return fsys.SyncDir(filepath.Dir(rb))
+		}
+	}
+	// Not the old entry (or it is saved already): discard it.
+	return discard(ctx, j, fsys, op.Path)
+}
+
+// discardDir is where entries that cannot be deleted (a running Windows
+// executable) are renamed to; Cleanup empties it when it can.
+func (j *Journal) discardDir() string { return filepath.Join(j.BackupDir, "discard") }
+
+// discard deletes the app-dir entry rel, or, when it cannot be deleted
+// (in use), renames it into the discard area.
+func discard(ctx context.Context, j *Journal, fsys FS, rel string) error {
+	p := j.appPath(rel)
+	err := retryTransient(ctx, func() error { return fsys.Remove(p) })
+	if err == nil || notExist(err) {
+		return nil
+	}
+	d := filepath.Join(j.discardDir(), strconv.FormatUint(j.Seq, 10), filepath.FromSlash(rel))
+	if merr := fsys.MkdirAll(filepath.Dir(d), 0o755); merr != nil {
+		return err
+	}
+	_ = fsys.RemoveAll(d)
+	if rerr := retryTransient(ctx, func() error { return fsys.Rename(p, d) }); rerr != nil {
+		return fmt.Errorf("%w (and renaming it away: %v)", err, rerr)
+	}
+	return nil
+}
+
+func doOp(ctx context.Context, j *Journal, fsys FS, op *Op) error {
+	done, err := opDone(j, fsys, op)
+	if err != nil || done {
+		return err
+	}
+	p := j.appPath(op.Path)
+	parent := filepath.Dir(p)
+	switch op.Kind {
+	case OpRemove:
+		if op.Old.Type == tree.Dir {
+			if err := retryTransient(ctx, func() error { return fsys.Remove(p) }); err != nil {
+				return fmt.Errorf("%w: removing directory %s: %w", ErrSwapConflict, p, err)
+			}
+			return fsys.SyncDir(parent)
+		}
+		fi, err := fsys.Lstat(p)
+		if err != nil {
+			return err
+		}
+		if err := saveOld(ctx, j, fsys, op, p, fi); err != nil {
+			return err
+		}
+		return fsys.SyncDir(parent)
+	case OpMkdir:
+		mode, _ := parseMode(op.Mode)
+		fi, err := fsys.Lstat(p)
+		switch {
+		case notExist(err):
+			if err := fsys.Mkdir(p, mode); err != nil {
+				return err
+			}
+		case err != nil:
+			return err
+		case !fi.IsDir():
+			return fmt.Errorf("%w: %s is not a directory", ErrSwapConflict, p)
+		}
+		if err := fsys.Chmod(p, mode); err != nil {
+			return err
+		}
+		return fsys.SyncDir(parent)
+	case OpFile, OpSymlink:
+		if fi, err := fsys.Lstat(p); err == nil {
+			if err := saveOld(ctx, j, fsys, op, p, fi); err != nil {
+				return err
+			}
+		} else if !notExist(err) {
+			return err
+		}
+		tmp := tmpPath(p)
+		if op.Kind == OpFile {
+			if err := copyStaged(ctx, j, fsys, op, tmp); err != nil {
+				return err
+			}
+		} else {
+			if err := fsys.Remove(tmp); err != nil && !notExist(err) {
+				return err
+			}
+			if err := fsys.Symlink(filepath.FromSlash(op.Target), tmp); err != nil {
+				return err
+			}
+		}
+		if err := retryTransient(ctx, func() error { return fsys.Rename(tmp, p) }); err != nil {
+			return err
+		}
+		return fsys.SyncDir(parent)
+	}
+	return fmt.Errorf("%w: op %q", ErrJournalCorrupt, op.Kind)
+}
+
+// copyStaged writes the staged file of op to tmp (fsynced, with its mode),
+// checking its hash.
+func copyStaged(ctx context.Context, j *Journal, fsys FS, op *Op, tmp string) error {
+	mode, _ := parseMode(op.Mode)
+	src, err := os.Open(filepath.Join(j.Staged, filepath.FromSlash(op.Path)))
+	if err != nil {
+		return err
+	}
+	defer src.Close()
+	var dst File
+	err = retryTransient(ctx, func() error {
+		var err error
+		dst, err = fsys.OpenFile(tmp, os.O_WRONLY|os.O_CREATE|os.O_TRUNC, mode)
+		return err
+	})
+	if err != nil {
+		return err
+	}
+	h := sha256.New()
+	n, err := io.Copy(io.MultiWriter(dst, h), src)
+	if err == nil {
+		err = dst.Sync()
+	}
+	if cerr := dst.Close(); err == nil {
+		err = cerr
+	}
+	if err == nil && (n != op.Size || hex.EncodeToString(h.Sum(nil)) != op.SHA256) {
+		err = fmt.Errorf("%w: %s", ErrStagedMismatch, op.Path)
+	}
+	if err == nil {
+		err = retryTransient(ctx, func() error { return fsys.Chmod(tmp, mode) })
+	}
+	if err != nil {
+		_ = fsys.Remove(tmp)
+	}
+	return err
+}
+
+// Resume carries the journal of backupDir forward from whatever state a
+// crash left it in, reloading everything from the disk:
+//   - no journal: (nil, nil);
+//   - staged, swapping: finish the swap (state swapped) — the caller then
+//     relaunches the app and waits for its confirmation;
+//   - swapped: nothing (the caller relaunches and waits, or rolls back);
+//   - rolling-back: finish the rollback (state rolled-back; cleanup on
+//     the next Resume);
+//   - confirmed, rolled-back: clean up (rollback area, staged tree,
+//     journal) and return the journal as it was.
+//
+// When both copies of the journal are corrupt, Resume looks at the disk:
+// no rollback area means the swap never started and nothing is changed
+// (the ErrJournalCorrupt error is returned); otherwise the swap is finished
+// from the staged tree (see RecoverJournal; the app directory is taken to
+// be backupDir without its ".backup" suffix).
+func Resume(ctx context.Context, backupDir string, fsys FS) (*Journal, error) {
+	if fsys == nil {
+		fsys = OSFS{}
+	}
+	j, err := LoadJournal(backupDir)
+	if errors.Is(err, fs.ErrNotExist) {
+		return nil, nil
+	}
+	if errors.Is(err, ErrJournalCorrupt) {
+		abs, aerr := filepath.Abs(backupDir)
+		if aerr != nil || !strings.HasSuffix(abs, ".backup") {
+			return nil, err
+		}
+		return RecoverJournal(ctx, strings.TrimSuffix(abs, ".backup"), abs, fsys)
+	}
+	if err != nil {
+		return nil, err
+	}
+	switch j.State {
+	case JournalStaged, JournalSwapping:
+		return j, Swap(ctx, j, fsys)
+	case JournalSwapped:
+		return j, nil
+	case JournalRollingBack:
+		return j, Rollback(ctx, j, fsys)
+	default:
+		return j, Cleanup(j, fsys)
+	}
+}
+
+// RecoverJournal handles a journal of which no copy is valid. If no
+// rollback area exists under backupDir/rollback the swap never started:
+// nothing is touched and an ErrJournalCorrupt error is returned (the
+// caller should stage the update again). Otherwise the swap is finished
+// from the facts on disk: the single staged tree backupDir/staged/TO is
+// the new tree, whatever of the app directory is not in it goes to the
+// single rollback area backupDir/rollback/FROM (never overwriting what is
+// there already); the rebuilt journal (Recovered, without Relaunch) is
+// saved in state swapped. A later Rollback restores the saved old files
+// but cannot know which new files had no old counterpart.
+func RecoverJournal(ctx context.Context, appDir, backupDir string, fsys FS) (*Journal, error) {
+	if fsys == nil {
+		fsys = OSFS{}
+	}
+	corrupt := fmt.Errorf("%w: in %s", ErrJournalCorrupt, backupDir)
+	rbs, _ := os.ReadDir(filepath.Join(backupDir, "rollback"))
+	if len(rbs) == 0 {
+		return nil, fmt.Errorf("%w; the swap had not started, %s is unchanged", corrupt, appDir)
+	}
+	sts, _ := os.ReadDir(filepath.Join(backupDir, "staged"))
+	if len(rbs) != 1 || len(sts) != 1 || !rbs[0].IsDir() || !sts[0].IsDir() {
+		return nil, fmt.Errorf("%w; cannot tell the rollback area or staged tree apart", corrupt)
+	}
+	from, to := rbs[0].Name(), sts[0].Name()
+	staged := filepath.Join(backupDir, "staged", to)
+	newEntries, err := tree.Scan(ctx, staged, tree.ScanOptions{Hash: true})
+	if err != nil {
+		return nil, err
+	}
+	skipTmp := func(rel string) bool { return strings.HasPrefix(path.Base(rel), tmpPrefix) }
+	cur, err := tree.Scan(ctx, appDir, tree.ScanOptions{Hash: true, Skip: skipTmp})
+	if err != nil {
+		return nil, err
+	}
+	j, err := BuildJournal(appDir, backupDir, from, to, cur, newEntries, staged, nil)
+	if err != nil {
+		return nil, err
+	}
+	j.OldDigest, j.State, j.Recovered, j.Started = "", JournalSwapping, true, time.Now().UTC()
+	if err := j.Save(); err != nil {
+		return nil, err
+	}
+	if err := Swap(ctx, j, fsys); err != nil {
+		return j, err
+	}
+	removeTmpLeftovers(j, fsys)
+	return j, nil
+}
+
+// removeTmpLeftovers deletes temporary files an interrupted op may have
+// left beside the targets of the journal's ops.
+func removeTmpLeftovers(j *Journal, fsys FS) {
+	for _, op := range j.Ops {
+		if op.Kind == OpFile || op.Kind == OpSymlink {
+			_ = fsys.Remove(tmpPath(j.appPath(op.Path)))
+		}
+	}
+}
+
+// Cleanup ends a confirmed or rolled-back update: it removes the rollback
+// area, the staged tree and the journal (last, so a crash here is resumed).
+func Cleanup(j *Journal, fsys FS) error {
+	if fsys == nil {
+		fsys = OSFS{}
+	}
+	if j.State != JournalConfirmed && j.State != JournalRolledBack {
+		return fmt.Errorf("%w: cannot clean up in state %q", ErrJournalState, j.State)
+	}
+	for _, d := range []string{j.Rollback, j.Staged} {
+		if err := fsys.RemoveAll(d); err != nil {
+			return err
+		}
+	}
+	_ = fsys.RemoveAll(j.discardDir()) // best effort: may still be in use
+	return removeJournal(fsys, j.BackupDir)
+}
+
+// Rollback undoes the swap, whatever part of it was done (ops in reverse
+// order, each checked on the disk): moved old entries come back from the
+// rollback area, new entries without an old counterpart are deleted,
+// removed directories are recreated, changed directory modes restored.
+// Then, when the journal knows the old tree's digest, the app directory
+// is scanned and must match it exactly (ErrRollbackMismatch otherwise),
+// the rollback area is deleted and the state becomes "rolled-back". The
+// state "rolling-back" is saved first, so Resume finishes an interrupted
+// rollback instead of swapping forward. A confirmed update cannot be
+// rolled back (ErrJournalState).
+func Rollback(ctx context.Context, j *Journal, fsys FS) error {
+	if fsys == nil {
+		fsys = OSFS{}
+	}
+	switch j.State {
+	case JournalRolledBack:
+		return nil
+	case JournalConfirmed:
+		return fmt.Errorf("%w: the update to %s was confirmed", ErrJournalState, j.To)
+	case JournalRollingBack:
+	default:
+		j.State = JournalRollingBack
+		if err := j.Save(); err != nil {
+			return err
+		}
+	}
+	for i := len(j.Ops) - 1; i >= 0; i-- {
+		if err := ctx.Err(); err != nil {
+			return err
+		}
+		op := &j.Ops[i]
+		if err := undoOp(ctx, j, fsys, op); err != nil {
+			return fmt.Errorf("apply: rollback %s %s: %w", op.Kind, op.Path, err)
+		}
+	}
+	if j.OldDigest != "" {
+		es, err := tree.Scan(ctx, j.AppDir, tree.ScanOptions{Hash: true})
+		if err != nil {
+			return err
+		}
+		d := tree.Digest(es)
+		if hex.EncodeToString(d[:]) != j.OldDigest {
+			return fmt.Errorf("%w: %s", ErrRollbackMismatch, j.AppDir)
+		}
+	}
+	// Emptied by the undo; deleted now so that a journal corrupted later
+	// does not read as a started swap (see RecoverJournal).
+	if err := fsys.RemoveAll(j.Rollback); err != nil {
+		return err
+	}
+	j.State, j.Done = JournalRolledBack, 0
+	return j.Save()
+}
+
+func undoOp(ctx context.Context, j *Journal, fsys FS, op *Op) error {
+	p := j.appPath(op.Path)
+	parent := filepath.Dir(p)
+	rb := j.rbPath(op.Path)
+	var here bool // p holds the op's new kind of entry
+	fi, err := fsys.Lstat(p)
+	switch {
+	case notExist(err):
+	case err != nil:
+		return err
+	case op.Kind == OpFile:
+		here = fileType(fi) == tree.File
+	case op.Kind == OpSymlink:
+		here = fileType(fi) == tree.Symlink
+	case op.Kind == OpMkdir:
+		here = fi.IsDir()
+	case op.Kind == OpRemove:
+		here = fileType(fi) == op.Old.Type
+	}
+	switch op.Kind {
+	case OpFile, OpSymlink:
+		if err := retryTransient(ctx, func() error { return fsys.Remove(tmpPath(p)) }); err != nil && !notExist(err) {
+			return err
+		}
+		if movable(op.Old) {
+			saved, err := exists(fsys, rb)
+			if err != nil || !saved {
+				return err // never moved, or restored already
+			}
+			if here {
+				if err := discard(ctx, j, fsys, op.Path); err != nil {
+					return err
+				}
+			}
+			if err := retryTransient(ctx, func() error { return fsys.Rename(rb, p) }); err != nil {
+				return err
+			}
+			return fsys.SyncDir(parent)
+		}
+		if here {
+			if err := discard(ctx, j, fsys, op.Path); err != nil {
+				return err
+			}
+			return fsys.SyncDir(parent)
+		}
+		return nil
+	case OpMkdir:
+		if op.Old != nil && op.Old.Type == tree.Dir {
+			m, err := parseMode(op.Old.Mode)
+			if err != nil {
+				return err
+			}
+			return fsys.Chmod(p, m)
+		}
+		if here {
+			if err := fsys.RemoveAll(p); err != nil {
+				return err
+			}
+			return fsys.SyncDir(parent)
+		}
+		return nil
+	case OpRemove:
+		if here {
+			return nil // never removed, or restored already
+		}
+		if err == nil {
+			return fmt.Errorf("%w: %s holds a %s, expected nothing", ErrSwapConflict, p, fileType(fi))
+		}
+		if op.Old.Type == tree.Dir {
+			m, err := parseMode(op.Old.Mode)
+			if err != nil {
+				return err
+			}
+			if err := fsys.Mkdir(p, m); err != nil {
+				return err
+			}
+			if err := fsys.Chmod(p, m); err != nil {
+				return err
+			}
+			return fsys.SyncDir(parent)
+		}
+		if saved, err := exists(fsys, rb); err != nil {
+			return err
+		} else if !saved {
+			return fmt.Errorf("%w: the old %s is neither in place nor in %s", ErrRollbackMismatch, op.Path, j.Rollback)
+		}
+		if err := retryTransient(ctx, func() error { return fsys.Rename(rb, p) }); err != nil {
+			return err
+		}
+		return fsys.SyncDir(parent)
+	}
+	return fmt.Errorf("%w: op %q", ErrJournalCorrupt, op.Kind)
+}

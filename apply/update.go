@@ -1,0 +1,273 @@
+package apply
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io/fs"
+	"os"
+	"time"
+
+	"github.com/deltaup/deltaup/internal/tree"
+	"github.com/deltaup/deltaup/manifest"
+)
+
+// DefaultConfirmTimeout is how long a relaunched app has to confirm
+// (Confirm) before the update is rolled back.
+const DefaultConfirmTimeout = 30 * time.Second
+
+// Errors of the update flow.
+var (
+	// ErrPending: an update is half-installed (a need_update journal exists);
+	// run Resume (deltaup resume) first.
+	ErrPending = errors.New("apply: an update is pending")
+	// ErrDeclined: the consent callback said no.
+	ErrDeclined = errors.New("apply: update declined")
+	// ErrRolledBack: the new version did not confirm in time and the old one
+	// was restored; the version is marked bad.
+	ErrRolledBack = errors.New("apply: new version failed to start and was rolled back")
+)
+
+// Updater runs the whole update: check, consent, download and stage in the
+// backup directory, write the need_update journal (Prepare); then swap,
+// relaunch, wait for the confirmation and roll back on failure (Install).
+// The zero values of the optional fields are valid.
+type Updater struct {
+	Config Config
+	// Downloader fetches documents and artifacts; nil means one built from
+	// Config (Servers, LimitRate, HTTPClient) with Progress.
+	Downloader *Downloader
+	// Consent, when set, is asked before anything is downloaded; false
+	// stops with ErrDeclined.
+	Consent func(*CheckResult) bool
+	// Progress receives download progress.
+	Progress func(Progress)
+	// FS is the file system the swap uses; nil means OSFS.
+	FS FS
+	// ConfirmTimeout is how long a relaunched app has to confirm; 0 means
+	// DefaultConfirmTimeout.
+	ConfirmTimeout time.Duration
+}
+
+func (u *Updater) setup() (*Config, *Downloader, FS, error) {
+	cfg := u.Config
+	if err := cfg.Validate(); err != nil {
+		return nil, nil, nil, err
+	}
+	d := u.Downloader
+	if d == nil {
+		d = &Downloader{Client: cfg.HTTPClient, Mirrors: cfg.Servers, RateLimit: cfg.LimitRate, Progress: u.Progress}
+	}
+	fsys := u.FS
+	if fsys == nil {
+		fsys = OSFS{}
+	}
+	return &cfg, d, fsys, nil
+}
+
+// Prepared is what Prepare did.
+type Prepared struct {
+	Check   *CheckResult // the check (UpToDate: nothing else was done)
+	Stage   *StageResult // how the new version was built
+	Journal *Journal     // the saved need_update journal (state "staged")
+}
+
+// Prepare checks for an update and, when one is ready (and consented to),
+// downloads it, builds the complete new version in the backup directory,
+// verifies it and saves the need_update journal. The app directory is only
+// read. It holds the update lock while it runs.
+func (u *Updater) Prepare(ctx context.Context) (*Prepared, error) {
+	cfg, d, _, err := u.setup()
+	if err != nil {
+		return nil, err
+	}
+	if err := os.MkdirAll(cfg.BackupDir, 0o755); err != nil {
+		return nil, err
+	}
+	lock, err := AcquireLock(cfg.AppDir, cfg.BackupDir)
+	if err != nil {
+		return nil, err
+	}
+	defer lock.Unlock()
+	if j, err := LoadJournal(cfg.BackupDir); err == nil {
+		return nil, fmt.Errorf("%w: %s to %s is in state %s: run `deltaup resume` (apply.Resume)", ErrPending, j.From, j.To, j.State)
+	} else if !errors.Is(err, fs.ErrNotExist) {
+		return nil, fmt.Errorf("%w: %v: run `deltaup resume`", ErrPending, err)
+	}
+	st, err := LoadState(cfg.BackupDir)
+	if err != nil {
+		return nil, err
+	}
+	res, err := CheckUpdate(ctx, cfg, d, st)
+	if err != nil {
+		return nil, err
+	}
+	if err := st.Save(cfg.BackupDir); err != nil {
+		return nil, err
+	}
+	p := &Prepared{Check: res}
+	if res.UpToDate {
+		return p, nil
+	}
+	if u.Consent != nil && !u.Consent(res) {
+		return p, ErrDeclined
+	}
+	rel, err := res.Manifest.Release(res.Target)
+	if err != nil {
+		return nil, err
+	}
+	target, err := releaseEntries(ctx, d, rel)
+	if err != nil {
+		return nil, err
+	}
+	if p.Stage, err = Stage(ctx, cfg.AppDir, cfg.BackupDir, res.Manifest, res.Route, target, d); err != nil {
+		return nil, err
+	}
+	old, err := tree.Scan(ctx, cfg.AppDir, tree.ScanOptions{Hash: true})
+	if err != nil {
+		return nil, err
+	}
+	j, err := BuildJournal(cfg.AppDir, cfg.BackupDir, res.Current, res.Target, old, target, p.Stage.Dir, cfg.Relaunch)
+	if err != nil {
+		return nil, err
+	}
+	if err := j.Save(); err != nil {
+		return nil, err
+	}
+	p.Journal = j
+	return p, nil
+}
+
+// releaseEntries returns the release's file list, fetching and checking its
+// file-list document when it has one.
+func releaseEntries(ctx context.Context, f Fetcher, r *manifest.Release) ([]tree.Entry, error) {
+	if r.FileList == nil {
+		return r.Files, nil
+	}
+	doc, err := f.Get(ctx, r.FileList.Path, manifest.MaxFileListSize)
+	if err != nil {
+		return nil, err
+	}
+	return r.Entries(doc)
+}
+
+// Installed is what Install did.
+type Installed struct {
+	Journal    *Journal // nil when nothing was pending
+	Confirmed  bool     // the new version runs (or no relaunch was asked for)
+	RolledBack bool
+}
+
+// Install carries a pending update forward from any state (a crash at any
+// point converges): finishes the swap, relaunches the app when a relaunch
+// command is set and waits up to ConfirmTimeout for its confirmation; if the
+// app exits or times out first, the old files come back, the version is
+// marked bad and the old app is relaunched (ErrRolledBack). Without a
+// relaunch command the swap is final at once. Call it from the copy of the
+// updater in the backup directory (ReexecFromBackup), or at the start of a
+// Go app (ResumePending).
+func (u *Updater) Install(ctx context.Context) (*Installed, error) {
+	cfg, _, fsys, err := u.setup()
+	if err != nil {
+		return nil, err
+	}
+	lock, err := AcquireLock(cfg.AppDir, cfg.BackupDir)
+	if err != nil {
+		return nil, err
+	}
+	defer lock.Unlock()
+	j, err := Resume(ctx, cfg.BackupDir, fsys)
+	if err != nil || j == nil {
+		return &Installed{Journal: j}, err
+	}
+	out := &Installed{Journal: j}
+	st, err := LoadState(cfg.BackupDir)
+	if err != nil {
+		return out, err
+	}
+	switch j.State {
+	case JournalConfirmed:
+		out.Confirmed = true
+		st.Installed = j.To
+		return out, st.Save(cfg.BackupDir)
+	case JournalRolledBack:
+		out.RolledBack = true
+		return out, nil
+	}
+	if len(j.Relaunch) == 0 {
+		if err := Confirm(cfg.BackupDir); err != nil {
+			return out, err
+		}
+	} else {
+		proc, err := Relaunch(cfg.AppDir, j.Relaunch)
+		if err != nil {
+			return out, u.rollback(ctx, j, fsys, st, cfg, out, fmt.Errorf("relaunching %v: %w", j.Relaunch, err))
+		}
+		timeout := u.ConfirmTimeout
+		if timeout == 0 {
+			timeout = DefaultConfirmTimeout
+		}
+		ok, err := WaitConfirm(ctx, j, timeout, ProcessExited(proc))
+		if err != nil {
+			return out, err
+		}
+		if !ok {
+			return out, u.rollback(ctx, j, fsys, st, cfg, out, fmt.Errorf("%s did not confirm within %v", j.To, timeout))
+		}
+	}
+	j, err = Resume(ctx, cfg.BackupDir, fsys) // confirmed: clean up
+	if err != nil {
+		return out, err
+	}
+	out.Journal, out.Confirmed = j, true
+	st.Installed = j.To
+	return out, st.Save(cfg.BackupDir)
+}
+
+func (u *Updater) rollback(ctx context.Context, j *Journal, fsys FS, st *State, cfg *Config, out *Installed, why error) error {
+	if err := Rollback(ctx, j, fsys); err != nil {
+		return fmt.Errorf("rolling back after %v: %w", why, err)
+	}
+	out.RolledBack = true
+	st.MarkBad(j.To)
+	st.Installed = j.From
+	if err := st.Save(cfg.BackupDir); err != nil {
+		return err
+	}
+	if len(j.Relaunch) > 0 {
+		Relaunch(cfg.AppDir, j.Relaunch) // the old version; best effort
+	}
+	Resume(ctx, cfg.BackupDir, fsys) // clean up the rolled-back journal
+	return fmt.Errorf("%w: %v; %s is marked bad and will not be offered again until a newer version", ErrRolledBack, why, j.To)
+}
+
+// RollbackNow restores the old version of a swapped (or half-swapped)
+// update by hand (deltaup rollback) and marks the new one bad.
+func (u *Updater) RollbackNow(ctx context.Context) (*Installed, error) {
+	cfg, _, fsys, err := u.setup()
+	if err != nil {
+		return nil, err
+	}
+	lock, err := AcquireLock(cfg.AppDir, cfg.BackupDir)
+	if err != nil {
+		return nil, err
+	}
+	defer lock.Unlock()
+	j, err := LoadJournal(cfg.BackupDir)
+	if errors.Is(err, fs.ErrNotExist) {
+		return nil, errors.New("apply: nothing to roll back (no pending or unconfirmed update)")
+	}
+	if err != nil {
+		return nil, err
+	}
+	st, err := LoadState(cfg.BackupDir)
+	if err != nil {
+		return nil, err
+	}
+	out := &Installed{Journal: j}
+	err = u.rollback(ctx, j, fsys, st, cfg, out, errors.New("rollback requested"))
+	if errors.Is(err, ErrRolledBack) {
+		err = nil
+	}
+	return out, err
+}

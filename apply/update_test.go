@@ -1,0 +1,143 @@
+package apply
+
+import (
+	"context"
+	"errors"
+	"os"
+	"path/filepath"
+	"slices"
+	"strings"
+	"testing"
+	"time"
+)
+
+func ckVersionsLast() string { return ckVersions[len(ckVersions)-1] }
+
+// TestUpdateEndToEnd: a published repository served over HTTP, the oldest
+// version installed; Prepare downloads exactly the cheapest chain and stages
+// the new version in the backup directory; Install swaps it in. The app
+// directory ends byte for byte the published tree, with no state in it.
+func TestUpdateEndToEnd(t *testing.T) {
+	s := ckNewSetup(t, ckVersions[0])
+	u := &Updater{Config: *s.cfg}
+	ctx := context.Background()
+	p, err := u.Prepare(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	last := ckVersionsLast()
+	if p.Check.UpToDate || p.Check.Target != last || p.Stage == nil || p.Stage.Route != "patches" || p.Stage.Fallback != "" {
+		t.Fatalf("prepare: %+v %+v", p.Check, p.Stage)
+	}
+	// Exactly the planned chain was fetched, and nothing else.
+	var want []string
+	for _, st := range p.Check.Route.Steps {
+		want = append(want, "/"+st.Artifact.Path)
+	}
+	var got []string
+	for _, r := range s.srv.requests() {
+		if !strings.HasPrefix(r, "/manifest") {
+			got = append(got, r)
+		}
+	}
+	if !slices.Equal(got, want) {
+		t.Errorf("fetched %v, planned %v", got, want)
+	}
+	// Nothing changed in the app directory yet.
+	if ckDigest(t, s.cfg.AppDir) != ckDigest(t, s.repo.trees[ckVersions[0]]) {
+		t.Fatal("Prepare changed the app directory")
+	}
+	in, err := u.Install(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !in.Confirmed || in.RolledBack {
+		t.Fatalf("install: %+v", in)
+	}
+	if ckDigest(t, s.cfg.AppDir) != ckDigest(t, s.repo.trees[last]) {
+		t.Fatal("app directory is not the published tree")
+	}
+	st, err := LoadState(s.cfg.AppDir + BackupSuffix)
+	if err != nil || st.Installed != last {
+		t.Fatalf("state: %+v %v", st, err)
+	}
+	// Nothing pending, nothing more to do.
+	if in, err := u.Install(ctx); err != nil || in.Journal != nil {
+		t.Errorf("second Install: %+v %v", in, err)
+	}
+	p, err = u.Prepare(ctx)
+	if err != nil || !p.Check.UpToDate {
+		t.Errorf("after update: %+v %v", p, err)
+	}
+}
+
+// TestUpdateFallback: a locally modified file makes the patch chain fail;
+// the full archive is used instead and the result is still exact.
+func TestUpdateFallback(t *testing.T) {
+	s := ckNewSetup(t, ckVersions[0])
+	if err := os.WriteFile(filepath.Join(s.cfg.AppDir, "README.md"), []byte("edited by the user\n"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	cfg := *s.cfg
+	cfg.Current = ckVersions[0] // the app says which version it is
+	u := &Updater{Config: cfg}
+	p, err := u.Prepare(context.Background())
+	if err != nil {
+		t.Fatal(err)
+	}
+	if p.Stage.Route != "archive" || p.Stage.Fallback == "" {
+		t.Fatalf("expected a fallback to the archive: %+v", p.Stage)
+	}
+	t.Logf("fallback because: %s", p.Stage.Fallback)
+	if _, err := u.Install(context.Background()); err != nil {
+		t.Fatal(err)
+	}
+	if ckDigest(t, s.cfg.AppDir) != ckDigest(t, s.repo.trees[ckVersionsLast()]) {
+		t.Fatal("app directory is not the published tree")
+	}
+}
+
+// TestUpdateRollback: the relaunched new version exits without confirming;
+// the old files come back and the version is marked bad, so the next check
+// does not offer it again. A version that confirms is kept.
+func TestUpdateRollback(t *testing.T) {
+	if _, err := os.Stat("/bin/sh"); err != nil {
+		t.Skip("needs /bin/sh to run the relaunched app")
+	}
+	s := ckNewSetup(t, ckVersions[0])
+	cfg := *s.cfg
+	cfg.Relaunch = []string{"bin/app"} // the published bin/app is not a runnable program: it fails at once
+	u := &Updater{Config: cfg, ConfirmTimeout: 5 * time.Second}
+	ctx := context.Background()
+	if _, err := u.Prepare(ctx); err != nil {
+		t.Fatal(err)
+	}
+	in, err := u.Install(ctx)
+	if !errors.Is(err, ErrRolledBack) || !in.RolledBack {
+		t.Fatalf("install of a failing version: %+v %v", in, err)
+	}
+	if ckDigest(t, s.cfg.AppDir) != ckDigest(t, s.repo.trees[ckVersions[0]]) {
+		t.Fatal("rollback did not restore the old tree")
+	}
+	st, _ := LoadState(cfg.AppDir + BackupSuffix)
+	if !st.IsBad(ckVersionsLast()) {
+		t.Fatalf("state after rollback: %+v", st)
+	}
+	// The next update skips the bad version; without a relaunch command the
+	// swap is final at once.
+	cfg.Relaunch = nil
+	u.Config = cfg
+	p, err := u.Prepare(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if p.Check.Target == ckVersionsLast() || p.Check.UpToDate {
+		t.Fatalf("the bad version is offered again, or nothing is: %+v", p.Check)
+	}
+	if in, err = u.Install(ctx); err != nil || !in.Confirmed {
+		t.Fatalf("install of %s: %+v %v", p.Check.Target, in, err)
+	}
+	if ckDigest(t, s.cfg.AppDir) != ckDigest(t, s.repo.trees[p.Check.Target]) {
+		t.Fatal("app directory is not the published tree")
+	}
+}
