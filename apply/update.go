@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"io/fs"
 	"os"
+	"path/filepath"
 	"time"
 
 	"github.com/deltaup/deltaup/internal/tree"
@@ -221,6 +222,10 @@ func (u *Updater) Install(ctx context.Context) (*Installed, error) {
 	}
 	out.Journal, out.Confirmed = j, true
 	st.Installed = j.To
+	// The downloads served their purpose; empty work directories go too.
+	os.RemoveAll(filepath.Join(cfg.BackupDir, downloadsDir))
+	os.Remove(filepath.Join(cfg.BackupDir, stagingDir))
+	os.Remove(filepath.Join(cfg.BackupDir, "rollback"))
 	return out, st.Save(cfg.BackupDir)
 }
 

@@ -15,6 +15,15 @@ import (
 const deltaupUsage = `usage: deltaup COMMAND [ARGS]
 
 commands:
+  check     check for an update and print the plan (exit 0 up to date, 3 update ready)
+  update    download, stage in the backup directory, swap, relaunch, confirm or roll back
+  resume    carry a pending update forward (after a crash, or from the backup copy)
+  confirm   the relaunched app says it runs (keeps the new version)
+  rollback  restore the previous version and mark the new one bad
+  status    installed version, locally modified or missing files, pending update
+            common flags: --app-dir DIR --server URL[,URL] --pubkey FILE [--current V]
+            [--channel C] [--to V] [--backup-dir DIR] [--relaunch PATH [-- ARGS]]
+            [--limit-rate RATE] [--json] [--yes]; deltaup.json in the app dir too
   patch OLD PATCH -o NEW   apply a patch made by mkdelta (native or BSDIFF40)
   patch OLD_DIR BUNDLE -o NEW_DIR
                            apply a directory bundle; NEW_DIR must not exist
@@ -22,6 +31,9 @@ commands:
 
 // Deltaup runs `deltaup ARGS...` and returns its exit code.
 func Deltaup(args []string, stdout, stderr io.Writer) int {
+	if code, ok := deltaupClient(args, stdout, stderr); ok {
+		return code
+	}
 	if len(args) == 0 {
 		fmt.Fprint(stderr, deltaupUsage)
 		return 2
