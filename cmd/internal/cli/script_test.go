@@ -6,6 +6,8 @@ import (
 	"flag"
 	"fmt"
 	"math/rand/v2"
+	"net/http"
+	"net/http/httptest"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -41,6 +43,7 @@ func TestScript(t *testing.T) {
 			"nofiles":   cmdNofiles,
 			"exitcode":  cmdExitcode,
 			"sametree":  cmdSametree,
+			"serve":     cmdServe,
 		},
 		Condition: func(cond string) (bool, error) {
 			if cond == "root" {
@@ -236,4 +239,15 @@ func cmdSametree(ts *testscript.TestScript, neg bool, args []string) {
 	for p := range bm {
 		ts.Fatalf("trees differ: %s/%s is not in %s", args[1], p, args[0])
 	}
+}
+
+// serve DIR starts an HTTP server on loopback for the directory and sets
+// $SERVER to its URL; the server records nothing and stops with the script.
+func cmdServe(ts *testscript.TestScript, neg bool, args []string) {
+	if neg || len(args) != 1 {
+		ts.Fatalf("usage: serve DIR")
+	}
+	srv := httptest.NewServer(http.FileServer(http.Dir(ts.MkAbs(args[0]))))
+	ts.Defer(srv.Close)
+	ts.Setenv("SERVER", srv.URL)
 }
