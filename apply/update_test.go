@@ -141,3 +141,26 @@ func TestUpdateRollback(t *testing.T) {
 		t.Fatal("app directory is not the published tree")
 	}
 }
+
+// TestPrepareInBackground: the background check reports on its channel; a
+// cancelled one reports the context error and changes nothing.
+func TestPrepareInBackground(t *testing.T) {
+	s := ckNewSetup(t, ckVersions[0])
+	u := &Updater{Config: *s.cfg}
+	ctx, cancel := context.WithCancel(context.Background())
+	cancel()
+	r := <-u.PrepareInBackground(ctx)
+	if !errors.Is(r.Err, context.Canceled) {
+		t.Fatalf("cancelled background prepare: %+v", r)
+	}
+	r = <-u.PrepareInBackground(context.Background())
+	if r.Err != nil || r.Prepared.Journal == nil {
+		t.Fatalf("background prepare: %+v", r)
+	}
+	if in, err := u.Resume(context.Background()); err != nil || !in.Confirmed {
+		t.Fatalf("resume: %+v %v", in, err)
+	}
+	if ckDigest(t, s.cfg.AppDir) != ckDigest(t, s.repo.trees[ckVersionsLast()]) {
+		t.Fatal("app directory is not the published tree")
+	}
+}

@@ -8,6 +8,7 @@ import (
 	"io"
 	"os"
 	"os/signal"
+	"path"
 	"path/filepath"
 	"strconv"
 	"strings"
@@ -15,6 +16,7 @@ import (
 
 	"github.com/deltaup/deltaup/apply"
 	"github.com/deltaup/deltaup/manifest"
+	"github.com/schollz/progressbar/v3"
 	flag "github.com/spf13/pflag"
 )
 
@@ -350,24 +352,32 @@ func isTerminal(f *os.File) bool {
 	return err == nil && fi.Mode()&os.ModeCharDevice != 0
 }
 
-// progressPrinter reports downloads: JSON lines with --json, a
-// self-overwriting line on a terminal, nothing otherwise.
+// progressPrinter reports downloads: JSON lines with --json, a progress
+// bar (schollz/progressbar) on a terminal, nothing otherwise.
 func progressPrinter(r *reporter, stderr io.Writer) func(apply.Progress) {
 	tty := isTerminal(os.Stderr)
+	var bar *progressbar.ProgressBar
+	var barPath string
 	return func(p apply.Progress) {
 		switch {
 		case r.json:
 			r.event("progress", map[string]any{"phase": p.Phase, "path": p.Path, "bytes": p.Bytes, "total": p.Total,
 				"rate": int64(p.Rate), "eta_s": p.ETA.Seconds()}, "")
-		case tty:
-			pct := 0.0
-			if p.Total > 0 {
-				pct = 100 * float64(p.Bytes) / float64(p.Total)
+		case tty && p.Phase == apply.PhaseDownload:
+			if bar == nil || barPath != p.Path {
+				if bar != nil {
+					bar.Finish()
+				}
+				bar = progressbar.NewOptions64(p.Total,
+					progressbar.OptionSetWriter(stderr),
+					progressbar.OptionSetDescription(path.Base(p.Path)),
+					progressbar.OptionShowBytes(true),
+					progressbar.OptionSetPredictTime(true),
+					progressbar.OptionThrottle(100*time.Millisecond),
+					progressbar.OptionOnCompletion(func() { fmt.Fprintln(stderr) }))
+				barPath = p.Path
 			}
-			fmt.Fprintf(stderr, "\r%-8s %-40.40s %6.1f%% %8.1f KiB/s ETA %5.1fs", p.Phase, p.Path, pct, p.Rate/1024, p.ETA.Seconds())
-			if p.Bytes == p.Total {
-				fmt.Fprintln(stderr)
-			}
+			bar.Set64(p.Bytes)
 		}
 	}
 }
