@@ -252,6 +252,14 @@ func deltaupClient(args []string, stdout, stderr io.Writer) (code int, ok bool) 
 				return strings.HasPrefix(strings.ToLower(ans), "y")
 			}
 		}
+		if j, err := apply.LoadJournal(cfg.BackupDir); err == nil {
+			// An earlier update stopped half-way: carry it forward first.
+			r.event("resuming", map[string]any{"from": j.From, "to": j.To, "state": string(j.State)},
+				fmt.Sprintf("resuming the pending update %s → %s (%s)", orUnknown(j.From), j.To, j.State))
+			if code := install(ctx, u, r, cmd); code != exitOK {
+				return code, true
+			}
+		}
 		p, err := u.Prepare(ctx)
 		if err != nil {
 			return r.fail(cmd, err), true
