@@ -6,25 +6,13 @@ import (
 	"github.com/klauspost/compress/zstd"
 	"io"
 	"os"
-	"path/filepath"
+	"strings"
 	"testing"
 	"time"
 )
 
 func TestScanStats(t *testing.T) {
-	dir := os.Getenv("DELTAUP_STATS")
-	if dir == "" {
-		t.Skip("set DELTAUP_STATS=old,new")
-	}
-	_ = filepath.Join
-	var a, b string
-	for i := range dir {
-		if dir[i] == ',' {
-			a, b = dir[:i], dir[i+1:]
-		}
-	}
-	old, _ := os.ReadFile(a)
-	nw, _ := os.ReadFile(b)
+	old, nw := statsPair(t)
 	t0 := time.Now()
 	m, err := newMatcher(old)
 	if err != nil {
@@ -58,18 +46,7 @@ func TestScanStats(t *testing.T) {
 }
 
 func TestCoderStats(t *testing.T) {
-	dir := os.Getenv("DELTAUP_STATS")
-	if dir == "" {
-		t.Skip("set DELTAUP_STATS=old,new")
-	}
-	var a, b string
-	for i := range dir {
-		if dir[i] == ',' {
-			a, b = dir[:i], dir[i+1:]
-		}
-	}
-	old, _ := os.ReadFile(a)
-	nw, _ := os.ReadFile(b)
+	old, nw := statsPair(t)
 	m, _ := newMatcher(old)
 	ops, _ := diffOps(context.Background(), m, nw, workersForTest)
 	t0 := time.Now()
@@ -92,18 +69,7 @@ var workersForTest = func() int {
 }()
 
 func BenchmarkApplyCorpus(b *testing.B) {
-	dir := os.Getenv("DELTAUP_STATS")
-	if dir == "" {
-		b.Skip("set DELTAUP_STATS=old,new")
-	}
-	var pa, pb string
-	for i := range dir {
-		if dir[i] == ',' {
-			pa, pb = dir[:i], dir[i+1:]
-		}
-	}
-	old, _ := os.ReadFile(pa)
-	nw, _ := os.ReadFile(pb)
+	old, nw := statsPair(b)
 	var patch bytes.Buffer
 	if _, err := Diff(context.Background(), old, nw, &patch, nil); err != nil {
 		b.Fatal(err)
@@ -117,18 +83,7 @@ func BenchmarkApplyCorpus(b *testing.B) {
 }
 
 func TestDiffPhases(t *testing.T) {
-	dir := os.Getenv("DELTAUP_STATS")
-	if dir == "" {
-		t.Skip("set DELTAUP_STATS=old,new")
-	}
-	var a, b string
-	for i := range dir {
-		if dir[i] == ',' {
-			a, b = dir[:i], dir[i+1:]
-		}
-	}
-	old, _ := os.ReadFile(a)
-	nw, _ := os.ReadFile(b)
+	old, nw := statsPair(t)
 	for range 2 {
 		t0 := time.Now()
 		st, err := Diff(context.Background(), old, nw, io.Discard, nil)
@@ -168,4 +123,23 @@ func TestZstdLevels(t *testing.T) {
 		enc.Close()
 		t.Logf("%v %v %d", l, time.Since(t0), len(out))
 	}
+}
+
+// statsPair reads the file pair named by DELTAUP_STATS=OLD,NEW, or skips:
+// these are measurement aids for tuning the coder on real releases, not
+// tests that CI runs.
+func statsPair(tb testing.TB) (old, nw []byte) {
+	tb.Helper()
+	a, b, ok := strings.Cut(os.Getenv("DELTAUP_STATS"), ",")
+	if !ok {
+		tb.Skip("set DELTAUP_STATS=old,new")
+	}
+	var err error
+	if old, err = os.ReadFile(a); err != nil {
+		tb.Fatal(err)
+	}
+	if nw, err = os.ReadFile(b); err != nil {
+		tb.Fatal(err)
+	}
+	return old, nw
 }
