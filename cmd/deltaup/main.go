@@ -8,9 +8,9 @@ package main
 import (
 	"os"
 
-	"github.com/deltaup/deltaup/cmd/internal/cli"
+	"github.com/deltaup/deltaup/cmd/internal/upcli"
 )
 
 func main() {
-	os.Exit(cli.Deltaup(os.Args[1:], os.Stdout, os.Stderr))
+	os.Exit(upcli.Deltaup(os.Args[1:], os.Stdout, os.Stderr))
 }

@@ -287,3 +287,24 @@ func CheckEntries(es []Entry) error {
 	}
 	return CheckLinkChains(links)
 }
+
+// Inside reports whether p is dir or lies below it (lexically, after
+// making both absolute and resolving symlinks where they exist).
+func Inside(p, dir string) bool {
+	abs := func(s string) string {
+		a, err := filepath.Abs(s)
+		if err != nil {
+			return s
+		}
+		if r, err := filepath.EvalSymlinks(a); err == nil {
+			return r
+		}
+		// p itself usually does not exist yet: resolve its directory.
+		if r, err := filepath.EvalSymlinks(filepath.Dir(a)); err == nil {
+			return filepath.Join(r, filepath.Base(a))
+		}
+		return a
+	}
+	rel, err := filepath.Rel(abs(dir), abs(p))
+	return err == nil && rel != ".." && !strings.HasPrefix(rel, ".."+string(filepath.Separator))
+}

@@ -1,4 +1,4 @@
-// Package cli holds the code of the mkdelta and deltaup commands, so that
-// their script tests can run both in one test binary. The commands' main
-// functions only call Mkdelta and Deltaup.
+// Package cli holds the code of the mkdelta command (the release side);
+// the client, deltaup, is in package upcli. The script tests here run both
+// commands in one test binary. mkdelta's main function only calls Mkdelta.
 package cli

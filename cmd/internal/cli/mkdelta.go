@@ -6,11 +6,10 @@ import (
 	"io"
 	"os"
 	"os/signal"
-	"path/filepath"
-	"strings"
 	"time"
 
 	"github.com/deltaup/deltaup/delta"
+	"github.com/deltaup/deltaup/internal/tree"
 	flag "github.com/spf13/pflag"
 )
 
@@ -93,7 +92,7 @@ func Mkdelta(args []string, stdout, stderr io.Writer) int {
 func mkdeltaBundle(ctx context.Context, oldDir, newDir, out string, workers int, quiet bool, stdout, stderr io.Writer) int {
 	// The bundle's temporary file must not land in a tree being scanned.
 	for _, dir := range []string{oldDir, newDir} {
-		if inside(out, dir) {
+		if tree.Inside(out, dir) {
 			fmt.Fprintf(stderr, "mkdelta: -o %s is inside %s: write the bundle outside both trees\n", out, dir)
 			return 2
 		}
@@ -115,25 +114,4 @@ func mkdeltaBundle(ctx context.Context, oldDir, newDir, out string, workers int,
 			c.Unchanged, c.Copied, c.Patched, c.New, c.Dirs, c.Symlinks, c.Removed, st.PayloadSize, time.Since(start).Seconds())
 	}
 	return 0
-}
-
-// inside reports whether p is dir or lies below it (lexically, after
-// making both absolute and resolving symlinks where they exist).
-func inside(p, dir string) bool {
-	abs := func(s string) string {
-		a, err := filepath.Abs(s)
-		if err != nil {
-			return s
-		}
-		if r, err := filepath.EvalSymlinks(a); err == nil {
-			return r
-		}
-		// p itself usually does not exist yet: resolve its directory.
-		if r, err := filepath.EvalSymlinks(filepath.Dir(a)); err == nil {
-			return filepath.Join(r, filepath.Base(a))
-		}
-		return a
-	}
-	rel, err := filepath.Rel(abs(dir), abs(p))
-	return err == nil && rel != ".." && !strings.HasPrefix(rel, ".."+string(filepath.Separator))
 }

@@ -16,6 +16,7 @@ import (
 	"testing"
 
 	"github.com/deltaup/deltaup/cmd/internal/cli"
+	"github.com/deltaup/deltaup/cmd/internal/upcli"
 	"github.com/deltaup/deltaup/internal/tree"
 	"github.com/rogpeppe/go-internal/testscript"
 )
@@ -25,7 +26,7 @@ import (
 func TestMain(m *testing.M) {
 	testscript.Main(m, map[string]func(){
 		"mkdelta": func() { os.Exit(cli.Mkdelta(os.Args[1:], os.Stdout, os.Stderr)) },
-		"deltaup": func() { os.Exit(cli.Deltaup(os.Args[1:], os.Stdout, os.Stderr)) },
+		"deltaup": func() { os.Exit(upcli.Deltaup(os.Args[1:], os.Stdout, os.Stderr)) },
 	})
 }
 

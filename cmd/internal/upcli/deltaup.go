@@ -1,4 +1,4 @@
-package cli
+package upcli
 
 import (
 	"context"
@@ -9,6 +9,7 @@ import (
 	"time"
 
 	"github.com/deltaup/deltaup/delta"
+	"github.com/deltaup/deltaup/internal/tree"
 	flag "github.com/spf13/pflag"
 )
 
@@ -98,7 +99,7 @@ func deltaupPatch(args []string, stdout, stderr io.Writer) int {
 
 // deltaupPatchBundle applies a directory bundle.
 func deltaupPatchBundle(ctx context.Context, oldDir, bundlePath, out string, maxSize int64, quiet bool, stdout, stderr io.Writer) int {
-	if inside(out, oldDir) {
+	if tree.Inside(out, oldDir) {
 		fmt.Fprintf(stderr, "deltaup patch: -o %s is inside %s: build the new tree outside the old one\n", out, oldDir)
 		return 2
 	}

@@ -1,4 +1,4 @@
-package cli
+package upcli
 
 import (
 	"context"
@@ -388,4 +388,16 @@ func progressPrinter(r *reporter, stderr io.Writer) func(apply.Progress) {
 			bar.Set64(p.Bytes)
 		}
 	}
+}
+
+// parseFlags parses fs and reports usage errors in one line.
+func parseFlags(fs *flag.FlagSet, args []string, stderr io.Writer) (code int, done bool) {
+	if err := fs.Parse(args); err != nil {
+		if err == flag.ErrHelp {
+			return 0, true
+		}
+		fmt.Fprintf(stderr, "%s: %v (see %s --help)\n", fs.Name(), err, fs.Name())
+		return 2, true
+	}
+	return 0, false
 }
