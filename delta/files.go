@@ -79,14 +79,15 @@ func DiffFile(ctx context.Context, oldPath, newPath, patchPath string, opts *Dif
 	if err != nil {
 		return DiffStats{}, err
 	}
-	newb, err := readFileCapped(newPath, MaxFileSize)
+	newb, drop, unmap, err := mapFile(newPath, MaxFileSize)
 	if err != nil {
 		return DiffStats{}, err
 	}
+	defer unmap()
 	var st DiffStats
 	err = WriteFileAtomic(patchPath, 0o644, func(w io.Writer) error {
 		var err error
-		st, err = Diff(ctx, old, newb, w, opts)
+		st, err = diff(ctx, old, newb, w, opts, drop)
 		return err
 	})
 	return st, err

@@ -154,6 +154,13 @@ type DiffStats struct {
 // len(old)*5 + len(newb) + 12 MiB for the native format. Both files must be
 // under MaxFileSize.
 func Diff(ctx context.Context, old, newb []byte, w io.Writer, opts *DiffOptions) (DiffStats, error) {
+	return diff(ctx, old, newb, w, opts, nil)
+}
+
+// diff is Diff; release, when set, is called with each range of newb the
+// scan is done with (DiffFile drops those pages of its memory-mapped new
+// file, so that the new file is not resident beside the suffix array).
+func diff(ctx context.Context, old, newb []byte, w io.Writer, opts *DiffOptions, release func(start, end int)) (DiffStats, error) {
 	var o DiffOptions
 	if opts != nil {
 		o = *opts
@@ -182,12 +189,12 @@ func Diff(ctx context.Context, old, newb []byte, w io.Writer, opts *DiffOptions)
 		return false
 	}
 	st := DiffStats{Format: o.Format, Candidates: map[Method]int64{}}
-	// The header's hashes are computed on another core while the suffix
-	// array (single-threaded) is built.
-	type sums struct{ old, new [32]byte }
-	sumc := make(chan sums, 1)
+	// The old file's hash is computed on another core while the suffix
+	// array (single-threaded) is built; the new file's after the scan, so
+	// that its pages need not be resident during it.
+	oldSumc := make(chan [32]byte, 1)
 	if o.Format == FormatNative {
-		go func() { sumc <- sums{sha256.Sum256(old), sha256.Sum256(newb)} }()
+		go func() { oldSumc <- sha256.Sum256(old) }()
 	}
 
 	var ops []op
@@ -199,7 +206,7 @@ func Diff(ctx context.Context, old, newb []byte, w io.Writer, opts *DiffOptions)
 		}
 		t1 := time.Now()
 		st.Index = t1.Sub(t0)
-		ops, err = diffOps(ctx, m, newb, o.Workers)
+		ops, err = diffOps(ctx, m, newb, o.Workers, release)
 		if err != nil {
 			return st, err
 		}
@@ -251,8 +258,7 @@ func Diff(ctx context.Context, old, newb []byte, w io.Writer, opts *DiffOptions)
 	if best == nil {
 		return st, errors.New("delta: no method selected")
 	}
-	sm := <-sumc
-	hdr := makeHeader(st.Method, int64(len(old)), int64(len(newb)), sm.old, sm.new, int64(len(best))+4)
+	hdr := makeHeader(st.Method, int64(len(old)), int64(len(newb)), <-oldSumc, sha256.Sum256(newb), int64(len(best))+4)
 	if _, err := w.Write(hdr); err != nil {
 		return st, err
 	}

@@ -211,7 +211,7 @@ func (m *matcher) scan(ctx context.Context, newb []byte, start, end int) ([]op, 
 
 // diffOps computes the edit script turning old into new, scanning workers
 // ranges of new in parallel.
-func diffOps(ctx context.Context, m *matcher, newb []byte, workers int) ([]op, error) {
+func diffOps(ctx context.Context, m *matcher, newb []byte, workers int, release func(start, end int)) ([]op, error) {
 	const minChunk = 1 << 20
 	if workers < 1 {
 		workers = 1
@@ -238,6 +238,9 @@ func diffOps(ctx context.Context, m *matcher, newb []byte, workers int) ([]op, e
 				s := len(newb) * i / chunks
 				e := len(newb) * (i + 1) / chunks
 				parts[i], errs[i] = m.scan(ctx, newb, s, e)
+				if release != nil {
+					release(s, e) // a range's scan reads only inside the range
+				}
 			}
 		})
 	}

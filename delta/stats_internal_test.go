@@ -19,7 +19,7 @@ func TestScanStats(t *testing.T) {
 		t.Fatal(err)
 	}
 	t1 := time.Now()
-	ops, err := diffOps(context.Background(), m, nw, workersForTest)
+	ops, err := diffOps(context.Background(), m, nw, workersForTest, nil)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -48,7 +48,7 @@ func TestScanStats(t *testing.T) {
 func TestCoderStats(t *testing.T) {
 	old, nw := statsPair(t)
 	m, _ := newMatcher(old)
-	ops, _ := diffOps(context.Background(), m, nw, workersForTest)
+	ops, _ := diffOps(context.Background(), m, nw, workersForTest, nil)
 	t0 := time.Now()
 	s := encodeScript(old, nw, ops)
 	t1 := time.Now()
