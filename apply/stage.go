@@ -76,7 +76,7 @@ func (r *Route) usesPatches() bool {
 // download fetches art into the backup directory's download area.
 func download(ctx context.Context, backupDir string, art manifest.Artifact, f ArtifactFetcher, res *StageResult) (string, error) {
 	dest := filepath.Join(backupDir, downloadsDir, path.Base(art.Path))
-	if err := os.MkdirAll(filepath.Dir(dest), 0o755); err != nil {
+	if err := realDirFS(OSFS{}, filepath.Dir(dest)); err != nil {
 		return "", err
 	}
 	if err := f.Fetch(ctx, art, dest); err != nil {
@@ -97,10 +97,10 @@ func stagePatches(ctx context.Context, appDir, backupDir string, route *Route, f
 			return "", fmt.Errorf("downloading %s: %w", st.Artifact.Path, err)
 		}
 		out := filepath.Join(backupDir, stagingDir, st.To)
-		if err := os.RemoveAll(out); err != nil {
+		if err := realDirFS(OSFS{}, filepath.Dir(out)); err != nil {
 			return "", err
 		}
-		if err := os.MkdirAll(filepath.Dir(out), 0o755); err != nil {
+		if err := os.RemoveAll(out); err != nil {
 			return "", err
 		}
 		if _, err := delta.ApplyBundleFile(ctx, src, p, out, nil); err != nil {
@@ -133,10 +133,10 @@ func stageArchive(ctx context.Context, backupDir string, to *manifest.Release, t
 		return "", err
 	}
 	out := filepath.Join(backupDir, stagingDir, to.Version)
-	if err := os.RemoveAll(out); err != nil {
+	if err := realDirFS(OSFS{}, filepath.Dir(out)); err != nil {
 		return "", err
 	}
-	if err := os.MkdirAll(filepath.Dir(out), 0o755); err != nil {
+	if err := os.RemoveAll(out); err != nil {
 		return "", err
 	}
 	fh, err := os.Open(p)

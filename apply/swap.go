@@ -57,6 +57,14 @@ func Swap(ctx context.Context, j *Journal, fsys FS) error {
 	if fsys == nil {
 		fsys = OSFS{}
 	}
+	// Work areas must be real directories: a link planted at their path
+	// would move the old files (or delete) elsewhere.
+	if err := realDirFS(fsys, filepath.Dir(j.Rollback)); err != nil {
+		return err
+	}
+	if err := noLink(fsys, j.discardDir()); err != nil {
+		return err
+	}
 	switch j.State {
 	case JournalStaged:
 		if err := fsys.RemoveAll(j.Rollback); err != nil {

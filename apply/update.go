@@ -82,6 +82,9 @@ func (u *Updater) Prepare(ctx context.Context) (*Prepared, error) {
 	if err != nil {
 		return nil, err
 	}
+	if err := checkBackupDir(cfg.BackupDir); err != nil {
+		return nil, err
+	}
 	if err := os.MkdirAll(cfg.BackupDir, 0o755); err != nil {
 		return nil, err
 	}
@@ -172,6 +175,9 @@ func (u *Updater) Install(ctx context.Context) (*Installed, error) {
 	if err != nil {
 		return nil, err
 	}
+	if err := checkBackupDir(cfg.BackupDir); err != nil {
+		return nil, err
+	}
 	lock, err := AcquireLock(cfg.AppDir, cfg.BackupDir)
 	if err != nil {
 		return nil, err
@@ -251,6 +257,9 @@ func (u *Updater) rollback(ctx context.Context, j *Journal, fsys FS, st *State, 
 func (u *Updater) RollbackNow(ctx context.Context) (*Installed, error) {
 	cfg, _, fsys, err := u.setup()
 	if err != nil {
+		return nil, err
+	}
+	if err := checkBackupDir(cfg.BackupDir); err != nil {
 		return nil, err
 	}
 	lock, err := AcquireLock(cfg.AppDir, cfg.BackupDir)

@@ -1,0 +1,714 @@
+package apply
+
+// Hazard tests: hostile or broken local conditions around staging and the
+// swap, driven through the Updater (Prepare/Install) on a published
+// repository served over HTTP (ckNewSetup). They complement swap_test.go
+// (crash at every step of Swap) and the hostile-input tests of the other
+// packages; docs/SECURITY.md maps each hazard to its tests.
+
+import (
+	"bytes"
+	"context"
+	"crypto/sha256"
+	"encoding/hex"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io/fs"
+	"net/http"
+	"net/http/httptest"
+	"os"
+	"path"
+	"path/filepath"
+	"slices"
+	"sort"
+	"strings"
+	"sync"
+	"syscall"
+	"testing"
+
+	"github.com/deltaup/deltaup/manifest"
+)
+
+// hzSnapshot lists everything under dir (without following links): path,
+// type, and content hash or link target. Used to prove a directory an
+// updater must not touch was not touched.
+func hzSnapshot(t testing.TB, dir string) string {
+	t.Helper()
+	var lines []string
+	err := filepath.WalkDir(dir, func(p string, d fs.DirEntry, err error) error {
+		if err != nil {
+			return err
+		}
+		rel, _ := filepath.Rel(dir, p)
+		switch {
+		case d.Type()&fs.ModeSymlink != 0:
+			target, _ := os.Readlink(p)
+			lines = append(lines, rel+" -> "+target)
+		case d.IsDir():
+			lines = append(lines, rel+"/")
+		default:
+			b, err := os.ReadFile(p)
+			if err != nil {
+				return err
+			}
+			sum := sha256.Sum256(b)
+			lines = append(lines, rel+" "+hex.EncodeToString(sum[:8]))
+		}
+		return nil
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	sort.Strings(lines)
+	return strings.Join(lines, "\n")
+}
+
+// hzDiff lists the lines of snapshot a missing from b ("-") and added ("+").
+func hzDiff(a, b string) string {
+	as, bs := strings.Split(a, "\n"), strings.Split(b, "\n")
+	var out []string
+	for _, l := range as {
+		if !slices.Contains(bs, l) {
+			out = append(out, "- "+l)
+		}
+	}
+	for _, l := range bs {
+		if !slices.Contains(as, l) {
+			out = append(out, "+ "+l)
+		}
+	}
+	return strings.Join(out, "\n")
+}
+
+// hzVictim makes a directory outside the app and backup directories that a
+// planted symlink points to, with sentinel files, among them directories
+// named like the versions Stage builds (a RemoveAll through the link would
+// delete them).
+func hzVictim(t testing.TB) string {
+	v := filepath.Join(t.TempDir(), "victim")
+	ckWriteFiles(t, v, map[string]string{
+		"sentinel.txt":        "must stay\n",
+		"1.0.0/keep.txt":      "must stay\n",
+		"1.1.0/keep.txt":      "must stay\n",
+		"1.2.0/keep.txt":      "must stay\n",
+		"1.2.0/bin/app":       "not the app\n",
+		"downloads/keep.txt":  "must stay\n",
+		"rollback/keep.txt":   "must stay\n",
+		"staged/1.2.0/a.txt":  "must stay\n",
+		"staged/1.1.0/b.txt":  "must stay\n",
+		"discard/1/keep.txt":  "must stay\n",
+		"need_update.json.go": "must stay\n",
+	})
+	return v
+}
+
+// TestHazardSymlinkPlanted (item 11): a symlink planted, before the updater
+// runs, at the backup directory itself or at one of its work directories,
+// pointing to a directory elsewhere. The updater must not write through it:
+// the target directory stays byte for byte the same, and the update either
+// fails cleanly (app directory untouched, no journal) or replaces the link
+// and ends in exactly the new tree.
+func TestHazardSymlinkPlanted(t *testing.T) {
+	// Where the updater followed each link before safedir.go refused and
+	// replaced planted links (kept for the failure message).
+	where := map[string]string{
+		"staged": "stage.go:100 os.RemoveAll(<backup>/staged/<to>) deletes <target>/<to>, stage.go:103 MkdirAll and :106 delta.ApplyBundleFile " +
+			"(archive route: :136, :139, :147 fallback.Extract) build the new tree in the link target, the journal's Staged points there " +
+			"and Cleanup (swap.go:451) deletes it from there",
+		"downloads": "stage.go:78-83 download() MkdirAll + Fetch write <target>/<artifact>; Install's os.RemoveAll(<backup>/downloads) " +
+			"(update.go:226) removes only the link, so the artifact stays in the target",
+		"rollback": "swap.go:62 fsys.RemoveAll(j.Rollback), j.Rollback = <backup>/rollback/<from> (journal.go:206), deletes <target>/<from>; " +
+			"swap.go:76 MkdirAll and saveOld (swap.go:196) move the old files into the link target",
+		"(backup dir)": "Config.Validate (config.go:82-85) takes <appdir>.backup as it is; AcquireLock (lock_unix.go:33-36), State.Save, Stage " +
+			"and Cleanup all work inside the link target (lock and state.json written, staged/<to>, downloads/ and discard/ deleted)",
+	}
+	for _, at := range []string{"staged", "downloads", "rollback", "discard", "(backup dir)"} {
+		t.Run(at, func(t *testing.T) {
+			t.Parallel()
+			s := ckNewSetup(t, ckVersions[0])
+			backup := s.cfg.AppDir + BackupSuffix
+			victim := hzVictim(t)
+			before := hzSnapshot(t, victim)
+			link := backup
+			if at != "(backup dir)" {
+				link = filepath.Join(backup, at)
+				if err := os.MkdirAll(backup, 0o755); err != nil {
+					t.Fatal(err)
+				}
+			}
+			if err := os.Symlink(victim, link); err != nil {
+				t.Fatal(err)
+			}
+			oldD := ckDigest(t, s.repo.trees[ckVersions[0]])
+			newD := ckDigest(t, s.repo.trees[ckVersionsLast()])
+			u := &Updater{Config: *s.cfg}
+			ctx := context.Background()
+			p, perr := u.Prepare(ctx)
+			var ierr error
+			if perr == nil {
+				_, ierr = u.Install(ctx)
+			}
+			if after := hzSnapshot(t, victim); after != before {
+				t.Fatalf("the updater wrote through a symlink planted at %s (%s; Prepare: %v, Install: %v); in the directory it points to:\n%s",
+					link, where[at], perr, ierr, hzDiff(before, after))
+			}
+			switch {
+			case perr != nil:
+				t.Logf("Prepare refused: %v", perr)
+				if ckDigest(t, s.cfg.AppDir) != oldD {
+					t.Fatal("app directory changed after a refused Prepare")
+				}
+				if _, err := LoadJournal(backup); err == nil {
+					t.Error("a journal was saved by a refused Prepare")
+				}
+			case ierr != nil:
+				t.Fatalf("Install: %v (prepared %+v)", ierr, p.Stage)
+			default:
+				if ckDigest(t, s.cfg.AppDir) != newD {
+					t.Fatal("app directory is not the new tree")
+				}
+				if fi, err := os.Lstat(link); err != nil {
+					t.Logf("Prepare and Install succeeded; %s afterwards: %v", link, err)
+				} else {
+					t.Logf("Prepare and Install succeeded; %s afterwards: %v", link, fi.Mode())
+				}
+			}
+		})
+	}
+}
+
+// TestHazardStagingUnwritable (item 12): the backup directory's work areas
+// cannot be written (a file where a directory goes; read-only directories
+// when not running as root). Prepare fails with a clean error, the app
+// directory is untouched, no journal is written; once the obstacle is gone
+// a second Prepare and Install end in exactly the new tree.
+func TestHazardStagingUnwritable(t *testing.T) {
+	type tcase struct {
+		name     string
+		rootOK   bool // meaningful when running as root
+		block    func(t *testing.T, backup string)
+		unblock  func(t *testing.T, backup string)
+		wantErrs []error // any of them
+	}
+	fileAt := func(rel string) (func(*testing.T, string), func(*testing.T, string)) {
+		return func(t *testing.T, backup string) {
+				if err := os.WriteFile(filepath.Join(backup, rel), []byte("in the way"), 0o644); err != nil {
+					t.Fatal(err)
+				}
+			}, func(t *testing.T, backup string) {
+				if err := os.Remove(filepath.Join(backup, rel)); err != nil {
+					t.Fatal(err)
+				}
+			}
+	}
+	readOnly := func(rel string) (func(*testing.T, string), func(*testing.T, string)) {
+		return func(t *testing.T, backup string) {
+				p := filepath.Join(backup, rel)
+				if err := os.MkdirAll(p, 0o755); err != nil {
+					t.Fatal(err)
+				}
+				if err := os.Chmod(p, 0o555); err != nil {
+					t.Fatal(err)
+				}
+				t.Cleanup(func() { os.Chmod(p, 0o755) })
+			}, func(t *testing.T, backup string) {
+				if err := os.Chmod(filepath.Join(backup, rel), 0o755); err != nil {
+					t.Fatal(err)
+				}
+			}
+	}
+	var cases []tcase
+	for _, rel := range []string{stagingDir, downloadsDir} {
+		// A file planted where a work directory belongs is replaced by the
+		// directory (as a planted symlink is: see TestHazardSymlinkPlanted).
+		b, _ := fileAt(rel)
+		cases = append(cases, tcase{name: rel + " is a file", rootOK: true, block: b, wantErrs: nil})
+		b, u := readOnly(rel)
+		cases = append(cases, tcase{name: rel + " read-only", block: b, unblock: u, wantErrs: []error{fs.ErrPermission}})
+	}
+	for _, c := range cases {
+		t.Run(c.name, func(t *testing.T) {
+			if !c.rootOK && os.Geteuid() == 0 {
+				t.Skip("running as root: permission bits do not stop writes (the 'is a file' cases cover the same paths)")
+			}
+			t.Parallel()
+			s := ckNewSetup(t, ckVersions[0])
+			backup := s.cfg.AppDir + BackupSuffix
+			if err := os.MkdirAll(backup, 0o755); err != nil {
+				t.Fatal(err)
+			}
+			c.block(t, backup)
+			oldD := ckDigest(t, s.cfg.AppDir)
+			u := &Updater{Config: *s.cfg}
+			ctx := context.Background()
+			_, err := u.Prepare(ctx)
+			if c.wantErrs == nil {
+				// Self-healing case: the update must go through exactly.
+				if err != nil {
+					t.Fatalf("Prepare: %v", err)
+				}
+				if _, err := u.Install(ctx); err != nil {
+					t.Fatalf("Install: %v", err)
+				}
+				if ckDigest(t, s.cfg.AppDir) != ckDigest(t, s.repo.trees[ckVersionsLast()]) {
+					t.Fatal("app directory is not the new tree")
+				}
+				return
+			}
+			if err == nil {
+				t.Fatal("Prepare succeeded with an unwritable work area")
+			}
+			if !slices.ContainsFunc(c.wantErrs, func(e error) bool { return errors.Is(err, e) }) {
+				t.Errorf("Prepare: %v, want one of %v", err, c.wantErrs)
+			}
+			t.Logf("Prepare: %v", err)
+			if ckDigest(t, s.cfg.AppDir) != oldD {
+				t.Fatal("app directory changed")
+			}
+			if _, err := LoadJournal(backup); err == nil {
+				t.Fatal("a journal was saved by a failed Prepare")
+			}
+			c.unblock(t, backup)
+			if _, err := u.Prepare(ctx); err != nil {
+				t.Fatalf("Prepare after the obstacle is gone: %v", err)
+			}
+			if in, err := u.Install(ctx); err != nil || !in.Confirmed {
+				t.Fatalf("Install: %+v %v", in, err)
+			}
+			if ckDigest(t, s.cfg.AppDir) != ckDigest(t, s.repo.trees[ckVersionsLast()]) {
+				t.Fatal("app directory is not the new tree")
+			}
+		})
+	}
+}
+
+// failFS fails every mutating step from limit on with err (a disk that
+// fills up, a permission that goes away), counting steps like crashFS.
+type failFS struct {
+	crashFS
+	err error
+}
+
+func (f *failFS) wrap(e error) error {
+	if errors.Is(e, errCrash) {
+		return &fs.PathError{Op: "write", Path: "(injected)", Err: f.err}
+	}
+	return e
+}
+func (f *failFS) Rename(o, n string) error { return f.wrap(f.crashFS.Rename(o, n)) }
+func (f *failFS) Remove(p string) error    { return f.wrap(f.crashFS.Remove(p)) }
+func (f *failFS) RemoveAll(p string) error { return f.wrap(f.crashFS.RemoveAll(p)) }
+func (f *failFS) Mkdir(p string, m fs.FileMode) error {
+	return f.wrap(f.crashFS.Mkdir(p, m))
+}
+func (f *failFS) MkdirAll(p string, m fs.FileMode) error {
+	return f.wrap(f.crashFS.MkdirAll(p, m))
+}
+func (f *failFS) OpenFile(p string, flag int, m fs.FileMode) (File, error) {
+	h, err := f.crashFS.OpenFile(p, flag, m)
+	return h, f.wrap(err)
+}
+func (f *failFS) Chmod(p string, m fs.FileMode) error { return f.wrap(f.crashFS.Chmod(p, m)) }
+func (f *failFS) Symlink(o, n string) error           { return f.wrap(f.crashFS.Symlink(o, n)) }
+func (f *failFS) SyncDir(p string) error              { return f.wrap(f.crashFS.SyncDir(p)) }
+
+// TestHazardSwapDiskFullOrDenied (item 12): Install through a file system
+// that fails with ENOSPC or EACCES from step k on, for every k of a whole
+// Install. Install reports the error (never a success); then, with the
+// disk working again, either Install again (it resumes) ends in exactly the
+// new tree, or RollbackNow ends in exactly the old one.
+func TestHazardSwapDiskFullOrDenied(t *testing.T) {
+	ctx := context.Background()
+	prepared := func(t *testing.T) *ckSetup {
+		s := ckNewSetup(t, ckVersions[0])
+		if _, err := (&Updater{Config: *s.cfg}).Prepare(ctx); err != nil {
+			t.Fatal(err)
+		}
+		return s
+	}
+	// Count the mutating steps of a whole Install.
+	s0 := prepared(t)
+	count := &crashFS{FS: OSFS{}, limit: -1, appDir: s0.cfg.AppDir}
+	if in, err := (&Updater{Config: *s0.cfg, FS: count}).Install(ctx); err != nil || !in.Confirmed {
+		t.Fatalf("counting Install: %+v %v", in, err)
+	}
+	n := count.n
+	t.Logf("%d mutating steps in Install; failing at each of %d points", n, n+1)
+	for k := 0; k <= n; k++ {
+		t.Run(fmt.Sprint(k), func(t *testing.T) {
+			t.Parallel()
+			s := prepared(t)
+			oldD := ckDigest(t, s.repo.trees[ckVersions[0]])
+			newD := ckDigest(t, s.repo.trees[ckVersionsLast()])
+			errno := []error{syscall.ENOSPC, syscall.EACCES}[k%2]
+			ff := &failFS{crashFS: crashFS{FS: OSFS{}, limit: k, appDir: s.cfg.AppDir}, err: errno}
+			in, err := (&Updater{Config: *s.cfg, FS: ff}).Install(ctx)
+			if k < n {
+				if err == nil {
+					t.Fatalf("k=%d: Install succeeded with a failing disk: %+v", k, in)
+				}
+				if !errors.Is(err, errno) {
+					t.Errorf("k=%d: Install error %v does not wrap %v", k, err, errno)
+				}
+			} else if err != nil {
+				t.Fatalf("k=%d (no failure): %v", k, err)
+			}
+			if !ff.touchedApp && ckDigest(t, s.cfg.AppDir) != oldD {
+				t.Fatalf("k=%d: app directory changed without an app-directory step", k)
+			}
+			u := &Updater{Config: *s.cfg}
+			j, jerr := LoadJournal(s.cfg.AppDir + BackupSuffix)
+			canRollBack := jerr == nil && (j.State == JournalStaged || j.State == JournalSwapping || j.State == JournalSwapped)
+			if canRollBack && k%4 >= 2 {
+				if _, err := u.RollbackNow(ctx); err != nil {
+					t.Fatalf("k=%d: RollbackNow: %v", k, err)
+				}
+				if ckDigest(t, s.cfg.AppDir) != oldD {
+					t.Fatalf("k=%d: app directory after rollback is not the old tree", k)
+				}
+				return
+			}
+			if _, err := u.Install(ctx); err != nil {
+				t.Fatalf("k=%d: Install after the disk recovered: %v", k, err)
+			}
+			if ckDigest(t, s.cfg.AppDir) != newD {
+				t.Fatalf("k=%d: app directory is not the new tree", k)
+			}
+		})
+	}
+}
+
+// TestHazardLeftoverFromCrash (item 13): the backup directory holds what an
+// earlier crashed run left: garbage staged trees (including one at the
+// target version), downloads of the right names with the wrong bytes, a
+// partial download with a lying sidecar, a stale rollback area and discard
+// area, and a torn temporary file. No journal: Prepare re-stages from
+// scratch, trusting none of it, and Install ends in exactly the new tree.
+func TestHazardLeftoverFromCrash(t *testing.T) {
+	s := ckNewSetup(t, ckVersions[0])
+	backup := s.cfg.AppDir + BackupSuffix
+	files := map[string]string{
+		"staged/1.2.0/bin/app":        "x:garbage from an earlier crash",
+		"staged/1.2.0/extra.txt":      "not in the release",
+		"staged/1.1.0/lib/core.js":    "half a hop",
+		"rollback/bin/app":            "a stale rollback copy",
+		"discard/7/lib/blob.bin":      "discarded",
+		"downloads/junk.part":         "partial",
+		"downloads/junk.part.json":    `{"size":1,"sha256":"00"}`,
+		".deltaup-tmp-state.json":     "torn",
+		"staged/.deltaup-tmp-garbage": "torn",
+	}
+	m := s.repo.manifest(t)
+	for _, r := range m.Releases {
+		for _, a := range r.Archives {
+			files[path.Join(downloadsDir, path.Base(a.Path))] = "garbage archive"
+		}
+		for _, p := range r.Patches {
+			// The right size with the wrong bytes, and its part file.
+			files[path.Join(downloadsDir, path.Base(p.Path))] = strings.Repeat("G", int(p.Size))
+			files[path.Join(downloadsDir, path.Base(p.Path))+PartSuffix] = "garbage part"
+		}
+	}
+	ckWriteFiles(t, backup, files)
+	u := &Updater{Config: *s.cfg}
+	ctx := context.Background()
+	p, err := u.Prepare(ctx)
+	if err != nil {
+		t.Fatalf("Prepare over leftovers: %v", err)
+	}
+	if p.Stage.Route != "patches" || p.Stage.Fallback != "" {
+		t.Errorf("route %q fallback %q: leftovers should not force the archive", p.Stage.Route, p.Stage.Fallback)
+	}
+	if got, want := ckDigest(t, p.Stage.Dir), ckDigest(t, s.repo.trees[ckVersionsLast()]); got != want {
+		t.Fatal("staged tree is not the release")
+	}
+	in, err := u.Install(ctx)
+	if err != nil || !in.Confirmed {
+		t.Fatalf("Install: %+v %v", in, err)
+	}
+	if ckDigest(t, s.cfg.AppDir) != ckDigest(t, s.repo.trees[ckVersionsLast()]) {
+		t.Fatal("app directory is not the new tree")
+	}
+	ents, _ := os.ReadDir(backup)
+	var names []string
+	for _, e := range ents {
+		names = append(names, e.Name())
+	}
+	t.Logf("backup directory afterwards: %v", names)
+}
+
+// TestHazardStagedModifiedBeforeInstall (item 10): a staged file is changed
+// after Stage verified it and Prepare saved the journal, before Install.
+// The swap copies each staged file while hashing it, so the change is
+// caught (ErrStagedMismatch) and nothing unverified reaches the app
+// directory; the app directory then ends exactly old (RollbackNow) — a
+// retried Install keeps refusing rather than installing the bad bytes.
+// A staged file replaced by a symlink to a file with the right bytes is
+// harmless (the bytes are what is checked) and installs exactly.
+func TestHazardStagedModifiedBeforeInstall(t *testing.T) {
+	ctx := context.Background()
+	for _, how := range []string{"same size other bytes", "truncated", "symlink to other bytes", "symlink to right bytes", "removed"} {
+		t.Run(how, func(t *testing.T) {
+			t.Parallel()
+			s := ckNewSetup(t, ckVersions[0])
+			oldD := ckDigest(t, s.repo.trees[ckVersions[0]])
+			newD := ckDigest(t, s.repo.trees[ckVersionsLast()])
+			u := &Updater{Config: *s.cfg}
+			p, err := u.Prepare(ctx)
+			if err != nil {
+				t.Fatal(err)
+			}
+			target := filepath.Join(p.Stage.Dir, "lib", "core.js")
+			good, err := os.ReadFile(target)
+			if err != nil {
+				t.Fatal(err)
+			}
+			elsewhere := filepath.Join(t.TempDir(), "f")
+			switch how {
+			case "same size other bytes":
+				bad := []byte(strings.Repeat("x", len(good)))
+				err = os.WriteFile(target, bad, 0o644)
+			case "truncated":
+				err = os.WriteFile(target, good[:len(good)/2], 0o644)
+			case "symlink to other bytes", "symlink to right bytes":
+				content := []byte(strings.Repeat("y", len(good)))
+				if how == "symlink to right bytes" {
+					content = good
+				}
+				if err = os.WriteFile(elsewhere, content, 0o644); err == nil {
+					if err = os.Remove(target); err == nil {
+						err = os.Symlink(elsewhere, target)
+					}
+				}
+			case "removed":
+				err = os.Remove(target)
+			}
+			if err != nil {
+				t.Fatal(err)
+			}
+			_, err = u.Install(ctx)
+			if how == "symlink to right bytes" {
+				if err != nil {
+					t.Fatalf("Install: %v", err)
+				}
+				if ckDigest(t, s.cfg.AppDir) != newD {
+					t.Fatal("app directory is not the new tree")
+				}
+				if fi, err := os.Lstat(filepath.Join(s.cfg.AppDir, "lib", "core.js")); err != nil || !fi.Mode().IsRegular() {
+					t.Fatalf("installed file is not a regular file: %v %v", fi, err)
+				}
+				return
+			}
+			if err == nil {
+				t.Fatal("Install accepted a staged file changed after verification")
+			}
+			if how != "removed" && !errors.Is(err, ErrStagedMismatch) {
+				t.Errorf("Install: %v, want ErrStagedMismatch", err)
+			}
+			t.Logf("Install: %v", err)
+			// The bad bytes never reached the app directory.
+			if b, err := os.ReadFile(filepath.Join(s.cfg.AppDir, "lib", "core.js")); err == nil && !slices.Equal(b, good) {
+				old, _ := os.ReadFile(filepath.Join(s.repo.trees[ckVersions[0]], "lib", "core.js"))
+				if !slices.Equal(b, old) {
+					t.Fatal("the modified staged bytes reached the app directory")
+				}
+			}
+			// A retry refuses again; it never installs the bad bytes.
+			if _, err := u.Install(ctx); err == nil {
+				t.Fatal("second Install accepted the modified staged file")
+			}
+			if _, err := u.RollbackNow(ctx); err != nil {
+				t.Fatalf("RollbackNow: %v", err)
+			}
+			if ckDigest(t, s.cfg.AppDir) != oldD {
+				t.Fatal("app directory after rollback is not the old tree")
+			}
+		})
+	}
+}
+
+// TestHazardWrongContentRange (item 18): resuming a partial download, the
+// server answers 206 with a Content-Range that does not match the request
+// (another start, another total, garbage, none). The downloader must never
+// splice the bytes at the wrong offset: it ends with the exact artifact or
+// a clean error and no file at dest.
+func TestHazardWrongContentRange(t *testing.T) {
+	const name = "a.bin"
+	data := dlTestData(100_000, 11)
+	art := dlTestArtifact(name, data)
+	const have = 5000
+	cases := []struct {
+		name  string
+		cr    string // Content-Range of the 206 ("" none)
+		start int    // offset of the body sent
+	}{
+		{"start 0 for a resume", "bytes 0-99999/100000", 0},
+		{"later start", "bytes 6000-99999/100000", 6000},
+		{"earlier start", "bytes 4000-99999/100000", 4000},
+		{"right start, wrong total", "bytes 5000-99999/200000", have},
+		{"garbage", "bytes x-y/z", have},
+		{"missing", "", have},
+		{"claims right, sends from 0", "bytes 5000-99999/100000", 0},
+	}
+	for _, c := range cases {
+		t.Run(c.name, func(t *testing.T) {
+			t.Parallel()
+			var ranges []string
+			var mu sync.Mutex
+			srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+				mu.Lock()
+				ranges = append(ranges, r.Header.Get("Range"))
+				mu.Unlock()
+				w.Header().Set("ETag", `"v1"`)
+				if r.Header.Get("Range") == "" {
+					w.Header().Set("Content-Length", fmt.Sprint(len(data)))
+					w.Write(data)
+					return
+				}
+				body := data[c.start:]
+				if c.cr != "" {
+					w.Header().Set("Content-Range", c.cr)
+				}
+				w.Header().Set("Content-Length", fmt.Sprint(len(body)))
+				w.WriteHeader(http.StatusPartialContent)
+				w.Write(body)
+			}))
+			defer srv.Close()
+			dest := filepath.Join(t.TempDir(), name)
+			if err := os.WriteFile(dest+PartSuffix, data[:have], 0o644); err != nil {
+				t.Fatal(err)
+			}
+			raw, _ := json.Marshal(fetchSidecar{Size: art.Size, SHA256: hex.EncodeToString(art.SHA256[:])})
+			if err := os.WriteFile(dest+SidecarSuffix, raw, 0o644); err != nil {
+				t.Fatal(err)
+			}
+			err := dlTestDownloader(srv.URL).Fetch(context.Background(), art, dest)
+			got, rerr := os.ReadFile(dest)
+			mu.Lock()
+			defer mu.Unlock()
+			t.Logf("requests (Range): %q; Fetch: %v", ranges, err)
+			if err != nil {
+				if rerr == nil {
+					t.Fatal("Fetch failed but left a file at dest")
+				}
+				return
+			}
+			if !bytes.Equal(got, data) {
+				t.Fatal("dest is not the artifact: bytes spliced at the wrong offset")
+			}
+		})
+	}
+}
+
+// TestHazardStaleMirror (item 18): the first mirror serves an older, validly
+// signed manifest (or garbage) while the client has already seen a newer
+// one. The client never goes back (state keeps its sequence) and the app
+// directory is untouched; it either fails over to the good mirror or fails
+// closed with a refusal (which one is logged).
+func TestHazardStaleMirror(t *testing.T) {
+	for _, how := range []string{"older manifest", "garbage manifest"} {
+		t.Run(how, func(t *testing.T) {
+			s := ckNewSetup(t, ckVersions[0])
+			stale := filepath.Join(t.TempDir(), "stale")
+			ckCopyDir(t, s.repo.dir, stale)
+			switch how {
+			case "older manifest":
+				for _, suf := range []string{"", ".minisig"} {
+					b, err := os.ReadFile(filepath.Join(stale, "manifests", "2.json"+suf))
+					if err != nil {
+						t.Fatal(err)
+					}
+					if err := os.WriteFile(filepath.Join(stale, manifest.ManifestName+suf), b, 0o644); err != nil {
+						t.Fatal(err)
+					}
+				}
+			case "garbage manifest":
+				if err := os.WriteFile(filepath.Join(stale, manifest.ManifestName), []byte("<html>503</html>"), 0o644); err != nil {
+					t.Fatal(err)
+				}
+			}
+			srvStale := ckServe(t, stale)
+			cfg := *s.cfg
+			cfg.BackupDir = cfg.AppDir + BackupSuffix
+			cfg.Servers = []string{srvStale.URL + "/", s.srv.URL + "/"}
+			if err := (&State{App: "demo", Sequence: 3, Installed: ckVersions[0]}).Save(cfg.BackupDir); err != nil {
+				t.Fatal(err)
+			}
+			appBefore := ckDigest(t, cfg.AppDir)
+			res, err := Check(context.Background(), &cfg, &Downloader{Mirrors: cfg.Servers, Retries: -1})
+			switch {
+			case err == nil:
+				t.Logf("failed over to the good mirror: target %s", res.Target)
+				if res.Target != ckVersionsLast() {
+					t.Errorf("target %s", res.Target)
+				}
+			case errors.Is(err, ErrRefused):
+				t.Logf("failed closed (no failover past a refused manifest): %v", err)
+			default:
+				t.Fatalf("Check: %v", err)
+			}
+			st, err := LoadState(cfg.BackupDir)
+			if err != nil || st.Sequence < 3 {
+				t.Fatalf("state went back: %+v %v", st, err)
+			}
+			if ckDigest(t, cfg.AppDir) != appBefore {
+				t.Fatal("app directory changed")
+			}
+		})
+	}
+}
+
+// Fuzz targets for the client's own decoders that have none elsewhere
+// (item 9): the need_update journal, the client state file, and the
+// Content-Range parser. None may panic; a journal that loads is usable.
+func FuzzHazardJournalDecode(f *testing.F) {
+	fx := newFixture(f, oldNodes, newNodes)
+	if b, err := os.ReadFile(filepath.Join(fx.backup, JournalFileName)); err == nil {
+		f.Add(b)
+	}
+	f.Add([]byte(`{"body":{},"sha256":""}`))
+	f.Add([]byte("{"))
+	f.Fuzz(func(t *testing.T, b []byte) {
+		dir := t.TempDir()
+		if err := os.WriteFile(filepath.Join(dir, JournalFileName), b, 0o644); err != nil {
+			t.Fatal(err)
+		}
+		j, err := LoadJournal(dir)
+		if err == nil && j == nil {
+			t.Fatal("nil journal without error")
+		}
+	})
+}
+
+func FuzzHazardStateDecode(f *testing.F) {
+	dir := f.TempDir()
+	if err := (&State{App: "demo", Sequence: 3, Installed: "1.0.0"}).Save(dir); err == nil {
+		if b, err := os.ReadFile(StatePath(dir)); err == nil {
+			f.Add(b)
+		}
+	}
+	f.Add([]byte("null"))
+	f.Add([]byte(`{"sequence":-1}`))
+	f.Fuzz(func(t *testing.T, b []byte) {
+		dir := t.TempDir()
+		if err := os.WriteFile(StatePath(dir), b, 0o644); err != nil {
+			t.Fatal(err)
+		}
+		if st, err := LoadState(dir); err == nil && st == nil {
+			t.Fatal("nil state without error")
+		}
+	})
+}
+
+func FuzzHazardContentRange(f *testing.F) {
+	for _, s := range []string{"bytes 0-99/100", "bytes 5-4/100", "bytes 0-99/99", "bytes */100", "bytes -1-5/10", "bytes 0-9223372036854775807/9223372036854775807"} {
+		f.Add(s)
+	}
+	f.Fuzz(func(t *testing.T, v string) {
+		first, last, total, ok := parseContentRange(v)
+		if ok && (first < 0 || last < first || total <= last) {
+			t.Fatalf("%q -> %d-%d/%d accepted", v, first, last, total)
+		}
+	})
+}
