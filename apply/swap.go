@@ -81,7 +81,7 @@ func Swap(ctx context.Context, j *Journal, fsys FS) error {
 		return fmt.Errorf("%w: cannot swap in state %q", ErrJournalState, j.State)
 	}
 	// The rollback area's existence marks "swap started" on the disk.
-	if err := fsys.MkdirAll(j.Rollback, 0o755); err != nil {
+	if err := mkdirAllSynced(fsys, j.Rollback, j.BackupDir); err != nil {
 		return err
 	}
 	last := time.Now()
@@ -198,7 +198,7 @@ func saveOld(ctx context.Context, j *Journal, fsys FS, op *Op, p string, fi fs.F
 			return err
 		}
 		if !there {
-			if err := fsys.MkdirAll(filepath.Dir(rb), 0o755); err != nil {
+			if err := mkdirAllSynced(fsys, filepath.Dir(rb), j.BackupDir); err != nil {
 				return err
 			}
 			if err := retryTransient(ctx, func() error { return fsys.Rename(p, rb) }); err != nil {
@@ -273,6 +273,9 @@ func doOp(ctx context.Context, j *Journal, fsys FS, op *Op) error {
 		if err := fsys.Chmod(p, mode); err != nil {
 			return err
 		}
+		if err := fsys.SyncDir(p); err != nil { // the mode lives in p's own inode
+			return err
+		}
 		return fsys.SyncDir(parent)
 	case OpFile, OpSymlink:
 		if fi, err := fsys.Lstat(p); err == nil {
@@ -323,17 +326,19 @@ func copyStaged(ctx context.Context, j *Journal, fsys FS, op *Op, tmp string) er
 	}
 	h := sha256.New()
 	n, err := io.Copy(io.MultiWriter(dst, h), src)
+	if err == nil && (n != op.Size || hex.EncodeToString(h.Sum(nil)) != op.SHA256) {
+		err = fmt.Errorf("%w: %s", ErrStagedMismatch, op.Path)
+	}
+	// The mode is set before the fsync, so that the fsync makes it durable
+	// with the content.
+	if err == nil {
+		err = retryTransient(ctx, func() error { return fsys.Chmod(tmp, mode) })
+	}
 	if err == nil {
 		err = dst.Sync()
 	}
 	if cerr := dst.Close(); err == nil {
 		err = cerr
-	}
-	if err == nil && (n != op.Size || hex.EncodeToString(h.Sum(nil)) != op.SHA256) {
-		err = fmt.Errorf("%w: %s", ErrStagedMismatch, op.Path)
-	}
-	if err == nil {
-		err = retryTransient(ctx, func() error { return fsys.Chmod(tmp, mode) })
 	}
 	if err != nil {
 		_ = fsys.Remove(tmp)
@@ -610,4 +615,29 @@ func undoOp(ctx context.Context, j *Journal, fsys FS, op *Op) error {
 		return fsys.SyncDir(parent)
 	}
 	return fmt.Errorf("%w: op %q", ErrJournalCorrupt, op.Kind)
+}
+
+// mkdirAllSynced creates dir and its missing parents below stop (which must
+// exist), fsyncing each new directory's parent so that the new entries
+// survive a power loss before anything is moved into them.
+func mkdirAllSynced(fsys FS, dir, stop string) error {
+	var missing []string
+	for d := dir; d != stop && d != filepath.Dir(d); d = filepath.Dir(d) {
+		if _, err := fsys.Lstat(d); err == nil {
+			break
+		} else if !notExist(err) {
+			return err
+		}
+		missing = append(missing, d)
+	}
+	for i := len(missing) - 1; i >= 0; i-- {
+		d := missing[i]
+		if err := fsys.Mkdir(d, 0o755); err != nil && !errors.Is(err, fs.ErrExist) {
+			return err
+		}
+		if err := fsys.SyncDir(filepath.Dir(d)); err != nil {
+			return err
+		}
+	}
+	return nil
 }
