@@ -55,7 +55,35 @@ func HistoryPath(seq uint64) string {
 // (and cfg.App) in st; the caller saves st. A refusal wraps ErrRefused and
 // the manifest package's class, and leaves st unchanged; a fetch error
 // (network, server) is returned wrapped, without ErrRefused.
+//
+// With a Downloader of several mirrors, each mirror is tried in turn until
+// one serves a manifest that is accepted: a mirror serving an old (validly
+// signed) manifest, garbage or nothing does not stop the update; when every
+// mirror fails, the first mirror's error is returned.
 func FetchManifest(ctx context.Context, cfg *Config, f Fetcher, st *State) (*manifest.Manifest, error) {
+	d, ok := f.(*Downloader)
+	if !ok || len(d.Mirrors) < 2 {
+		return fetchManifestFrom(ctx, cfg, f, st)
+	}
+	var first error
+	for i := range d.Mirrors {
+		one := *d
+		one.Mirrors = d.Mirrors[i : i+1]
+		m, err := fetchManifestFrom(ctx, cfg, &one, st)
+		if err == nil {
+			return m, nil
+		}
+		if ctx.Err() != nil {
+			return nil, err
+		}
+		if first == nil {
+			first = err
+		}
+	}
+	return nil, first
+}
+
+func fetchManifestFrom(ctx context.Context, cfg *Config, f Fetcher, st *State) (*manifest.Manifest, error) {
 	if st == nil {
 		st = &State{}
 	}
