@@ -26,6 +26,7 @@ import (
 	"sync"
 	"syscall"
 	"testing"
+	"time"
 
 	"github.com/deltaup/deltaup/manifest"
 )
@@ -709,4 +710,63 @@ func FuzzHazardContentRange(f *testing.F) {
 			t.Fatalf("%q -> %d-%d/%d accepted", v, first, last, total)
 		}
 	})
+}
+
+// TestHazardShellCharacterNames (item 6): file and directory names with
+// quotes, shell metacharacters, %VAR%, $VAR, backquotes and spaces travel
+// through publish, bundle, archive, journal and swap as plain names: the
+// update ends in exactly the published tree and nothing outside the app
+// directory is created (no shell ever sees them).
+func TestHazardShellCharacterNames(t *testing.T) {
+	names := []string{
+		"it's here.txt", "a;b.txt", "$(touch pwned).txt", "`id`.txt", "%APPDATA%.txt",
+		"$HOME and ${PATH}.txt", "a&b.txt", "semi; rm -rf x/new file.txt", "#hash!bang~.txt",
+	}
+	tree := func(n int) string {
+		dir := t.TempDir()
+		files := map[string]string{}
+		for i, name := range names {
+			// Incompressible bodies, so that the patch route is the cheap one.
+			files[name] = string(ckNoise(8<<10)[i:]) + fmt.Sprintf("%d line %d of %q\n", n, i, name)
+		}
+		ckWriteFiles(t, dir, files)
+		return dir
+	}
+	r := ckNewRepo(t)
+	v1, v2 := "2.0.0", "2.1.0"
+	t1, t2 := tree(1), tree(2)
+	r.publish(t, v1, t1)
+	r.publish(t, v2, t2)
+	root := t.TempDir()
+	appDir := filepath.Join(root, "app")
+	r.install(t, v1, appDir)
+	srv := ckServe(t, r.dir)
+	cfg := Config{AppDir: appDir, Servers: []string{srv.URL + "/"}, PublicKey: r.pub, App: "demo", To: v2,
+		Now: func() time.Time { return r.now.Add(time.Hour) }}
+	u := &Updater{Config: cfg}
+	p, err := u.Prepare(context.Background())
+	if err != nil {
+		t.Fatal(err)
+	}
+	if p.Stage.Route != "patches" {
+		t.Errorf("route %s (%s)", p.Stage.Route, p.Stage.Fallback)
+	}
+	if _, err := u.Install(context.Background()); err != nil {
+		t.Fatal(err)
+	}
+	if ckDigest(t, appDir) != ckDigest(t, t2) {
+		t.Fatal("app directory is not the published tree")
+	}
+	ents, err := os.ReadDir(root)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, e := range ents {
+		if e.Name() != "app" && e.Name() != "app"+BackupSuffix {
+			t.Errorf("unexpected %s beside the app directory", e.Name())
+		}
+	}
+	if _, err := os.Stat("pwned"); err == nil {
+		t.Error("a name was run by a shell")
+	}
 }
