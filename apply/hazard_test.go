@@ -727,7 +727,7 @@ func TestHazardShellCharacterNames(t *testing.T) {
 		files := map[string]string{}
 		for i, name := range names {
 			// Incompressible bodies, so that the patch route is the cheap one.
-			files[name] = string(ckNoise(8<<10)[i:]) + fmt.Sprintf("%d line %d of %q\n", n, i, name)
+			files[name] = string(ckNoise(8 << 10)[i:]) + fmt.Sprintf("%d line %d of %q\n", n, i, name)
 		}
 		ckWriteFiles(t, dir, files)
 		return dir
