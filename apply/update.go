@@ -66,6 +66,26 @@ func (u *Updater) setup() (*Config, *Downloader, FS, error) {
 	return &cfg, d, fsys, nil
 }
 
+// lockedSetup is setup plus the backup directory checked (never a link),
+// created, and the update lock taken; the caller calls unlock.
+func (u *Updater) lockedSetup() (*Config, *Downloader, FS, func(), error) {
+	cfg, d, fsys, err := u.setup()
+	if err != nil {
+		return nil, nil, nil, nil, err
+	}
+	if err := checkBackupDir(cfg.BackupDir); err != nil {
+		return nil, nil, nil, nil, err
+	}
+	if err := os.MkdirAll(cfg.BackupDir, 0o755); err != nil {
+		return nil, nil, nil, nil, err
+	}
+	lock, err := AcquireLock(cfg.AppDir, cfg.BackupDir)
+	if err != nil {
+		return nil, nil, nil, nil, err
+	}
+	return cfg, d, fsys, func() { lock.Unlock() }, nil
+}
+
 // Prepared is what Prepare did.
 type Prepared struct {
 	Check   *CheckResult // the check (UpToDate: nothing else was done)
@@ -78,21 +98,11 @@ type Prepared struct {
 // verifies it and saves the need_update journal. The app directory is only
 // read. It holds the update lock while it runs.
 func (u *Updater) Prepare(ctx context.Context) (*Prepared, error) {
-	cfg, d, _, err := u.setup()
+	cfg, d, _, unlock, err := u.lockedSetup()
 	if err != nil {
 		return nil, err
 	}
-	if err := checkBackupDir(cfg.BackupDir); err != nil {
-		return nil, err
-	}
-	if err := os.MkdirAll(cfg.BackupDir, 0o755); err != nil {
-		return nil, err
-	}
-	lock, err := AcquireLock(cfg.AppDir, cfg.BackupDir)
-	if err != nil {
-		return nil, err
-	}
-	defer lock.Unlock()
+	defer unlock()
 	if j, err := LoadJournal(cfg.BackupDir); err == nil {
 		return nil, fmt.Errorf("%w: %s to %s is in state %s: run `deltaup resume` (apply.Resume)", ErrPending, j.From, j.To, j.State)
 	} else if !errors.Is(err, fs.ErrNotExist) {
@@ -169,20 +179,13 @@ type Installed struct {
 // marked bad and the old app is relaunched (ErrRolledBack). Without a
 // relaunch command the swap is final at once. Call it from the copy of the
 // updater in the backup directory (ReexecFromBackup), or at the start of a
-// Go app (ResumePending).
+// Go app (Resume).
 func (u *Updater) Install(ctx context.Context) (*Installed, error) {
-	cfg, _, fsys, err := u.setup()
+	cfg, _, fsys, unlock, err := u.lockedSetup()
 	if err != nil {
 		return nil, err
 	}
-	if err := checkBackupDir(cfg.BackupDir); err != nil {
-		return nil, err
-	}
-	lock, err := AcquireLock(cfg.AppDir, cfg.BackupDir)
-	if err != nil {
-		return nil, err
-	}
-	defer lock.Unlock()
+	defer unlock()
 	j, err := Resume(ctx, cfg.BackupDir, fsys)
 	if err != nil || j == nil {
 		return &Installed{Journal: j}, err
@@ -255,18 +258,11 @@ func (u *Updater) rollback(ctx context.Context, j *Journal, fsys FS, st *State, 
 // RollbackNow restores the old version of a swapped (or half-swapped)
 // update by hand (deltaup rollback) and marks the new one bad.
 func (u *Updater) RollbackNow(ctx context.Context) (*Installed, error) {
-	cfg, _, fsys, err := u.setup()
+	cfg, _, fsys, unlock, err := u.lockedSetup()
 	if err != nil {
 		return nil, err
 	}
-	if err := checkBackupDir(cfg.BackupDir); err != nil {
-		return nil, err
-	}
-	lock, err := AcquireLock(cfg.AppDir, cfg.BackupDir)
-	if err != nil {
-		return nil, err
-	}
-	defer lock.Unlock()
+	defer unlock()
 	j, err := LoadJournal(cfg.BackupDir)
 	if errors.Is(err, fs.ErrNotExist) {
 		return nil, errors.New("apply: nothing to roll back (no pending or unconfirmed update)")
