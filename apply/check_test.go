@@ -72,9 +72,12 @@ func ckTree(t testing.TB, n int, pubFile []byte) string {
 }
 
 // ckNoise returns n deterministic incompressible bytes.
-func ckNoise(n int) []byte {
+func ckNoise(n int) []byte { return ckNoiseSeed(1, n) }
+
+// ckNoiseSeed returns n deterministic incompressible bytes from seed.
+func ckNoiseSeed(seed uint64, n int) []byte {
 	b := make([]byte, n)
-	x := uint64(0x9E3779B97F4A7C15)
+	x := seed*0x9E3779B97F4A7C15 | 1
 	for i := range b {
 		x ^= x << 13
 		x ^= x >> 7
@@ -87,6 +90,18 @@ func ckNoise(n int) []byte {
 // ckNewRepo publishes ckVersions into a new repository.
 func ckNewRepo(t testing.TB) *ckRepo {
 	t.Helper()
+	r := ckEmptyRepo(t)
+	for i, v := range ckVersions {
+		r.trees[v] = ckTree(t, i, r.pubFile)
+		r.publish(t, v, r.trees[v])
+	}
+	return r
+}
+
+// ckEmptyRepo returns a repository directory (not created yet) with a new
+// signing key and no releases.
+func ckEmptyRepo(t testing.TB) *ckRepo {
+	t.Helper()
 	pubFile, keyFile, err := manifest.GenerateKey(nil)
 	if err != nil {
 		t.Fatal(err)
@@ -95,13 +110,8 @@ func ckNewRepo(t testing.TB) *ckRepo {
 	if err != nil {
 		t.Fatal(err)
 	}
-	r := &ckRepo{dir: filepath.Join(t.TempDir(), "repo"), priv: priv, pub: priv.Public(), pubFile: pubFile,
+	return &ckRepo{dir: filepath.Join(t.TempDir(), "repo"), priv: priv, pub: priv.Public(), pubFile: pubFile,
 		now: time.Now().UTC().Truncate(time.Second), trees: map[string]string{}}
-	for i, v := range ckVersions {
-		r.trees[v] = ckTree(t, i, pubFile)
-		r.publish(t, v, r.trees[v])
-	}
-	return r
 }
 
 func (r *ckRepo) publish(t testing.TB, version, dir string) {

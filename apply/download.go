@@ -219,6 +219,7 @@ type attemptError struct {
 	retry      bool          // worth retrying on this mirror
 	retryAfter time.Duration // server-requested wait, 0 if none
 	noBackoff  bool          // retry at once (restart from 0 after a bad resume)
+	local      bool          // a local file-system failure: no other mirror can help
 }
 
 func (e *attemptError) Error() string { return e.url + ": " + e.err.Error() }
@@ -569,6 +570,9 @@ func (d *Downloader) Fetch(ctx context.Context, art manifest.Artifact, dest stri
 			if ctx.Err() != nil {
 				return ctxError(what+" from "+u, ctx.Err())
 			}
+			if aerr.local {
+				return fmt.Errorf("%s: %w", what, localIO(aerr.err, filepath.Dir(dest)))
+			}
 			last = aerr
 			if !aerr.retry || try == dd.Retries {
 				break
@@ -730,9 +734,10 @@ func parseContentRange(v string) (first, last, total int64, ok bool) {
 func (fs *fetchState) attempt(ctx context.Context, u string) *attemptError {
 	d, art := fs.d, fs.art
 	fail := func(err error, retry bool) *attemptError { return &attemptError{url: u, err: err, retry: retry} }
+	local := func(err error) *attemptError { return &attemptError{url: u, err: err, local: true} }
 	sc, have, err := fs.resumable()
 	if err != nil {
-		return fail(err, false)
+		return local(err)
 	}
 	resumed := have > 0
 	if have == art.Size {
@@ -761,7 +766,7 @@ func (fs *fetchState) attempt(ctx context.Context, u string) *attemptError {
 
 	restart := func(why string) *attemptError {
 		if err := fs.discard(); err != nil {
-			return fail(err, false)
+			return local(err)
 		}
 		return &attemptError{url: u, err: fmt.Errorf("%s: %s; restarting from the beginning", u, why), retry: true, noBackoff: true}
 	}
@@ -797,16 +802,16 @@ func (fs *fetchState) attempt(ctx context.Context, u string) *attemptError {
 	newSC := &fetchSidecar{URL: u, ETag: resp.Header.Get("ETag"), LastModified: resp.Header.Get("Last-Modified"), Size: art.Size, SHA256: fs.sum}
 	if start == 0 {
 		if err := fs.discard(); err != nil {
-			return fail(err, false)
+			return local(err)
 		}
 		resumed = false
 	}
 	if err := fs.writeSidecar(newSC); err != nil {
-		return fail(err, false)
+		return local(fmt.Errorf("writing %s: %w", fs.side, err))
 	}
 	f, err := os.OpenFile(fs.part, os.O_WRONLY|os.O_CREATE, 0o644)
 	if err != nil {
-		return fail(err, false)
+		return local(err)
 	}
 	defer f.Close()
 	if start == 0 {
@@ -816,7 +821,7 @@ func (fs *fetchState) attempt(ctx context.Context, u string) *attemptError {
 		_, err = f.Seek(start, io.SeekStart)
 	}
 	if err != nil {
-		return fail(err, false)
+		return local(err)
 	}
 
 	rep := newProgressReporter(d.Progress, PhaseDownload, art.Path, art.Size)
@@ -832,12 +837,12 @@ func (fs *fetchState) attempt(ctx context.Context, u string) *attemptError {
 			if pos+int64(n) > art.Size {
 				f.Close()
 				if err := fs.discard(); err != nil {
-					return fail(err, false)
+					return local(err)
 				}
 				return tooLarge("sent more data than that")
 			}
 			if _, err := f.Write(buf[:n]); err != nil {
-				return fail(fmt.Errorf("writing %s: %w", fs.part, err), false)
+				return local(fmt.Errorf("writing %s after %d of %d bytes: %w", fs.part, pos, art.Size, err))
 			}
 			pos += int64(n)
 			rep.update(pos)
@@ -857,7 +862,7 @@ func (fs *fetchState) attempt(ctx context.Context, u string) *attemptError {
 	g.stop()
 	rep.done(pos)
 	if err := f.Close(); err != nil {
-		return fail(err, false)
+		return local(fmt.Errorf("writing %s: %w", fs.part, err))
 	}
 	if pos < art.Size {
 		return fail(fmt.Errorf("%s: body ended after %d of %d bytes; resuming", u, pos, art.Size), true)
@@ -872,23 +877,23 @@ func (fs *fetchState) finish(u string, resumed bool) *attemptError {
 	rep := newProgressReporter(fs.d.Progress, PhaseVerify, fs.art.Path, fs.art.Size)
 	sum, err := hashFile(fs.part, rep)
 	if err != nil {
-		return &attemptError{url: u, err: err}
+		return &attemptError{url: u, err: err, local: true}
 	}
 	if sum != fs.art.SHA256 {
 		if err := fs.discard(); err != nil {
-			return &attemptError{url: u, err: err}
+			return &attemptError{url: u, err: err, local: true}
 		}
 		return &attemptError{url: u, retry: resumed, noBackoff: resumed, err: fmt.Errorf(
 			"%w: %s: got sha256 %x, manifest says %s (the mirror serves corrupt or tampered data)", ErrHashMismatch, u, sum, fs.sum)}
 	}
 	if err := syncFile(fs.part); err != nil {
-		return &attemptError{url: u, err: err}
+		return &attemptError{url: u, err: err, local: true}
 	}
 	if err := os.Rename(fs.part, fs.dest); err != nil {
-		return &attemptError{url: u, err: fmt.Errorf("installing %s: %w", fs.dest, err)}
+		return &attemptError{url: u, err: fmt.Errorf("installing %s: %w", fs.dest, err), local: true}
 	}
 	if err := os.Remove(fs.side); err != nil && !errors.Is(err, os.ErrNotExist) {
-		return &attemptError{url: u, err: err}
+		return &attemptError{url: u, err: err, local: true}
 	}
 	syncDir(filepath.Dir(fs.dest))
 	return nil

@@ -740,3 +740,37 @@ func TestRateLimitShared(t *testing.T) {
 		t.Fatalf("300 KB at a shared 150 KB/s took %v", el)
 	}
 }
+
+// TestFetchLocalError: a failure to write locally (here the sidecar's
+// temporary name is taken by a directory, or the part file's) is not the
+// mirror's fault: Fetch stops at once with ErrLocalIO-class advice instead
+// of retrying or trying the next mirror, and says what to fix.
+func TestFetchLocalError(t *testing.T) {
+	const path = "a.bin"
+	data := dlTestData(50_000, 5)
+	art := dlTestArtifact(path, data)
+	for _, blocked := range []string{SidecarSuffix + ".tmp", PartSuffix} {
+		t.Run(blocked, func(t *testing.T) {
+			s1 := newRepoServer(t, map[string][]byte{path: data})
+			s2 := newRepoServer(t, map[string][]byte{path: data})
+			dest := filepath.Join(t.TempDir(), "a.bin")
+			if err := os.MkdirAll(filepath.Join(dest+blocked, "x"), 0o755); err != nil {
+				t.Fatal(err)
+			}
+			d := dlTestDownloader(s1.URL, s2.URL)
+			err := d.Fetch(context.Background(), art, dest)
+			if err == nil {
+				t.Fatal("Fetch succeeded through a blocked local path")
+			}
+			if strings.Contains(err.Error(), "mirror(s) failed") || strings.Contains(err.Error(), "check the network") {
+				t.Errorf("a local failure is reported as a mirror failure: %v", err)
+			}
+			if n1, n2 := len(s1.requests(path)), len(s2.requests(path)); n1 > 1 || n2 != 0 {
+				t.Errorf("requests: first mirror %d, second %d; want at most 1 and 0", n1, n2)
+			}
+			if _, err := os.Stat(dest); !errors.Is(err, os.ErrNotExist) {
+				t.Errorf("dest exists after a failed Fetch: %v", err)
+			}
+		})
+	}
+}

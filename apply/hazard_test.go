@@ -185,6 +185,9 @@ func TestHazardSymlinkPlanted(t *testing.T) {
 // directory is untouched, no journal is written; once the obstacle is gone
 // a second Prepare and Install end in exactly the new tree.
 func TestHazardStagingUnwritable(t *testing.T) {
+	if rerunUnprivileged(t) {
+		return
+	}
 	type tcase struct {
 		name     string
 		rootOK   bool // meaningful when running as root
@@ -226,12 +229,12 @@ func TestHazardStagingUnwritable(t *testing.T) {
 		b, _ := fileAt(rel)
 		cases = append(cases, tcase{name: rel + " is a file", rootOK: true, block: b, wantErrs: nil})
 		b, u := readOnly(rel)
-		cases = append(cases, tcase{name: rel + " read-only", block: b, unblock: u, wantErrs: []error{fs.ErrPermission}})
+		cases = append(cases, tcase{name: rel + " read-only", block: b, unblock: u, wantErrs: []error{ErrLocalIO}})
 	}
 	for _, c := range cases {
 		t.Run(c.name, func(t *testing.T) {
 			if !c.rootOK && os.Geteuid() == 0 {
-				t.Skip("running as root: permission bits do not stop writes (the 'is a file' cases cover the same paths)")
+				t.Skip("running as root without an unprivileged rerun: permission bits do not stop writes")
 			}
 			t.Parallel()
 			s := ckNewSetup(t, ckVersions[0])
@@ -264,6 +267,11 @@ func TestHazardStagingUnwritable(t *testing.T) {
 				t.Errorf("Prepare: %v, want one of %v", err, c.wantErrs)
 			}
 			t.Logf("Prepare: %v", err)
+			for _, r := range s.srv.requests() {
+				if strings.HasSuffix(r, ".tar.zst") {
+					t.Errorf("a local permission problem made the patch route fall back to the archive (%s)", r)
+				}
+			}
 			if ckDigest(t, s.cfg.AppDir) != oldD {
 				t.Fatal("app directory changed")
 			}
@@ -768,5 +776,80 @@ func TestHazardShellCharacterNames(t *testing.T) {
 	}
 	if _, err := os.Stat("pwned"); err == nil {
 		t.Error("a name was run by a shell")
+	}
+}
+
+// TestHazardAppDirUnwritable: permission denied in the middle of the swap,
+// for real (as root the test reruns itself unprivileged): the app
+// directory, or one of its subdirectories, is read-only when Install runs.
+// Install reports ErrLocalIO wrapping the permission error; then either
+// RollbackNow (tried before and, if refused, after the permission is
+// restored) gives exactly the old tree, or Install after the permission is
+// restored gives exactly the new one.
+func TestHazardAppDirUnwritable(t *testing.T) {
+	if rerunUnprivileged(t) {
+		return
+	}
+	for _, rel := range []string{"data", "lib", "bin"} {
+		for _, rollback := range []bool{false, true} {
+			t.Run(fmt.Sprintf("%s rollback=%v", rel, rollback), func(t *testing.T) {
+				if os.Geteuid() == 0 {
+					t.Skip("running as root without an unprivileged rerun: permission bits do not stop writes")
+				}
+				t.Parallel()
+				ctx := context.Background()
+				s := ckNewSetup(t, ckVersions[0])
+				u := &Updater{Config: *s.cfg}
+				if _, err := u.Prepare(ctx); err != nil {
+					t.Fatal(err)
+				}
+				oldD := ckDigest(t, s.cfg.AppDir)
+				newD := ckDigest(t, s.repo.trees[ckVersionsLast()])
+				dir := filepath.Join(s.cfg.AppDir, rel)
+				fi, err := os.Stat(dir)
+				if err != nil {
+					t.Fatal(err)
+				}
+				if err := os.Chmod(dir, 0o555); err != nil {
+					t.Fatal(err)
+				}
+				restore := func() {
+					if err := os.Chmod(dir, fi.Mode().Perm()); err != nil && !errors.Is(err, fs.ErrNotExist) {
+						t.Fatal(err)
+					}
+				}
+				t.Cleanup(func() { os.Chmod(dir, 0o755) })
+				_, err = u.Install(ctx)
+				if err == nil {
+					t.Fatal("Install succeeded in a read-only directory")
+				}
+				if !errors.Is(err, fs.ErrPermission) || !errors.Is(err, ErrLocalIO) {
+					t.Fatalf("Install: want ErrLocalIO wrapping a permission error, got %v", err)
+				}
+				t.Logf("Install: %v", err)
+				if rollback {
+					if _, rerr := u.RollbackNow(ctx); rerr != nil {
+						t.Logf("RollbackNow with the directory still read-only: %v", rerr)
+						restore()
+						if _, rerr = u.RollbackNow(ctx); rerr != nil {
+							t.Fatalf("RollbackNow after restoring the permission: %v", rerr)
+						}
+					} else {
+						restore()
+					}
+					if ckDigest(t, s.cfg.AppDir) != oldD {
+						t.Fatal("app directory after rollback is not exactly the old tree")
+					}
+					return
+				}
+				restore()
+				if in, err := u.Install(ctx); err != nil || !in.Confirmed {
+					t.Fatalf("Install after restoring the permission: %+v %v", in, err)
+				}
+				if ckDigest(t, s.cfg.AppDir) != newD {
+					t.Fatal("app directory is not the new tree")
+				}
+			})
+		}
 	}
 }

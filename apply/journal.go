@@ -152,11 +152,17 @@ func oldOf(e tree.Entry) *OldEntry {
 	return o
 }
 
+// unknownVersionDir names the rollback area of an unknown installed version.
+const unknownVersionDir = "unknown"
+
 // BuildJournal plans the swap of appDir from the old tree to the new one
 // (state "staged", not saved). staged is the directory holding the complete
 // new tree, inside backupDir (typically backupDir/staged/TO); the rollback
 // area is backupDir/rollback/FROM. relaunch is the command to start after
-// the swap (argv[0] relative to appDir), or nil.
+// the swap (argv[0] relative to appDir), or nil. from is "" when the
+// installed tree matches no release (a locally modified app updated from
+// the full archive); its rollback area is then backupDir/rollback/unknown
+// (no semver version has that name).
 func BuildJournal(appDir, backupDir, from, to string, oldEntries, newEntries []tree.Entry, staged string, relaunch []string) (*Journal, error) {
 	var err error
 	if appDir, err = filepath.Abs(appDir); err != nil {
@@ -168,10 +174,17 @@ func BuildJournal(appDir, backupDir, from, to string, oldEntries, newEntries []t
 	if staged, err = filepath.Abs(staged); err != nil {
 		return nil, err
 	}
-	for _, v := range []string{from, to} {
+	for i, v := range []string{from, to} {
+		if i == 0 && v == "" {
+			continue // an unknown (locally modified) installed version
+		}
 		if err := tree.CheckPath(v); err != nil || strings.Contains(v, "/") {
 			return nil, fmt.Errorf("apply: version %q is not usable as a directory name", v)
 		}
+	}
+	rollbackName := from
+	if from == "" {
+		rollbackName = unknownVersionDir
 	}
 	if !isWithin(backupDir, staged) {
 		return nil, fmt.Errorf("apply: staged tree %s is not inside the backup directory %s", staged, backupDir)
@@ -203,7 +216,7 @@ func BuildJournal(appDir, backupDir, from, to string, oldEntries, newEntries []t
 	}
 	j := &Journal{
 		Format: journalFormat, AppDir: appDir, BackupDir: backupDir, From: from, To: to,
-		Staged: staged, Rollback: filepath.Join(backupDir, "rollback", from),
+		Staged: staged, Rollback: filepath.Join(backupDir, "rollback", rollbackName),
 		Relaunch: slices.Clone(relaunch), State: JournalStaged,
 	}
 	nd := tree.Digest(newEntries)

@@ -41,7 +41,9 @@ const (
 // is opened, every hop verifies its whole tree, and the result is checked
 // against the target's signed file list. When a patch route fails for any
 // reason (a locally modified file, a bad patch) it falls back to the full
-// archive and says why. The app directory is only read.
+// archive and says why, except when the local disk is full or read-only
+// (ErrLocalIO: the archive would need more room still). The app directory
+// is only read.
 func Stage(ctx context.Context, appDir, backupDir string, m *manifest.Manifest, route *Route, target []tree.Entry, f ArtifactFetcher) (*StageResult, error) {
 	to, err := m.Release(route.To)
 	if err != nil {
@@ -59,11 +61,15 @@ func Stage(ctx context.Context, appDir, backupDir string, m *manifest.Manifest, 
 		if ctx.Err() != nil {
 			return nil, ctx.Err()
 		}
+		if errors.Is(err, ErrLocalIO) || isDiskFull(err) || deniedInside(err, backupDir) {
+			// The archive needs more room still: stop, keep the downloads.
+			return nil, localIO(err, backupDir)
+		}
 		res.Fallback = err.Error()
 	}
 	dir, err := stageArchive(ctx, backupDir, to, target, f, res)
 	if err != nil {
-		return nil, err
+		return nil, localIO(err, backupDir)
 	}
 	res.Dir, res.Route = dir, "archive"
 	return res, nil

@@ -117,7 +117,7 @@ func (u *Updater) Prepare(ctx context.Context) (*Prepared, error) {
 		return nil, err
 	}
 	if err := st.Save(cfg.BackupDir); err != nil {
-		return nil, err
+		return nil, localIO(err, cfg.BackupDir)
 	}
 	p := &Prepared{Check: res}
 	if res.UpToDate {
@@ -146,7 +146,10 @@ func (u *Updater) Prepare(ctx context.Context) (*Prepared, error) {
 		return nil, err
 	}
 	if err := j.Save(); err != nil {
-		return nil, err
+		// One copy may have been written: an error must not leave a
+		// pending update behind it.
+		removeJournal(OSFS{}, cfg.BackupDir)
+		return nil, localIO(err, cfg.BackupDir)
 	}
 	p.Journal = j
 	return p, nil
@@ -188,7 +191,7 @@ func (u *Updater) Install(ctx context.Context) (*Installed, error) {
 	defer unlock()
 	j, err := Resume(ctx, cfg.BackupDir, fsys)
 	if err != nil || j == nil {
-		return &Installed{Journal: j}, err
+		return &Installed{Journal: j}, localIO(err, cfg.AppDir)
 	}
 	out := &Installed{Journal: j}
 	st, err := LoadState(cfg.BackupDir)
@@ -240,7 +243,7 @@ func (u *Updater) Install(ctx context.Context) (*Installed, error) {
 
 func (u *Updater) rollback(ctx context.Context, j *Journal, fsys FS, st *State, cfg *Config, out *Installed, why error) error {
 	if err := Rollback(ctx, j, fsys); err != nil {
-		return fmt.Errorf("rolling back after %v: %w", why, err)
+		return localIO(fmt.Errorf("rollback (%v): %w", why, err), cfg.AppDir)
 	}
 	out.RolledBack = true
 	st.MarkBad(j.To)
@@ -275,7 +278,7 @@ func (u *Updater) RollbackNow(ctx context.Context) (*Installed, error) {
 		return nil, err
 	}
 	out := &Installed{Journal: j}
-	err = u.rollback(ctx, j, fsys, st, cfg, out, errors.New("rollback requested"))
+	err = u.rollback(ctx, j, fsys, st, cfg, out, errors.New("requested"))
 	if errors.Is(err, ErrRolledBack) {
 		err = nil
 	}

@@ -3,6 +3,7 @@ package apply
 import (
 	"context"
 	"errors"
+	"fmt"
 	"os"
 	"path/filepath"
 	"slices"
@@ -94,6 +95,47 @@ func TestUpdateFallback(t *testing.T) {
 	}
 	if ckDigest(t, s.cfg.AppDir) != ckDigest(t, s.repo.trees[ckVersionsLast()]) {
 		t.Fatal("app directory is not the published tree")
+	}
+}
+
+// TestUpdateUnknownVersion: a locally modified app that does not say its
+// version matches no release, so only the full archive applies; Prepare
+// must still build a journal (it used to fail: the unknown version "" was
+// refused as the rollback area's name), Install gives the exact new tree,
+// and a rollback gives back exactly the modified tree.
+func TestUpdateUnknownVersion(t *testing.T) {
+	for _, rollback := range []bool{false, true} {
+		t.Run(fmt.Sprint("rollback=", rollback), func(t *testing.T) {
+			ctx := context.Background()
+			s := ckNewSetup(t, ckVersions[0])
+			if err := os.WriteFile(filepath.Join(s.cfg.AppDir, "README.md"), []byte("edited by the user\n"), 0o644); err != nil {
+				t.Fatal(err)
+			}
+			oldD := ckDigest(t, s.cfg.AppDir)
+			u := &Updater{Config: *s.cfg}
+			p, err := u.Prepare(ctx)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if p.Check.Current != "" || p.Stage.Route != "archive" || p.Journal.From != "" {
+				t.Fatalf("current %q, route %s, journal from %q", p.Check.Current, p.Stage.Route, p.Journal.From)
+			}
+			if rollback {
+				if _, err := u.RollbackNow(ctx); err != nil {
+					t.Fatal(err)
+				}
+				if ckDigest(t, s.cfg.AppDir) != oldD {
+					t.Fatal("rollback did not restore the modified tree exactly")
+				}
+				return
+			}
+			if in, err := u.Install(ctx); err != nil || !in.Confirmed {
+				t.Fatalf("Install: %+v %v", in, err)
+			}
+			if ckDigest(t, s.cfg.AppDir) != ckDigest(t, s.repo.trees[ckVersionsLast()]) {
+				t.Fatal("app directory is not the published tree")
+			}
+		})
 	}
 }
 
