@@ -853,3 +853,141 @@ func TestHazardAppDirUnwritable(t *testing.T) {
 		}
 	}
 }
+
+// swapAfterFetch is an ArtifactFetcher that, after each verified download,
+// overwrites the file with other bytes of the same size: an artifact
+// swapped between its check and its use.
+type swapAfterFetch struct {
+	ArtifactFetcher
+	with    func(p string) []byte // the replacement bytes for repository path p; nil: the file's bytes XOR 0x5a
+	swapped []string
+}
+
+func (s *swapAfterFetch) Fetch(ctx context.Context, art manifest.Artifact, dest string) error {
+	if err := s.ArtifactFetcher.Fetch(ctx, art, dest); err != nil {
+		return err
+	}
+	b := s.with(art.Path)
+	if b == nil {
+		var err error
+		if b, err = os.ReadFile(dest); err != nil {
+			return err
+		}
+		for i := range b {
+			b[i] ^= 0x5a
+		}
+	}
+	s.swapped = append(s.swapped, art.Path)
+	return os.WriteFile(dest, b, 0o644)
+}
+
+// TestHazardArtifactSwappedAfterFetch: the bundle and then the archive are
+// replaced on disk after the downloader verified them. The bundle's own
+// checks make the patch route fail (falling back), the archive's entries
+// are checked against the signed file list, so Stage fails and nothing
+// reaches a staged tree, let alone the app directory.
+func TestHazardArtifactSwappedAfterFetch(t *testing.T) {
+	for _, valid := range []bool{false, true} {
+		t.Run(fmt.Sprint("valid replacement=", valid), func(t *testing.T) { testArtifactSwapped(t, valid) })
+	}
+}
+
+// testArtifactSwapped: valid=false garbles the downloaded bytes; valid=true
+// replaces them with another well-formed artifact of the same repository
+// (the 1.0.0 -> 1.1.0 bundle, the 1.1.0 archive).
+func testArtifactSwapped(t *testing.T, valid bool) {
+	ctx := context.Background()
+	s := ckNewSetup(t, ckVersions[0])
+	cfg := *s.cfg
+	if err := cfg.Validate(); err != nil {
+		t.Fatal(err)
+	}
+	oldD := ckDigest(t, cfg.AppDir)
+	d := &Downloader{Mirrors: cfg.Servers}
+	res, err := CheckUpdate(ctx, &cfg, d, &State{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	rel, err := res.Manifest.Release(res.Target)
+	if err != nil {
+		t.Fatal(err)
+	}
+	target, err := releaseEntries(ctx, d, rel)
+	if err != nil {
+		t.Fatal(err)
+	}
+	sw := &swapAfterFetch{ArtifactFetcher: d, with: func(p string) []byte {
+		if !valid {
+			return nil
+		}
+		other := "patches/demo-1.0.0-to-1.1.0.dupb"
+		if strings.HasSuffix(p, ".tar.zst") {
+			other = "archives/demo-1.1.0.tar.zst"
+		}
+		b, err := os.ReadFile(filepath.Join(s.serve, other))
+		if err != nil {
+			t.Fatal(err)
+		}
+		return b
+	}}
+	sr, err := Stage(ctx, cfg.AppDir, cfg.BackupDir, res.Manifest, res.Route, target, sw)
+	if err == nil {
+		t.Fatalf("Stage used swapped artifacts: %+v", sr)
+	}
+	t.Logf("Stage: %v", err)
+	if len(sw.swapped) != 2 || !strings.HasSuffix(sw.swapped[0], ".dupb") || !strings.HasSuffix(sw.swapped[1], ".tar.zst") {
+		t.Fatalf("swapped %v, want the bundle then the archive", sw.swapped)
+	}
+	if ents, _ := os.ReadDir(filepath.Join(cfg.BackupDir, stagingDir)); len(ents) != 0 {
+		t.Errorf("staged trees left from swapped artifacts: %v", ents)
+	}
+	if ckDigest(t, cfg.AppDir) != oldD {
+		t.Fatal("app directory changed")
+	}
+}
+
+// TestHazardMixedRoute: a route that mixes a patch hop and an archive hop
+// (the planner never builds one; a caller could) is refused before any
+// download, and Stage goes to the target's archive instead.
+func TestHazardMixedRoute(t *testing.T) {
+	ctx := context.Background()
+	s := ckNewSetup(t, ckVersions[0])
+	cfg := *s.cfg
+	if err := cfg.Validate(); err != nil {
+		t.Fatal(err)
+	}
+	d := &Downloader{Mirrors: cfg.Servers}
+	res, err := CheckUpdate(ctx, &cfg, d, &State{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	m := res.Manifest
+	rel, err := m.Release(ckVersionsLast())
+	if err != nil {
+		t.Fatal(err)
+	}
+	p, err := Plan(m, ckVersions[0], ckVersions[1], nil)
+	if err != nil || len(p.Steps) != 1 || p.Steps[0].Kind != StepPatch {
+		t.Fatalf("plan 1.0.0 -> 1.1.0: %+v %v", p, err)
+	}
+	arch, _ := preferredArchive(rel)
+	mixed := &Route{From: ckVersions[0], To: rel.Version, Steps: []Step{p.Steps[0],
+		{Kind: StepArchive, From: ckVersions[1], To: rel.Version, Format: arch.Format, Artifact: arch.Artifact}}}
+	if _, err := stagePatches(ctx, cfg.AppDir, cfg.BackupDir, &Route{Steps: mixed.Steps[1:]}, d, &StageResult{}); err == nil || !strings.Contains(err.Error(), "mixes patches and archives") {
+		t.Fatalf("stagePatches on an archive hop: %v", err)
+	}
+	target, err := releaseEntries(ctx, d, rel)
+	if err != nil {
+		t.Fatal(err)
+	}
+	sr, err := Stage(ctx, cfg.AppDir, cfg.BackupDir, m, mixed, target, d)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if sr.Route != "archive" || !strings.Contains(sr.Fallback, "mixes patches and archives") {
+		t.Fatalf("Stage on a mixed route: %+v", sr)
+	}
+	if ckDigest(t, sr.Dir) != ckDigest(t, s.repo.trees[ckVersionsLast()]) {
+		t.Fatal("staged tree is not the release")
+	}
+}
