@@ -32,6 +32,8 @@ type ckRepo struct {
 	pubFile []byte
 	now     time.Time
 	trees   map[string]string // version -> source tree
+
+	patchesFrom int // PublishOptions.PatchesFrom (0: the default)
 }
 
 var ckVersions = []string{"1.0.0", "1.1.0", "1.2.0"}
@@ -88,9 +90,15 @@ func ckNoiseSeed(seed uint64, n int) []byte {
 }
 
 // ckNewRepo publishes ckVersions into a new repository.
-func ckNewRepo(t testing.TB) *ckRepo {
+func ckNewRepo(t testing.TB) *ckRepo { return ckNewRepoPatches(t, 0) }
+
+// ckNewRepoPatches is ckNewRepo with PublishOptions.PatchesFrom set (1:
+// each version only gets a patch from the one before, so 1.0.0 -> 1.2.0
+// takes two hops).
+func ckNewRepoPatches(t testing.TB, patchesFrom int) *ckRepo {
 	t.Helper()
 	r := ckEmptyRepo(t)
+	r.patchesFrom = patchesFrom
 	for i, v := range ckVersions {
 		r.trees[v] = ckTree(t, i, r.pubFile)
 		r.publish(t, v, r.trees[v])
@@ -117,7 +125,7 @@ func ckEmptyRepo(t testing.TB) *ckRepo {
 func (r *ckRepo) publish(t testing.TB, version, dir string) {
 	t.Helper()
 	_, err := releasetools.Publish(context.Background(), dir, releasetools.PublishOptions{
-		Repo: r.dir, App: "demo", Version: version, Key: r.priv, Now: func() time.Time { return r.now },
+		Repo: r.dir, App: "demo", Version: version, Key: r.priv, Now: func() time.Time { return r.now }, PatchesFrom: r.patchesFrom,
 	})
 	if err != nil {
 		t.Fatalf("publish %s: %v", version, err)
@@ -254,7 +262,12 @@ type ckSetup struct {
 
 func ckNewSetup(t testing.TB, installed string) *ckSetup {
 	t.Helper()
-	repo := ckNewRepo(t)
+	return ckSetupFor(t, ckNewRepo(t), installed)
+}
+
+// ckSetupFor is ckNewSetup on a given repository.
+func ckSetupFor(t testing.TB, repo *ckRepo, installed string) *ckSetup {
+	t.Helper()
 	serve := filepath.Join(t.TempDir(), "site")
 	ckCopyDir(t, repo.dir, serve)
 	srv := ckServe(t, serve)

@@ -19,7 +19,9 @@ import (
 	"io/fs"
 	"os"
 	"os/exec"
+	"path/filepath"
 	"strconv"
+	"strings"
 	"syscall"
 	"testing"
 
@@ -104,10 +106,60 @@ func TestHazardKill9Child(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	cfg := Config{AppDir: os.Getenv(kill9Env + "_APP"), Servers: []string{os.Getenv(kill9Env + "_SERVER")}, PublicKey: pub, App: "demo"}
+	cfg := Config{AppDir: os.Getenv(kill9Env + "_APP"), Servers: []string{os.Getenv(kill9Env + "_SERVER")}, PublicKey: pub, App: "demo",
+		Current: os.Getenv(kill9Env + "_CURRENT")}
+	if os.Getenv(kill9Env+"_PHASE") == "prepare" {
+		ev := &prepareEvents{limit: limit}
+		if _, err := (&Updater{Config: cfg, Progress: ev.report}).Prepare(context.Background()); err != nil {
+			t.Fatal(err)
+		}
+		return
+	}
 	if _, err := (&Updater{Config: cfg, FS: &killFS{FS: OSFS{}, limit: limit}}).Install(context.Background()); err != nil {
 		t.Fatal(err)
 	}
+}
+
+// prepareEvents turns Prepare's progress reports into step boundaries:
+// the start (0 bytes) and the end (all bytes) of each manifest and
+// signature fetch, each artifact download and each verification, counted
+// once each (reports in between are time-throttled, so not deterministic).
+// With limit >= 0 it kills the process at boundary number limit.
+type prepareEvents struct {
+	limit, n int
+	last     Progress
+	names    []string
+}
+
+func (e *prepareEvents) report(p Progress) {
+	if p.Bytes != 0 && p.Bytes != p.Total {
+		return
+	}
+	if p.Phase == e.last.Phase && p.Path == e.last.Path && p.Bytes == e.last.Bytes {
+		return
+	}
+	e.last = p
+	if e.limit >= 0 && e.n >= e.limit {
+		syscall.Kill(os.Getpid(), syscall.SIGKILL)
+		select {}
+	}
+	e.n++
+	e.names = append(e.names, fmt.Sprintf("%s %s %d/%d", p.Phase, p.Path, p.Bytes, p.Total))
+}
+
+// kill9Child runs TestHazardKill9Child on s's app directory: phase
+// "install" or "prepare", killed at step at. It returns the output, the
+// error and whether SIGKILL ended the process.
+func kill9Child(s *ckSetup, phase string, at int) ([]byte, error, bool) {
+	cmd := exec.Command(os.Args[0], "-test.run=^TestHazardKill9Child$", "-test.count=1")
+	cmd.Env = append(os.Environ(), kill9Env+"="+strconv.Itoa(at), kill9Env+"_PHASE="+phase,
+		kill9Env+"_APP="+s.cfg.AppDir, kill9Env+"_SERVER="+s.cfg.Servers[0],
+		kill9Env+"_PUB="+string(s.repo.pubFile), kill9Env+"_CURRENT="+s.cfg.Current)
+	out, err := cmd.CombinedOutput()
+	var ee *exec.ExitError
+	killed := errors.As(err, &ee) && ee.Sys().(syscall.WaitStatus).Signaled() &&
+		ee.Sys().(syscall.WaitStatus).Signal() == syscall.SIGKILL
+	return out, err, killed
 }
 
 func TestHazardKill9DuringInstall(t *testing.T) {
@@ -138,16 +190,7 @@ func TestHazardKill9DuringInstall(t *testing.T) {
 				s := prepared(t)
 				oldD := ckDigest(t, s.cfg.AppDir)
 				newD := ckDigest(t, s.repo.trees[ckVersionsLast()])
-				child := func(at int) ([]byte, error, bool) {
-					cmd := exec.Command(os.Args[0], "-test.run=^TestHazardKill9Child$", "-test.count=1")
-					cmd.Env = append(os.Environ(), kill9Env+"="+strconv.Itoa(at), kill9Env+"_APP="+s.cfg.AppDir,
-						kill9Env+"_SERVER="+s.cfg.Servers[0], kill9Env+"_PUB="+string(s.repo.pubFile))
-					out, err := cmd.CombinedOutput()
-					var ee *exec.ExitError
-					killed := errors.As(err, &ee) && ee.Sys().(syscall.WaitStatus).Signaled() &&
-						ee.Sys().(syscall.WaitStatus).Signal() == syscall.SIGKILL
-					return out, err, killed
-				}
+				child := func(at int) ([]byte, error, bool) { return kill9Child(s, "install", at) }
 				out, err, wasKilled := child(k)
 				switch {
 				case k < n && !wasKilled:
@@ -218,4 +261,102 @@ func btoi(b bool) int {
 		return 1
 	}
 	return 0
+}
+
+// TestHazardKill9DuringPrepare: a real kill -9 at every step boundary of
+// Prepare that its progress reports mark — before and after each document
+// fetch, each artifact download and each verification — on the patch
+// route, and on a route whose patch fails (a user-edited file) and falls
+// back to the archive. After each kill the app directory is exactly the
+// old tree and no journal exists; a fresh Prepare never downloads again
+// an artifact already complete on disk, and Install then gives exactly
+// the new tree.
+func TestHazardKill9DuringPrepare(t *testing.T) {
+	if testing.Short() {
+		t.Skip("-short: skipping the kill -9 sweep")
+	}
+	ctx := context.Background()
+	for _, scenario := range []string{"patches", "two hops", "archive"} {
+		route := scenario
+		if scenario == "two hops" {
+			route = "patches"
+		}
+		t.Run(scenario, func(t *testing.T) {
+			setup := func(t *testing.T) (*ckSetup, *dfServer) {
+				patchesFrom := 0
+				if scenario == "two hops" {
+					patchesFrom = 1
+				}
+				s := ckSetupFor(t, ckNewRepoPatches(t, patchesFrom), ckVersions[0])
+				srv := dfServe(t, s.serve)
+				s.cfg.Servers = []string{srv.URL + "/"}
+				if route == "archive" {
+					if err := os.WriteFile(filepath.Join(s.cfg.AppDir, "README.md"), []byte("edited by the user\n"), 0o644); err != nil {
+						t.Fatal(err)
+					}
+					s.cfg.Current = ckVersions[0]
+				}
+				return s, srv
+			}
+			s0, _ := setup(t)
+			count := &prepareEvents{limit: -1}
+			p, err := (&Updater{Config: *s0.cfg, Progress: count.report}).Prepare(ctx)
+			if err != nil || p.Stage.Route != route {
+				t.Fatalf("counting Prepare: %+v %v", p, err)
+			}
+			n := count.n
+			if scenario == "two hops" && len(p.Check.Route.Steps) != 2 {
+				t.Fatalf("route %+v, want two hops", p.Check.Route)
+			}
+			t.Logf("%s: %d step boundaries: %q", scenario, n, count.names)
+			for k := 0; k <= n; k++ {
+				t.Run(fmt.Sprint(k), func(t *testing.T) {
+					t.Parallel()
+					s, srv := setup(t)
+					oldD := ckDigest(t, s.cfg.AppDir)
+					out, err, killed := kill9Child(s, "prepare", k)
+					switch {
+					case k < n && !killed:
+						t.Fatalf("k=%d: child not killed (%v):\n%s", k, err, out)
+					case k == n && err != nil:
+						t.Fatalf("k=%d: child without a kill failed: %v\n%s", k, err, out)
+					}
+					if ckDigest(t, s.cfg.AppDir) != oldD {
+						t.Fatalf("k=%d: Prepare killed: the app directory changed", k)
+					}
+					backup := s.cfg.AppDir + BackupSuffix
+					if _, err := LoadJournal(backup); k < n && !errors.Is(err, fs.ErrNotExist) {
+						t.Fatalf("k=%d: a killed Prepare left a journal (%v)", k, err)
+					}
+					// Artifacts complete on disk must not be fetched again.
+					done, _ := os.ReadDir(filepath.Join(backup, downloadsDir))
+					before := map[string]int{}
+					for _, e := range done {
+						before[e.Name()], _ = srv.count("/" + e.Name())
+					}
+					u := &Updater{Config: *s.cfg}
+					if k < n {
+						p, err := u.Prepare(ctx)
+						if err != nil || p.Stage.Route != route {
+							t.Fatalf("k=%d: Prepare after kill -9: %+v %v", k, p, err)
+						}
+					}
+					for _, e := range done {
+						if strings.HasSuffix(e.Name(), PartSuffix) || strings.HasSuffix(e.Name(), SidecarSuffix) || strings.HasSuffix(e.Name(), ".tmp") {
+							continue
+						}
+						if after, _ := srv.count("/" + e.Name()); after != before[e.Name()] {
+							t.Errorf("k=%d: %s was complete on disk but fetched again", k, e.Name())
+						}
+					}
+					if in, err := u.Install(ctx); err != nil || !in.Confirmed {
+						t.Fatalf("k=%d: Install: %+v %v", k, in, err)
+					}
+					if ckDigest(t, s.cfg.AppDir) != ckDigest(t, s.repo.trees[ckVersionsLast()]) {
+						t.Fatalf("k=%d: app directory is not exactly the new tree", k)
+					}
+				})
+			}
+		})
+	}
 }
