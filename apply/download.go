@@ -37,6 +37,9 @@ var (
 	ErrTooLarge = errors.New("server sent more data than expected")
 	// ErrStalled: no byte arrived for StallTimeout.
 	ErrStalled = errors.New("download stalled")
+	// ErrTooSlow: bytes kept arriving, but slower than the rate floor
+	// (Downloader.MinRate) — a slow mirror, or a slow-retrieval attack.
+	ErrTooSlow = errors.New("download too slow")
 	// ErrUnsafePath: the repository path could escape the mirror base
 	// (absolute, "..", backslash, escapes); refused before any request.
 	ErrUnsafePath = errors.New("unsafe repository path")
@@ -48,6 +51,10 @@ const (
 	DefaultBackoffMin   = 200 * time.Millisecond
 	DefaultBackoffMax   = 10 * time.Second
 	DefaultStallTimeout = 30 * time.Second
+	// DefaultMinRate and DefaultMinRateWindow: the rate floor (see
+	// Downloader.MinRate).
+	DefaultMinRate       = 256 // bytes per second
+	DefaultMinRateWindow = 60 * time.Second
 )
 
 // Suffixes of the files Fetch keeps beside dest while downloading.
@@ -79,6 +86,15 @@ type Downloader struct {
 	// StallTimeout aborts an attempt when no byte (or no response header)
 	// arrives for this long; default DefaultStallTimeout.
 	StallTimeout time.Duration
+	// MinRate is a floor, in bytes per second averaged over each
+	// MinRateWindow, under which an attempt is aborted like a stall (the
+	// part is kept, the attempt retried, then the next mirror tried): it
+	// stops a mirror that trickles bytes just fast enough never to stall
+	// from holding the update forever (a slow-retrieval attack). 0 means
+	// DefaultMinRate, negative disables it; with RateLimit set the floor is
+	// at most RateLimit/4. MinRateWindow 0 means DefaultMinRateWindow.
+	MinRate       int64
+	MinRateWindow time.Duration
 	// Deadline bounds the whole of one Get or Fetch call, all mirrors and
 	// retries included; 0 means none.
 	Deadline time.Duration
@@ -121,6 +137,15 @@ func (d *Downloader) validate() (*Downloader, error) {
 	}
 	if c.StallTimeout <= 0 {
 		c.StallTimeout = DefaultStallTimeout
+	}
+	if c.MinRate == 0 {
+		c.MinRate = DefaultMinRate
+	}
+	if c.RateLimit > 0 && c.MinRate > c.RateLimit/4 {
+		c.MinRate = c.RateLimit / 4
+	}
+	if c.MinRateWindow <= 0 {
+		c.MinRateWindow = DefaultMinRateWindow
 	}
 	if c.Deadline < 0 {
 		c.Deadline = 0
@@ -322,6 +347,37 @@ func (g *stallGuard) alive() { g.timer.Reset(g.timeout) }
 func (g *stallGuard) pause() { g.timer.Stop() }
 func (g *stallGuard) stop()  { g.timer.Stop() }
 
+// rateFloor checks that an attempt receives at least min bytes per second,
+// averaged over each window.
+type rateFloor struct {
+	min    int64
+	window time.Duration
+	since  time.Time
+	from   int64
+	url    string
+}
+
+func (d *Downloader) newRateFloor(u string, pos int64) *rateFloor {
+	return &rateFloor{min: d.MinRate, window: d.MinRateWindow, since: time.Now(), from: pos, url: u}
+}
+
+// check is called with the bytes held after each read.
+func (r *rateFloor) check(pos int64) error {
+	if r.min <= 0 {
+		return nil
+	}
+	el := time.Since(r.since)
+	if el < r.window {
+		return nil
+	}
+	if got := pos - r.from; float64(got) < float64(r.min)*el.Seconds() {
+		return fmt.Errorf("%w: %s sent %d bytes in %v, under the floor of %d bytes/s (a slow or hostile mirror; the part is kept)",
+			ErrTooSlow, r.url, got, el.Round(time.Millisecond), r.min)
+	}
+	r.since, r.from = time.Now(), pos
+	return nil
+}
+
 // translate turns the error of an aborted read or request into ErrStalled or
 // the caller's context error where that is the real cause.
 func (g *stallGuard) translate(ctx context.Context, u string, err error) error {
@@ -479,6 +535,7 @@ func (d *Downloader) getOnce(ctx context.Context, u, p string, max int64) ([]byt
 	var buf bytes.Buffer
 	chunk := make([]byte, lim.chunk(readBufSize))
 	body := io.LimitReader(resp.Body, max+1)
+	floor := d.newRateFloor(u, 0)
 	for {
 		n, rerr := body.Read(chunk)
 		if n > 0 {
@@ -486,6 +543,9 @@ func (d *Downloader) getOnce(ctx context.Context, u, p string, max int64) ([]byt
 			buf.Write(chunk[:n])
 			if int64(buf.Len()) > max {
 				return nil, tooLarge()
+			}
+			if err := floor.check(int64(buf.Len())); err != nil {
+				return nil, &attemptError{url: u, err: err, retry: true}
 			}
 			rep.update(int64(buf.Len()))
 			g.pause()
@@ -830,6 +890,7 @@ func (fs *fetchState) attempt(ctx context.Context, u string) *attemptError {
 	pos := start
 	rep.update(pos)
 	body := io.LimitReader(resp.Body, art.Size-start+1)
+	floor := d.newRateFloor(u, start)
 	for {
 		n, rerr := body.Read(buf)
 		if n > 0 {
@@ -846,6 +907,9 @@ func (fs *fetchState) attempt(ctx context.Context, u string) *attemptError {
 			}
 			pos += int64(n)
 			rep.update(pos)
+			if err := floor.check(pos); err != nil {
+				return fail(err, true)
+			}
 			g.pause()
 			if err := lim.wait(actx, n); err != nil {
 				return fail(g.translate(ctx, u, err), true)

@@ -92,7 +92,32 @@ func TestFetchFaults(t *testing.T) {
 		wantErr error
 		maxTime time.Duration
 		check   func(t *testing.T, srvs []*repoServer)
+		minRate int64 // Downloader.MinRate over a 300 ms window (0: the default)
 	}{
+		{
+			// A slow-retrieval attack: one byte every 50 ms never trips the
+			// 250 ms stall timeout; the rate floor ends each attempt, the
+			// part is kept and resumed, and then the next mirror finishes.
+			name:    "trickle under the rate floor then next mirror",
+			mirrors: []mirror{{faults: []repoFault{{DripAfter: 100_000, Drip: 50 * time.Millisecond}}}, {}},
+			retries: 1,
+			minRate: 50_000,
+			maxTime: 3 * time.Second,
+			check: func(t *testing.T, s []*repoServer) {
+				r0, r1 := s[0].requests(path), s[1].requests(path)
+				if len(r0) != 2 || len(r1) != 1 || r1[0].Range == "" {
+					t.Fatalf("requests: slow mirror %+v, good mirror %+v (want 2, then 1 resuming)", r0, r1)
+				}
+			},
+		},
+		{
+			name:    "trickle on every mirror",
+			mirrors: []mirror{{faults: []repoFault{{DripAfter: 1000, Drip: 50 * time.Millisecond}}}},
+			retries: -1,
+			minRate: 50_000,
+			wantErr: ErrTooSlow,
+			maxTime: 2 * time.Second,
+		},
 		{
 			name:    "plain",
 			mirrors: []mirror{{}},
@@ -286,6 +311,9 @@ func TestFetchFaults(t *testing.T) {
 			d := dlTestDownloader(urls...)
 			if tc.retries != 0 {
 				d.Retries = tc.retries
+			}
+			if tc.minRate != 0 {
+				d.MinRate, d.MinRateWindow = tc.minRate, 300*time.Millisecond
 			}
 			dest := filepath.Join(t.TempDir(), "app.tar.zst")
 			start := time.Now()
@@ -555,6 +583,10 @@ func TestGet(t *testing.T) {
 		{"500 burst", []mirror{{faults: []repoFault{{Status: 500, Times: 2}}}}, 10000, nil, []int{3}},
 		{"500 forever then next mirror", []mirror{{faults: []repoFault{{Status: 502}}}, {}}, 10000, nil, []int{4, 1}},
 		{"drop then retry", []mirror{{faults: []repoFault{{DropAfter: 100, Times: 1}}}}, 10000, nil, []int{2}},
+		// A manifest trickled one byte per 40 ms (never a stall): the
+		// rate floor ends each attempt, then the next mirror serves it.
+		{"trickle then next mirror", []mirror{{faults: []repoFault{{DripAfter: 10, Drip: 40 * time.Millisecond}}}, {}}, 10000, nil, []int{4, 1}},
+		{"trickle everywhere", []mirror{{faults: []repoFault{{DripAfter: 10, Drip: 40 * time.Millisecond}}}}, 10000, ErrTooSlow, []int{4}},
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {
@@ -570,7 +602,9 @@ func TestGet(t *testing.T) {
 				srvs = append(srvs, s)
 				urls = append(urls, s.URL)
 			}
-			got, err := dlTestDownloader(urls...).Get(context.Background(), p, tc.max)
+			d := dlTestDownloader(urls...)
+			d.MinRate, d.MinRateWindow = 1000, 200*time.Millisecond
+			got, err := d.Get(context.Background(), p, tc.max)
 			if tc.wantErr != nil {
 				if !errors.Is(err, tc.wantErr) {
 					t.Fatalf("error %v, want %v", err, tc.wantErr)

@@ -45,6 +45,9 @@ type repoFault struct {
 	LieLength   int64 // declare Content-Length len+LieLength (whole body, 200)
 	Extra       int64 // no Content-Length; send the file then Extra more bytes (-1: endlessly)
 	NoLength    bool  // no Content-Length (chunked); send the file as is
+
+	DripAfter int64         // after this many body bytes (with Drip) ...
+	Drip      time.Duration // ... send one byte every Drip (never stalling)
 }
 
 // repoRequest is one recorded request.
@@ -265,6 +268,29 @@ func (c *repoCountingWriter) Write(p []byte) (int, error) {
 	total := 0
 	for len(p) > 0 {
 		chunk := p
+		if c.f.Drip > 0 && c.n >= c.f.DripAfter {
+			k, err := c.w.Write(p[:1])
+			c.add(int64(k))
+			total += k
+			p = p[k:]
+			if err != nil {
+				return total, err
+			}
+			c.Flush()
+			t := time.NewTimer(c.f.Drip)
+			select {
+			case <-t.C:
+			case <-c.ctx.Done():
+			}
+			t.Stop()
+			if err := c.ctx.Err(); err != nil {
+				return total, err
+			}
+			continue
+		}
+		if c.f.Drip > 0 {
+			chunk = chunk[:min(int64(len(chunk)), c.f.DripAfter-c.n)]
+		}
 		if c.f.DropAfter > 0 {
 			if left := c.f.DropAfter - c.n; left < int64(len(chunk)) {
 				chunk = chunk[:max(left, 0)]
