@@ -277,13 +277,7 @@ func (c *repoCountingWriter) Write(p []byte) (int, error) {
 				return total, err
 			}
 			c.Flush()
-			t := time.NewTimer(c.f.Drip)
-			select {
-			case <-t.C:
-			case <-c.ctx.Done():
-			}
-			t.Stop()
-			if err := c.ctx.Err(); err != nil {
+			if err := c.wait(c.f.Drip); err != nil {
 				return total, err
 			}
 			continue
@@ -319,17 +313,23 @@ func (c *repoCountingWriter) Write(p []byte) (int, error) {
 			panic(http.ErrAbortHandler) // the server closes the connection
 		}
 		c.stalled = true
-		t := time.NewTimer(c.f.StallFor)
-		select {
-		case <-t.C:
-		case <-c.ctx.Done():
-		}
-		t.Stop()
-		if err := c.ctx.Err(); err != nil {
-			return total, err // the client left: send nothing more
+		if err := c.wait(c.f.StallFor); err != nil {
+			return total, err
 		}
 	}
 	return total, nil
+}
+
+// wait sleeps for d, or until the client goes away (then it returns the
+// request context's error: send nothing more).
+func (c *repoCountingWriter) wait(d time.Duration) error {
+	t := time.NewTimer(d)
+	defer t.Stop()
+	select {
+	case <-t.C:
+	case <-c.ctx.Done():
+	}
+	return c.ctx.Err()
 }
 
 func (c *repoCountingWriter) add(k int64) {
