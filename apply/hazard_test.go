@@ -449,12 +449,15 @@ func TestHazardLeftoverFromCrash(t *testing.T) {
 
 // TestHazardStagedModifiedBeforeInstall (item 10): a staged file is changed
 // after Stage verified it and Prepare saved the journal, before Install.
-// The swap copies each staged file while hashing it, so the change is
-// caught (ErrStagedMismatch) and nothing unverified reaches the app
-// directory; the app directory then ends exactly old (RollbackNow) — a
-// retried Install keeps refusing rather than installing the bad bytes.
-// A staged file replaced by a symlink to a file with the right bytes is
-// harmless (the bytes are what is checked) and installs exactly.
+// The swap checks the whole staged tree before its first change, so the
+// damage is caught (ErrStagedMismatch) with the app directory untouched;
+// the damaged stage is dropped (no update pending, the version not marked
+// bad) and the next Prepare and Install give exactly the new tree. A staged
+// file replaced by a symlink to a file with the right bytes is harmless
+// (the bytes are what is checked) and installs exactly. The "during the
+// swap" case damages the staged file after the check, when the swap has
+// begun: the per-file check while copying catches it and the files
+// already swapped are rolled back automatically.
 func TestHazardStagedModifiedBeforeInstall(t *testing.T) {
 	ctx := context.Background()
 	for _, how := range []string{"same size other bytes", "truncated", "symlink to other bytes", "symlink to right bytes", "removed"} {
@@ -512,29 +515,92 @@ func TestHazardStagedModifiedBeforeInstall(t *testing.T) {
 			if err == nil {
 				t.Fatal("Install accepted a staged file changed after verification")
 			}
-			if how != "removed" && !errors.Is(err, ErrStagedMismatch) {
+			if !errors.Is(err, ErrStagedMismatch) {
 				t.Errorf("Install: %v, want ErrStagedMismatch", err)
 			}
 			t.Logf("Install: %v", err)
-			// The bad bytes never reached the app directory.
-			if b, err := os.ReadFile(filepath.Join(s.cfg.AppDir, "lib", "core.js")); err == nil && !slices.Equal(b, good) {
-				old, _ := os.ReadFile(filepath.Join(s.repo.trees[ckVersions[0]], "lib", "core.js"))
-				if !slices.Equal(b, old) {
-					t.Fatal("the modified staged bytes reached the app directory")
-				}
-			}
-			// A retry refuses again; it never installs the bad bytes.
-			if _, err := u.Install(ctx); err == nil {
-				t.Fatal("second Install accepted the modified staged file")
-			}
-			if _, err := u.RollbackNow(ctx); err != nil {
-				t.Fatalf("RollbackNow: %v", err)
-			}
-			if ckDigest(t, s.cfg.AppDir) != oldD {
-				t.Fatal("app directory after rollback is not the old tree")
-			}
+			hzStageDropped(t, s, oldD, newD)
 		})
 	}
+	t.Run("during the swap", func(t *testing.T) {
+		t.Parallel()
+		s := ckNewSetup(t, ckVersions[0])
+		oldD := ckDigest(t, s.repo.trees[ckVersions[0]])
+		newD := ckDigest(t, s.repo.trees[ckVersionsLast()])
+		u := &Updater{Config: *s.cfg}
+		p, err := u.Prepare(ctx)
+		if err != nil {
+			t.Fatal(err)
+		}
+		// Damage every staged file at the swap's first rename in the app
+		// directory (after the check): whichever file comes next is caught.
+		dfs := &damageFS{FS: OSFS{}, appDir: s.cfg.AppDir, staged: p.Stage.Dir}
+		u.FS = dfs
+		_, err = u.Install(ctx)
+		if !dfs.done {
+			t.Fatal("the swap made no rename in the app directory")
+		}
+		if !errors.Is(err, ErrStagedMismatch) {
+			t.Fatalf("Install: %v, want ErrStagedMismatch", err)
+		}
+		t.Logf("Install: %v", err)
+		u.FS = nil
+		hzStageDropped(t, s, oldD, newD)
+	})
+}
+
+// hzStageDropped checks the state after a damaged stage was refused: the
+// app directory exactly old, no update pending, the version not marked
+// bad; then Prepare and Install give exactly the new tree.
+func hzStageDropped(t *testing.T, s *ckSetup, oldD, newD [32]byte) {
+	t.Helper()
+	ctx := context.Background()
+	if ckDigest(t, s.cfg.AppDir) != oldD {
+		t.Fatal("app directory is not exactly the old tree")
+	}
+	backup := s.cfg.AppDir + BackupSuffix
+	if _, err := LoadJournal(backup); !errors.Is(err, fs.ErrNotExist) {
+		t.Fatalf("an update is still pending after the damaged stage was refused: %v", err)
+	}
+	if st, err := LoadState(backup); err != nil || len(st.Bad) != 0 {
+		t.Fatalf("state %+v %v: the version must not be marked bad", st, err)
+	}
+	u := &Updater{Config: *s.cfg}
+	if _, err := u.Prepare(ctx); err != nil {
+		t.Fatalf("Prepare again: %v", err)
+	}
+	if in, err := u.Install(ctx); err != nil || !in.Confirmed {
+		t.Fatalf("Install again: %+v %v", in, err)
+	}
+	if ckDigest(t, s.cfg.AppDir) != newD {
+		t.Fatal("app directory is not the new tree")
+	}
+}
+
+// damageFS overwrites every regular file of the staged tree (same size,
+// other bytes) just before the first rename inside the app directory.
+type damageFS struct {
+	FS
+	appDir, staged string
+	done           bool
+}
+
+func (d *damageFS) Rename(o, n string) error {
+	if !d.done && strings.HasPrefix(n, d.appDir+string(filepath.Separator)) {
+		d.done = true
+		filepath.WalkDir(d.staged, func(p string, e fs.DirEntry, err error) error {
+			if err == nil && e.Type().IsRegular() {
+				if b, err := os.ReadFile(p); err == nil {
+					for i := range b {
+						b[i] ^= 0x55
+					}
+					os.WriteFile(p, b, 0o644)
+				}
+			}
+			return nil
+		})
+	}
+	return d.FS.Rename(o, n)
 }
 
 // TestHazardWrongContentRange (item 18): resuming a partial download, the

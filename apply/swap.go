@@ -67,6 +67,13 @@ func Swap(ctx context.Context, j *Journal, fsys FS) error {
 	}
 	switch j.State {
 	case JournalStaged:
+		// Check the whole staged tree before the first change to the app
+		// directory, so that one damaged staged file stops the swap with
+		// nothing changed rather than half-way (copyStaged checks each
+		// file again as it copies it).
+		if err := verifyStaged(ctx, j); err != nil {
+			return err
+		}
 		if err := fsys.RemoveAll(j.Rollback); err != nil {
 			return err
 		}
@@ -304,6 +311,42 @@ func doOp(ctx context.Context, j *Journal, fsys FS, op *Op) error {
 		return fsys.SyncDir(parent)
 	}
 	return fmt.Errorf("%w: op %q", ErrJournalCorrupt, op.Kind)
+}
+
+// verifyStaged checks that every file the journal will copy is in the
+// staged tree with its size and SHA-256 (links are followed: the bytes
+// are what counts). Cost: one read of the new files.
+func verifyStaged(ctx context.Context, j *Journal) error {
+	for i := range j.Ops {
+		op := &j.Ops[i]
+		if op.Kind != OpFile {
+			continue
+		}
+		if err := ctx.Err(); err != nil {
+			return err
+		}
+		sum, n, err := hashPath(filepath.Join(j.Staged, filepath.FromSlash(op.Path)))
+		if err != nil {
+			return fmt.Errorf("%w: %s: %w", ErrStagedMismatch, op.Path, err)
+		}
+		if n != op.Size || hex.EncodeToString(sum[:]) != op.SHA256 {
+			return fmt.Errorf("%w: %s", ErrStagedMismatch, op.Path)
+		}
+	}
+	return nil
+}
+
+func hashPath(p string) ([32]byte, int64, error) {
+	var sum [32]byte
+	f, err := os.Open(p)
+	if err != nil {
+		return sum, 0, err
+	}
+	defer f.Close()
+	h := sha256.New()
+	n, err := io.Copy(h, f)
+	copy(sum[:], h.Sum(nil))
+	return sum, n, err
 }
 
 // copyStaged writes the staged file of op to tmp (fsynced, with its mode),

@@ -190,6 +190,9 @@ func (u *Updater) Install(ctx context.Context) (*Installed, error) {
 	}
 	defer unlock()
 	j, err := Resume(ctx, cfg.BackupDir, fsys)
+	if errors.Is(err, ErrStagedMismatch) && j != nil {
+		return &Installed{Journal: j}, discardDamagedStage(ctx, cfg, j, fsys, err)
+	}
 	if err != nil || j == nil {
 		return &Installed{Journal: j}, localIO(err, cfg.AppDir)
 	}
@@ -239,6 +242,36 @@ func (u *Updater) Install(ctx context.Context) (*Installed, error) {
 	os.Remove(filepath.Join(cfg.BackupDir, stagingDir))
 	os.Remove(filepath.Join(cfg.BackupDir, "rollback"))
 	return out, st.Save(cfg.BackupDir)
+}
+
+// discardDamagedStage handles a staged tree found damaged (ErrStagedMismatch
+// cause) by the swap: before the swap began, the journal and the staged
+// tree are dropped (nothing was changed); during the swap, the entries
+// already swapped are rolled back first. Either way the app directory is
+// exactly the old version, no update is pending, and the next update
+// stages again. The version is not marked bad: its release is fine.
+func discardDamagedStage(ctx context.Context, cfg *Config, j *Journal, fsys FS, cause error) error {
+	what := "nothing was changed"
+	if j.State != JournalStaged {
+		if err := Rollback(ctx, j, fsys); err != nil {
+			return fmt.Errorf("%w; rolling back: %w (run `deltaup rollback`)", cause, err)
+		}
+		what = "the files already swapped were rolled back"
+	}
+	if err := removeJournal(fsys, cfg.BackupDir); err != nil {
+		return fmt.Errorf("%w; removing the journal: %w", cause, err)
+	}
+	_ = fsys.RemoveAll(j.Staged)
+	_ = fsys.RemoveAll(j.Rollback)
+	return fmt.Errorf("%w: the staged update was damaged after it was verified; %s and the app directory is %s; run the update again to stage it afresh",
+		cause, what, versionName(j.From))
+}
+
+func versionName(v string) string {
+	if v == "" {
+		return "the version it was before"
+	}
+	return "version " + v + " as before"
 }
 
 func (u *Updater) rollback(ctx context.Context, j *Journal, fsys FS, st *State, cfg *Config, out *Installed, why error) error {
