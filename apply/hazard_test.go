@@ -463,14 +463,7 @@ func TestHazardStagedModifiedBeforeInstall(t *testing.T) {
 	for _, how := range []string{"same size other bytes", "truncated", "symlink to other bytes", "symlink to right bytes", "removed"} {
 		t.Run(how, func(t *testing.T) {
 			t.Parallel()
-			s := ckNewSetup(t, ckVersions[0])
-			oldD := ckDigest(t, s.repo.trees[ckVersions[0]])
-			newD := ckDigest(t, s.repo.trees[ckVersionsLast()])
-			u := &Updater{Config: *s.cfg}
-			p, err := u.Prepare(ctx)
-			if err != nil {
-				t.Fatal(err)
-			}
+			s, u, p, oldD, newD := hzPrepared(t)
 			target := filepath.Join(p.Stage.Dir, "lib", "core.js")
 			good, err := os.ReadFile(target)
 			if err != nil {
@@ -524,19 +517,12 @@ func TestHazardStagedModifiedBeforeInstall(t *testing.T) {
 	}
 	t.Run("during the swap", func(t *testing.T) {
 		t.Parallel()
-		s := ckNewSetup(t, ckVersions[0])
-		oldD := ckDigest(t, s.repo.trees[ckVersions[0]])
-		newD := ckDigest(t, s.repo.trees[ckVersionsLast()])
-		u := &Updater{Config: *s.cfg}
-		p, err := u.Prepare(ctx)
-		if err != nil {
-			t.Fatal(err)
-		}
+		s, u, p, oldD, newD := hzPrepared(t)
 		// Damage every staged file at the swap's first rename in the app
 		// directory (after the check): whichever file comes next is caught.
 		dfs := &damageFS{FS: OSFS{}, appDir: s.cfg.AppDir, staged: p.Stage.Dir}
 		u.FS = dfs
-		_, err = u.Install(ctx)
+		_, err := u.Install(ctx)
 		if !dfs.done {
 			t.Fatal("the swap made no rename in the app directory")
 		}
@@ -547,6 +533,21 @@ func TestHazardStagedModifiedBeforeInstall(t *testing.T) {
 		u.FS = nil
 		hzStageDropped(t, s, oldD, newD)
 	})
+}
+
+// hzPrepared: version 1.0.0 installed and the update to the last version
+// prepared, with the digests of both trees.
+func hzPrepared(t *testing.T) (s *ckSetup, u *Updater, p *Prepared, oldD, newD [32]byte) {
+	t.Helper()
+	s = ckNewSetup(t, ckVersions[0])
+	oldD = ckDigest(t, s.repo.trees[ckVersions[0]])
+	newD = ckDigest(t, s.repo.trees[ckVersionsLast()])
+	u = &Updater{Config: *s.cfg}
+	p, err := u.Prepare(context.Background())
+	if err != nil {
+		t.Fatal(err)
+	}
+	return s, u, p, oldD, newD
 }
 
 // hzStageDropped checks the state after a damaged stage was refused: the
