@@ -363,7 +363,8 @@ cat >"$results" <<MD
 Written by \`e2e/run.sh\` on $(date -u '+%Y-%m-%d %H:%M UTC'); machine: ${cpu:-unknown CPU}, $(nproc) CPUs,
 $(uname -sm), $(go version | awk '{print $3}'), nginx $("$nginx" -v 2>&1 | sed 's|.*version: nginx/||').
 
-The repository holds all 13 releases 0.25.0 … 0.25.12 published with \`--patches-from 3\`.
+The repository holds all 13 releases 0.25.0 … 0.25.12 published with \`--patches-from 3\` and the default
+milestone patches (0.25.4 from 0.25.0; 0.25.8 from 0.25.0 and 0.25.4; 0.25.12 from 0.25.8).
 The link is nginx \`limit_rate 125k\` (128,000 B/s ≈ 1 Mbit/s per connection) on loopback,
 with the client capped at the same rate (\`deltaup --limit-rate 125k\`, \`curl --limit-rate 125k\`)
 because nginx lets each request's first second through at once. Bytes are nginx's

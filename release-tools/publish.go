@@ -37,6 +37,13 @@ type PublishOptions struct {
 	// patch to it (the closest ones); 0 means DefaultPatchesFrom, a negative
 	// value none.
 	PatchesFrom int
+	// NoMilestones turns off the milestone patches (see MilestoneBases):
+	// by default a release also gets patches from the channel's releases
+	// 4, 8, 16, … positions below it when its position is a multiple of
+	// that distance, so that a client many versions behind needs about
+	// log2(versions) hops, not versions/PatchesFrom. They add half a
+	// patch per release on average. Ignored when PatchesFrom is negative.
+	NoMilestones bool
 	// Validity is how long the new manifest is valid; 0 means
 	// DefaultValidity. Clients refuse an expired manifest: publish (or
 	// re-sign) before it runs out.
@@ -74,6 +81,30 @@ func (o *PublishOptions) validate() error {
 		o.Now = time.Now
 	}
 	return nil
+}
+
+// PatchBases picks, from lower (the channel's releases below the new one,
+// in version order), those that get a patch to it: the closest n, and with
+// milestones the releases at positions i-4, i-8, i-16, … where i =
+// len(lower) is the new release's position and the distance divides i.
+// Climbing from any position to the newest then takes one hop to the next
+// multiple of 4 and one per doubling of the step, so about 2·log2(n) hops
+// at most, each hop a patch over consecutive milestones.
+func PatchBases(lower []*manifest.Release, n int, milestones bool) []*manifest.Release {
+	i := len(lower)
+	var out []*manifest.Release
+	if milestones {
+		for d := 4; d <= i; d *= 2 {
+			if i%d == 0 && d > n {
+				out = append(out, lower[i-d])
+			}
+		}
+		slices.Reverse(out) // oldest first, like the closest ones
+	}
+	if n > i {
+		n = i
+	}
+	return append(out, lower[i-n:]...)
 }
 
 // PublishResult reports a publication.
@@ -167,9 +198,7 @@ func Publish(ctx context.Context, newDir string, opts PublishOptions) (*PublishR
 				bases = append(bases, r)
 			}
 		}
-		if len(bases) > o.PatchesFrom {
-			bases = bases[len(bases)-o.PatchesFrom:]
-		}
+		bases = PatchBases(bases, o.PatchesFrom, !o.NoMilestones)
 		tmp, err := os.MkdirTemp(o.Repo, ".publish-")
 		if err != nil {
 			return nil, err

@@ -98,6 +98,9 @@ func TestPublishAndVerify(t *testing.T) {
 			t.Fatalf("publish %s: sequence %d unchanged %v", v, res.Sequence, res.Unchanged)
 		}
 		wantPatches := min(i, DefaultPatchesFrom)
+		if i == 4 {
+			wantPatches++ // position 4: a milestone patch from position 0
+		}
 		if len(res.Release.Patches) != wantPatches || len(res.Release.Archives) != 2 {
 			t.Fatalf("publish %s: %d patches, %d archives", v, len(res.Release.Patches), len(res.Release.Archives))
 		}
@@ -130,7 +133,7 @@ func TestPublishAndVerify(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if !rep.OK() || rep.Releases != 5 || rep.Archives != 10 || rep.Patches != 9 || len(rep.Orphans) != 0 {
+	if !rep.OK() || rep.Releases != 5 || rep.Archives != 10 || rep.Patches != 10 || len(rep.Orphans) != 0 {
 		t.Fatalf("verify: %+v", rep)
 	}
 	// The stock minisign CLI verifies the manifest.
@@ -271,5 +274,88 @@ func TestRecover(t *testing.T) {
 	}
 	if changed, err := Recover(repo, pub); err != nil || changed {
 		t.Errorf("second Recover: %v %v", changed, err)
+	}
+}
+
+func TestPatchBases(t *testing.T) {
+	lower := func(n int) []*manifest.Release {
+		var rs []*manifest.Release
+		for i := range n {
+			rs = append(rs, &manifest.Release{Version: fmt.Sprintf("1.0.%d", i)})
+		}
+		return rs
+	}
+	versions := func(rs []*manifest.Release) string {
+		var vs []string
+		for _, r := range rs {
+			vs = append(vs, strings.TrimPrefix(r.Version, "1.0."))
+		}
+		return strings.Join(vs, ",")
+	}
+	tests := []struct {
+		pos, n     int
+		milestones bool
+		want       string // positions of the bases, oldest first
+	}{
+		{0, 3, true, ""},
+		{1, 3, true, "0"},
+		{3, 3, true, "0,1,2"},
+		{4, 3, true, "0,1,2,3"},   // 0 = 4-4 is a milestone
+		{5, 3, true, "2,3,4"},     // 5 is no multiple of 4
+		{8, 3, true, "0,4,5,6,7"}, // 8-8, 8-4, then the closest
+		{12, 3, true, "8,9,10,11"},
+		{16, 3, true, "0,8,12,13,14,15"},
+		{16, 3, false, "13,14,15"},
+		{16, 0, true, "0,8,12"},
+		{8, 5, true, "0,3,4,5,6,7"}, // distance 4 is among the closest 5
+		{2, 10, true, "0,1"},
+	}
+	for _, tc := range tests {
+		got := versions(PatchBases(lower(tc.pos), tc.n, tc.milestones))
+		if got != tc.want {
+			t.Errorf("position %d, %d closest, milestones %v: bases %s, want %s", tc.pos, tc.n, tc.milestones, got, tc.want)
+		}
+	}
+}
+
+// TestMilestoneHops: with milestone patches, the planner's route from the
+// first of 64 releases to the last takes log-many hops, not 63/3.
+func TestMilestoneHops(t *testing.T) {
+	const n = 64
+	m := &manifest.Manifest{}
+	var lower []*manifest.Release
+	for i := range n {
+		r := &manifest.Release{Version: fmt.Sprintf("1.0.%d", i)}
+		for _, b := range PatchBases(lower, DefaultPatchesFrom, true) {
+			r.Patches = append(r.Patches, manifest.Patch{From: b.Version, To: r.Version})
+		}
+		lower = append(lower, r)
+		m.Releases = append(m.Releases, *r)
+	}
+	// Breadth-first search over the patch edges: fewest hops 0 -> n-1.
+	next := map[string][]string{}
+	for _, r := range m.Releases {
+		for _, p := range r.Patches {
+			next[p.From] = append(next[p.From], p.To)
+		}
+	}
+	for _, from := range []int{0, 1, 5, 17, 33} {
+		dist := map[string]int{fmt.Sprintf("1.0.%d", from): 0}
+		queue := []string{fmt.Sprintf("1.0.%d", from)}
+		for len(queue) > 0 {
+			v := queue[0]
+			queue = queue[1:]
+			for _, w := range next[v] {
+				if _, ok := dist[w]; !ok {
+					dist[w] = dist[v] + 1
+					queue = append(queue, w)
+				}
+			}
+		}
+		hops, ok := dist[fmt.Sprintf("1.0.%d", n-1)]
+		if !ok || hops > 2*6 {
+			t.Errorf("from 1.0.%d: %d hops (reachable %v), want at most %d", from, hops, ok, 2*6)
+		}
+		t.Logf("from 1.0.%d to 1.0.%d: %d hops", from, n-1, hops)
 	}
 }
