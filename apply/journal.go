@@ -126,6 +126,11 @@ type Journal struct {
 	Done      int          `json:"done"` // ops known done (a hint: the disk decides)
 	Started   time.Time    `json:"started,omitzero"`
 	ConfirmBy time.Time    `json:"confirm_by,omitzero"`
+	// Relaunches counts the starts of the new version that Install made
+	// for this swap; saved before each start, so that starts that never
+	// confirmed (the updater itself killed while waiting, a machine that
+	// crashes at each start) are counted too. See MaxRelaunches.
+	Relaunches int `json:"relaunches,omitempty"`
 	Recovered bool         `json:"recovered,omitempty"` // rebuilt from the disk after both copies were corrupt
 }
 

@@ -17,6 +17,13 @@ import (
 // (Confirm) before the update is rolled back.
 const DefaultConfirmTimeout = 30 * time.Second
 
+// MaxRelaunches is how many times Install starts a new version that has
+// not confirmed before it gives up on it: the next Install rolls back and
+// marks the version bad without starting it again. It bounds the loop of a
+// new version that takes the updater down with it at each start (a
+// machine that crashes, an updater killed while waiting).
+const MaxRelaunches = 3
+
 // Errors of the update flow.
 var (
 	// ErrPending: an update is half-installed (a need_update journal exists);
@@ -215,13 +222,21 @@ func (u *Updater) Install(ctx context.Context) (*Installed, error) {
 			return out, err
 		}
 	} else {
-		proc, err := Relaunch(cfg.AppDir, j.Relaunch)
-		if err != nil {
-			return out, u.rollback(ctx, j, fsys, st, cfg, out, fmt.Errorf("relaunching %v: %w", j.Relaunch, err))
+		if j.Relaunches >= MaxRelaunches {
+			return out, u.rollback(ctx, j, fsys, st, cfg, out, fmt.Errorf("%s was started %d times without confirming", j.To, j.Relaunches))
 		}
 		timeout := u.ConfirmTimeout
 		if timeout == 0 {
 			timeout = DefaultConfirmTimeout
+		}
+		j.Relaunches++
+		j.ConfirmBy = time.Now().Add(timeout).UTC()
+		if err := j.Save(); err != nil {
+			return out, localIO(err, cfg.BackupDir)
+		}
+		proc, err := Relaunch(cfg.AppDir, j.Relaunch)
+		if err != nil {
+			return out, u.rollback(ctx, j, fsys, st, cfg, out, fmt.Errorf("relaunching %v: %w", j.Relaunch, err))
 		}
 		ok, err := WaitConfirm(ctx, j, timeout, ProcessExited(proc))
 		if err != nil {

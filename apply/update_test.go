@@ -206,3 +206,69 @@ func TestPrepareInBackground(t *testing.T) {
 		t.Fatal("app directory is not the published tree")
 	}
 }
+
+// TestUpdateRelaunchLimit (no update loop): a new version whose start
+// takes the waiting updater down with it — here the updater's context ends
+// while it waits, as when it is killed or the machine crashes — leaves the
+// swap unconfirmed. Each later Install starts it again, counting the starts
+// in the journal; after MaxRelaunches starts without a confirmation the
+// next Install rolls back, marks the version bad and does not start it.
+func TestUpdateRelaunchLimit(t *testing.T) {
+	if _, err := os.Stat("/bin/sh"); err != nil {
+		t.Skip("needs /bin/sh to run the relaunched app")
+	}
+	starts := filepath.Join(t.TempDir(), "starts")
+	t.Setenv("DELTAUP_TEST_STARTS", starts)
+	repo := ckEmptyRepo(t)
+	for i, v := range []string{"1.0.0", "2.0.0"} {
+		dir := t.TempDir()
+		ckWriteFiles(t, dir, map[string]string{
+			// Counts its starts, then hangs without confirming.
+			"bin/app":  fmt.Sprintf("x:#!/bin/sh\necho %s >> \"$DELTAUP_TEST_STARTS\"\nexec sleep 5 >/dev/null 2>&1 </dev/null\n", v),
+			"data.txt": strings.Repeat(fmt.Sprint(i), 100),
+		})
+		repo.trees[v] = dir
+		repo.publish(t, v, dir)
+	}
+	s := ckSetupFor(t, repo, "1.0.0")
+	cfg := *s.cfg
+	cfg.Relaunch = []string{"bin/app"}
+	u := &Updater{Config: cfg, ConfirmTimeout: time.Minute}
+	if _, err := u.Prepare(context.Background()); err != nil {
+		t.Fatal(err)
+	}
+	for i := 1; i <= MaxRelaunches; i++ {
+		ctx, cancel := context.WithTimeout(context.Background(), 300*time.Millisecond)
+		_, err := u.Install(ctx)
+		cancel()
+		if !errors.Is(err, context.DeadlineExceeded) {
+			t.Fatalf("Install %d: %v, want the updater stopped while waiting", i, err)
+		}
+		j, err := LoadJournal(cfg.AppDir + BackupSuffix)
+		if err != nil || j.State != JournalSwapped || j.Relaunches != i {
+			t.Fatalf("after Install %d: journal %+v %v", i, j, err)
+		}
+	}
+	in, err := u.Install(context.Background())
+	if !errors.Is(err, ErrRolledBack) || !in.RolledBack {
+		t.Fatalf("Install after %d unconfirmed starts: %+v %v", MaxRelaunches, in, err)
+	}
+	t.Logf("Install: %v", err)
+	if ckDigest(t, cfg.AppDir) != ckDigest(t, repo.trees["1.0.0"]) {
+		t.Fatal("app directory is not exactly the old version")
+	}
+	if st, _ := LoadState(cfg.AppDir + BackupSuffix); !st.IsBad("2.0.0") {
+		t.Fatalf("2.0.0 not marked bad: %+v", st)
+	}
+	// The new version was started MaxRelaunches times, then the old one
+	// once (the rollback relaunches it).
+	b, _ := os.ReadFile(starts)
+	if got := strings.Fields(string(b)); len(got) != MaxRelaunches+1 || slices.Index(got, "1.0.0") != MaxRelaunches {
+		t.Fatalf("starts %q, want 2.0.0 ×%d then 1.0.0", got, MaxRelaunches)
+	}
+	// No loop: the bad version is not offered again.
+	p, err := u.Prepare(context.Background())
+	if err != nil || !p.Check.UpToDate {
+		t.Fatalf("Prepare after the rollback: %+v %v", p, err)
+	}
+}
