@@ -130,8 +130,8 @@ type Journal struct {
 	// for this swap; saved before each start, so that starts that never
 	// confirmed (the updater itself killed while waiting, a machine that
 	// crashes at each start) are counted too. See MaxRelaunches.
-	Relaunches int `json:"relaunches,omitempty"`
-	Recovered bool         `json:"recovered,omitempty"` // rebuilt from the disk after both copies were corrupt
+	Relaunches int  `json:"relaunches,omitempty"`
+	Recovered  bool `json:"recovered,omitempty"` // rebuilt from the disk after both copies were corrupt
 }
 
 func modeString(m fs.FileMode) string { return fmt.Sprintf("%04o", m.Perm()) }

@@ -653,30 +653,6 @@ func plCheck(t *testing.T, err error) {
 	}
 }
 
-// plOnlyModes: every difference in a plDiff report is a permission.
-func plOnlyModes(diff string) bool {
-	for _, d := range strings.Split(diff[strings.Index(diff, ": ")+2:], "; ") {
-		if strings.Contains(d, "missing") {
-			return false
-		}
-		i := strings.Index(d, " is ")
-		j := strings.Index(d, ", want ")
-		if i < 0 || j < 0 {
-			return false
-		}
-		got := strings.Split(d[i+4:j], ":")
-		want := strings.Split(strings.Trim(d[j+7:], `"`), ":")
-		if len(got) != len(want) || len(got) < 2 {
-			return false
-		}
-		got[1], want[1] = "", ""
-		if strings.Join(got, ":") != strings.Join(want, ":") {
-			return false
-		}
-	}
-	return true
-}
-
 // TestPowerLossJournalSave: a power loss inside Journal.Save. Save's writes
 // bypass FS (delta.WriteFileAtomic: temp file, write, fsync, rename,
 // fsync dir; first need_update.bak, then need_update), so the states the

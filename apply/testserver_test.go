@@ -92,13 +92,6 @@ func newRepoServer(t testing.TB, files map[string][]byte) *repoServer {
 	return s
 }
 
-// setFile adds or replaces a file (the ETag follows the content).
-func (s *repoServer) setFile(p string, data []byte) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	s.files[p] = data
-}
-
 // setFault installs faults for path p, replacing earlier ones. They apply
 // in order: the first for its Times requests, then the next, and so on (a
 // fault with Times 0 applies for ever); afterwards p is served normally.

@@ -75,8 +75,6 @@ func (k EntryKind) String() string {
 	return fmt.Sprintf("kind(%d)", uint8(k))
 }
 
-func (k EntryKind) isFile() bool { return k >= EntryUnchanged && k <= EntryNew }
-
 // BundleEntry describes one entry of a bundle: one path of the NEW tree.
 type BundleEntry struct {
 	Kind EntryKind

@@ -257,11 +257,6 @@ func fixCRC(p []byte) {
 	binary.LittleEndian.PutUint32(p[96:], crc32.Checksum(p[:96], castagnoli))
 }
 
-// withHeader returns the patch p with its header replaced by h (CRC fixed).
-func withHeader(p []byte, h nativeHeader) []byte {
-	return append(h.bytes(), p[100:]...)
-}
-
 // ---- BSDIFF40 ----
 
 // offtout encodes x as bsdiff does: 64-bit little-endian sign-magnitude.

@@ -128,7 +128,7 @@ func (m *scriptModel) codeInt(f int, v uint64) uint64 {
 		var c *counter
 		if nb-2-i < 3 {
 			c = &mant[(nb-1)*16+ctx]
-			ctx = ctx<<1 | 0
+			ctx <<= 1 // the bit just coded is 0 here
 		} else {
 			c = &low[i]
 		}

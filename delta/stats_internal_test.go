@@ -106,7 +106,7 @@ func TestSmallDiffCost(t *testing.T) {
 		t.Logf("%v %v %+v", time.Since(t0), err, st.Candidates)
 		t0 = time.Now()
 		_, err = zstdEncode(nw, old)
-		t.Logf("zstd-dict alone %v", time.Since(t0))
+		t.Logf("zstd-dict alone %v %v", time.Since(t0), err)
 	}
 }
 

@@ -22,7 +22,6 @@
 package releasetools
 
 import (
-	"bytes"
 	"errors"
 	"fmt"
 	"io"
@@ -221,10 +220,4 @@ func publishManifest(repo string, raw, sig []byte, seq uint64) error {
 		return err
 	}
 	return writeFile(repo, manifest.ManifestName, raw)
-}
-
-// sameBytes reports whether repo/rel exists with exactly b.
-func sameBytes(repo, rel string, b []byte) bool {
-	got, err := readFile(repo, rel, int64(len(b)))
-	return err == nil && bytes.Equal(got, b)
 }
