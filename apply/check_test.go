@@ -33,7 +33,8 @@ type ckRepo struct {
 	now     time.Time
 	trees   map[string]string // version -> source tree
 
-	patchesFrom int // PublishOptions.PatchesFrom (0: the default)
+	patchesFrom int  // PublishOptions.PatchesFrom (0: the default)
+	portable    bool // PublishOptions.PortableModes
 }
 
 var ckVersions = []string{"1.0.0", "1.1.0", "1.2.0"}
@@ -125,7 +126,7 @@ func ckEmptyRepo(t testing.TB) *ckRepo {
 func (r *ckRepo) publish(t testing.TB, version, dir string) {
 	t.Helper()
 	_, err := releasetools.Publish(context.Background(), dir, releasetools.PublishOptions{
-		Repo: r.dir, App: "demo", Version: version, Key: r.priv, Now: func() time.Time { return r.now }, PatchesFrom: r.patchesFrom,
+		Repo: r.dir, App: "demo", Version: version, Key: r.priv, Now: func() time.Time { return r.now }, PatchesFrom: r.patchesFrom, PortableModes: r.portable,
 	})
 	if err != nil {
 		t.Fatalf("publish %s: %v", version, err)

@@ -11,7 +11,6 @@ import (
 	"os"
 	"path"
 	"path/filepath"
-	"runtime"
 	"strconv"
 	"strings"
 	"time"
@@ -165,12 +164,12 @@ func fileType(fi fs.FileInfo) tree.Type {
 	return tree.Type(fi.Mode().Type().String())
 }
 
+// modeOK reports whether fi has the op's mode as this system reports modes
+// (tree.DefaultModes: on Windows only the read-only attribute counts).
 func modeOK(fi fs.FileInfo, mode string) bool {
-	if runtime.GOOS == "windows" {
-		return true
-	}
 	m, err := parseMode(mode)
-	return err == nil && fi.Mode().Perm() == m
+	t := fileType(fi)
+	return err == nil && tree.ModesDefault.Perm(t, fi.Mode()) == tree.ModesDefault.Perm(t, m)
 }
 
 func hashFS(fsys FS, p string) ([32]byte, error) {

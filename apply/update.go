@@ -31,6 +31,11 @@ var (
 	ErrPending = errors.New("apply: an update is pending")
 	// ErrDeclined: the consent callback said no.
 	ErrDeclined = errors.New("apply: update declined")
+	// ErrNotPortable: the release records permission bits (say an
+	// executable bit) that this system cannot keep, so its files could not
+	// be verified after installing them: on Windows, releases must be
+	// published with PortableModes (mkdelta publish --portable-modes).
+	ErrNotPortable = errors.New("apply: release not installable on this system")
 	// ErrRolledBack: the new version did not confirm in time and the old one
 	// was restored; the version is marked bad.
 	ErrRolledBack = errors.New("apply: new version failed to start and was rolled back")
@@ -140,6 +145,11 @@ func (u *Updater) Prepare(ctx context.Context) (*Prepared, error) {
 	target, err := releaseEntries(ctx, d, rel)
 	if err != nil {
 		return nil, err
+	}
+	if tree.DefaultModes == tree.ModesPortable {
+		if bad := tree.NotPortable(target); bad != "" {
+			return nil, fmt.Errorf("%w: release %s records permission bits this system cannot keep, e.g. %s: it can be installed here only if published with `mkdelta publish --portable-modes`", ErrNotPortable, rel.Version, bad)
+		}
 	}
 	if p.Stage, err = Stage(ctx, cfg.AppDir, cfg.BackupDir, res.Manifest, res.Route, target, d); err != nil {
 		return nil, err

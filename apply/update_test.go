@@ -4,12 +4,15 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"io/fs"
 	"os"
 	"path/filepath"
 	"slices"
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/deltaup/deltaup/internal/tree"
 )
 
 func ckVersionsLast() string { return ckVersions[len(ckVersions)-1] }
@@ -270,5 +273,75 @@ func TestUpdateRelaunchLimit(t *testing.T) {
 	p, err := u.Prepare(context.Background())
 	if err != nil || !p.Check.UpToDate {
 		t.Fatalf("Prepare after the rollback: %+v %v", p, err)
+	}
+}
+
+// TestUpdateWindowsModes runs the client with the Windows rules for
+// permission bits (tree.DefaultModes = ModesPortable: Windows reports 0666
+// or 0444 for every file and 0777 for directories, whatever was set) on an
+// app directory whose modes look like that. A repository published with
+// PortableModes updates through the patch route to exactly the release
+// (as the portable view sees it); one published with exact modes (an
+// executable bit) is refused up front with ErrNotPortable and changes
+// nothing.
+func TestUpdateWindowsModes(t *testing.T) {
+	saved := tree.DefaultModes
+	tree.DefaultModes = tree.ModesPortable
+	t.Cleanup(func() { tree.DefaultModes = saved })
+	windowsLike := func(t *testing.T, dir string) {
+		filepath.WalkDir(dir, func(p string, d fs.DirEntry, err error) error {
+			if err != nil || d.Type()&fs.ModeSymlink != 0 || p == dir {
+				return err
+			}
+			if d.IsDir() {
+				return os.Chmod(p, 0o777)
+			}
+			return os.Chmod(p, 0o666)
+		})
+	}
+	for _, portable := range []bool{true, false} {
+		t.Run(fmt.Sprint("portable=", portable), func(t *testing.T) {
+			repo := ckEmptyRepo(t)
+			repo.portable = portable
+			for i, v := range ckVersions {
+				repo.trees[v] = ckTree(t, i, repo.pubFile) // bin/app is 0755
+				repo.publish(t, v, repo.trees[v])
+			}
+			s := ckSetupFor(t, repo, ckVersions[0])
+			windowsLike(t, s.cfg.AppDir)
+			before := hzSnapshot(t, s.cfg.AppDir)
+			u := &Updater{Config: *s.cfg}
+			ctx := context.Background()
+			p, err := u.Prepare(ctx)
+			if !portable {
+				if !errors.Is(err, ErrNotPortable) {
+					t.Fatalf("Prepare of a release with exec bits under Windows rules: %v, want ErrNotPortable", err)
+				}
+				t.Logf("Prepare: %v", err)
+				if hzSnapshot(t, s.cfg.AppDir) != before {
+					t.Fatal("a refused Prepare changed the app directory")
+				}
+				return
+			}
+			if err != nil {
+				t.Fatal(err)
+			}
+			if p.Check.Current != ckVersions[0] || p.Stage.Route != "patches" {
+				t.Fatalf("detected %q, route %s (%s): want the installed version found and the patch route", p.Check.Current, p.Stage.Route, p.Stage.Fallback)
+			}
+			if in, err := u.Install(ctx); err != nil || !in.Confirmed {
+				t.Fatalf("Install: %+v %v", in, err)
+			}
+			m := repo.manifest(t)
+			rel, _ := m.Release(ckVersionsLast())
+			if ckDigest(t, s.cfg.AppDir) != rel.TreeDigest {
+				t.Fatal("the app directory, seen with portable modes, is not the release")
+			}
+			// Detection after the update, with the files as Windows would report them.
+			windowsLike(t, s.cfg.AppDir)
+			if v, err := DetectVersion(ctx, s.cfg.AppDir, m, nil); err != nil || v != ckVersionsLast() {
+				t.Fatalf("DetectVersion after the update: %q %v", v, err)
+			}
+		})
 	}
 }

@@ -47,8 +47,8 @@ func treeRoot(dir string) (string, error) {
 
 // scanTree scans and hashes the tree at root; problems with its contents
 // (unsafe or colliding names, escaping links, special files) wrap class.
-func scanTree(ctx context.Context, root, which string, class error) ([]tree.Entry, error) {
-	es, err := tree.Scan(ctx, root, tree.ScanOptions{Hash: true})
+func scanTree(ctx context.Context, root, which string, class error, modes tree.Modes) ([]tree.Entry, error) {
+	es, err := tree.Scan(ctx, root, tree.ScanOptions{Hash: true, Modes: modes})
 	if err != nil {
 		if class != nil && (errors.Is(err, tree.ErrUnsafePath) || errors.Is(err, tree.ErrLinkEscape) ||
 			errors.Is(err, tree.ErrCollision) || errors.Is(err, tree.ErrUnsupported)) {
@@ -102,7 +102,7 @@ func ApplyBundle(ctx context.Context, oldDir string, r io.Reader, outDir string,
 	if err != nil {
 		return info, err
 	}
-	oldEs, err := scanTree(ctx, oldRoot, "old", ErrOldMismatch)
+	oldEs, err := scanTree(ctx, oldRoot, "old", ErrOldMismatch, tree.ModesDefault)
 	if err != nil {
 		return info, err
 	}
@@ -147,7 +147,7 @@ func ApplyBundle(ctx context.Context, oldDir string, r io.Reader, outDir string,
 	if err := a.finishTree(); err != nil {
 		return info, err
 	}
-	got, err := tree.Scan(ctx, outDir, tree.ScanOptions{Hash: true})
+	got, err := tree.Scan(ctx, outDir, tree.ScanOptions{Hash: true}) // DefaultModes, like the OLD scan
 	if err != nil {
 		return info, fmt.Errorf("verifying the new tree: %w", err)
 	}

@@ -36,6 +36,9 @@ type BundleOptions struct {
 	// Methods restricts the native methods of the per-file patches (see
 	// DiffOptions.Methods); nil means all.
 	Methods []Method
+	// Modes says which permission bits the bundle records for both trees
+	// (tree.ScanOptions.Modes); tree.ModesPortable for Windows clients.
+	Modes tree.Modes
 }
 
 // BundleStats reports what DiffBundle did.
@@ -98,11 +101,11 @@ func DiffBundle(ctx context.Context, oldDir, newDir string, w io.Writer, opts *B
 	if err != nil {
 		return st, err
 	}
-	oldEs, err := scanTree(ctx, oldRoot, "old", nil)
+	oldEs, err := scanTree(ctx, oldRoot, "old", nil, o.Modes)
 	if err != nil {
 		return st, err
 	}
-	newEs, err := scanTree(ctx, newRoot, "new", nil)
+	newEs, err := scanTree(ctx, newRoot, "new", nil, o.Modes)
 	if err != nil {
 		return st, err
 	}

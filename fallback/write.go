@@ -41,6 +41,9 @@ type WriteOptions struct {
 	// tree.ScanOptions.Skip); returning true leaves the entry (and a
 	// directory's contents) out of the archive.
 	Skip func(rel string) bool
+	// Modes says which permission bits are recorded (tree.ScanOptions.Modes);
+	// tree.ModesPortable makes an archive for Windows clients.
+	Modes tree.Modes
 }
 
 // Stats describes an archive Write made.
@@ -106,7 +109,7 @@ func Write(ctx context.Context, w io.Writer, root string, format Format, opts *W
 			return st, fmt.Errorf("fallback: ModTime %v outside [1970, 2242)", opts.ModTime)
 		}
 	}
-	entries, err := tree.Scan(ctx, root, tree.ScanOptions{Skip: opts.Skip})
+	entries, err := tree.Scan(ctx, root, tree.ScanOptions{Skip: opts.Skip, Modes: opts.Modes})
 	if err != nil {
 		// Give the tree's refusals the classes Extract would use.
 		switch {

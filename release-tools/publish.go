@@ -44,6 +44,13 @@ type PublishOptions struct {
 	// log2(versions) hops, not versions/PatchesFrom. They add half a
 	// patch per release on average. Ignored when PatchesFrom is negative.
 	NoMilestones bool
+	// PortableModes records only the permission bits every OS keeps
+	// (tree.ModesPortable: files 0644/0444, directories 0755/0555) in the
+	// manifest, archives and bundles. Required for apps that Windows
+	// clients update (Windows has no permission bits: a release with an
+	// executable bit cannot be verified there); harmless elsewhere except
+	// that the exec bits are gone. A whole channel should use one setting.
+	PortableModes bool
 	// Validity is how long the new manifest is valid; 0 means
 	// DefaultValidity. Clients refuse an expired manifest: publish (or
 	// re-sign) before it runs out.
@@ -52,6 +59,13 @@ type PublishOptions struct {
 	Now func() time.Time
 	// Log, when set, receives one line per step.
 	Log io.Writer
+}
+
+func (o *PublishOptions) modes() tree.Modes {
+	if o.PortableModes {
+		return tree.ModesPortable
+	}
+	return tree.ModesExact
 }
 
 func (o *PublishOptions) validate() error {
@@ -151,7 +165,7 @@ func Publish(ctx context.Context, newDir string, opts PublishOptions) (*PublishR
 	if err != nil {
 		return nil, err
 	}
-	entries, err := tree.Scan(ctx, newDir, tree.ScanOptions{Hash: true})
+	entries, err := tree.Scan(ctx, newDir, tree.ScanOptions{Hash: true, Modes: o.modes()})
 	if err != nil {
 		return nil, fmt.Errorf("releasetools: scanning %s: %w", newDir, err)
 	}
@@ -177,7 +191,7 @@ func Publish(ctx context.Context, newDir string, opts PublishOptions) (*PublishR
 		var st fallback.Stats
 		art, err := writeArtifact(o.Repo, rp, func(w io.Writer) error {
 			var err error
-			st, err = fallback.Write(ctx, w, newDir, f, nil)
+			st, err = fallback.Write(ctx, w, newDir, f, &fallback.WriteOptions{Modes: o.modes()})
 			return err
 		})
 		if err != nil {
@@ -213,7 +227,7 @@ func Publish(ctx context.Context, newDir string, opts PublishOptions) (*PublishR
 			var bst delta.BundleStats
 			art, err := writeArtifact(o.Repo, rp, func(w io.Writer) error {
 				var err error
-				bst, err = delta.DiffBundle(ctx, oldDir, newDir, w, nil)
+				bst, err = delta.DiffBundle(ctx, oldDir, newDir, w, &delta.BundleOptions{Modes: o.modes()})
 				return err
 			})
 			if err != nil {

@@ -127,10 +127,73 @@ func CheckLink(linkPath, target string) error {
 	return nil
 }
 
+// Modes says how Scan reports permission bits.
+type Modes uint8
+
+const (
+	// ModesDefault means DefaultModes.
+	ModesDefault Modes = iota
+	// ModesExact: the permission bits as the file system reports them.
+	ModesExact
+	// ModesPortable: only what every supported OS keeps — files 0644, or
+	// 0444 when not writable by the owner; directories 0755, or 0555. It
+	// is how Windows sees any tree (it has a read-only attribute, no
+	// permission bits), so trees for Windows are published with it.
+	ModesPortable
+)
+
+// DefaultModes is the Modes of a zero ScanOptions: ModesPortable on Windows,
+// ModesExact elsewhere. (A variable so that tests can run the Windows
+// rules on other systems.)
+var DefaultModes = defaultModes
+
+// Resolve returns m, or DefaultModes for ModesDefault.
+func (m Modes) Resolve() Modes {
+	if m == ModesDefault {
+		return DefaultModes
+	}
+	return m
+}
+
+// Perm maps the permission bits perm of an entry of type t as m reports
+// them. Symlinks are always 0777.
+func (m Modes) Perm(t Type, perm fs.FileMode) fs.FileMode {
+	perm = perm.Perm()
+	switch {
+	case t == Symlink:
+		return 0o777
+	case m.Resolve() != ModesPortable:
+		return perm
+	case t == Dir && perm&0o200 != 0:
+		return 0o755
+	case t == Dir:
+		return 0o555
+	case perm&0o200 != 0:
+		return 0o644
+	default:
+		return 0o444
+	}
+}
+
+// NotPortable returns the first entry of es whose mode ModesPortable
+// would report differently (say an executable file, 0755), or "" if none:
+// a tree with such entries cannot be verified on Windows.
+func NotPortable(es []Entry) string {
+	for _, e := range es {
+		if ModesPortable.Perm(e.Type, e.Mode) != e.Mode.Perm() {
+			return fmt.Sprintf("%s (%s, mode %04o)", e.Path, e.Type, e.Mode.Perm())
+		}
+	}
+	return ""
+}
+
 // ScanOptions tune Scan.
 type ScanOptions struct {
 	// Hash computes each file's SHA-256 (reads every byte).
 	Hash bool
+	// Modes says how permission bits are reported; the zero value means
+	// DefaultModes.
+	Modes Modes
 	// Skip, when set, is called with each relative path; returning true
 	// leaves the entry (and, for a directory, its contents) out.
 	Skip func(rel string) bool
@@ -195,6 +258,7 @@ func Scan(ctx context.Context, root string, opts ScanOptions) ([]Entry, error) {
 		default:
 			return fmt.Errorf("%w: %s (%v)", ErrUnsupported, rel, info.Mode().Type())
 		}
+		e.Mode = opts.Modes.Perm(e.Type, e.Mode)
 		out = append(out, e)
 		return nil
 	})

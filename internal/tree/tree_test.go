@@ -3,8 +3,10 @@ package tree
 import (
 	"context"
 	"errors"
+	"io/fs"
 	"os"
 	"path/filepath"
+	"strings"
 	"testing"
 )
 
@@ -115,5 +117,63 @@ func TestCheckEntries(t *testing.T) {
 		if tc.want == nil && err != nil || tc.want != nil && !errors.Is(err, tc.want) {
 			t.Errorf("%s: %v, want %v", tc.name, err, tc.want)
 		}
+	}
+}
+
+func TestModesPerm(t *testing.T) {
+	tests := []struct {
+		m    Modes
+		t    Type
+		in   fs.FileMode
+		want fs.FileMode
+	}{
+		{ModesExact, File, 0o755, 0o755},
+		{ModesExact, Dir, 0o700, 0o700},
+		{ModesExact, Symlink, 0o755, 0o777},
+		{ModesPortable, File, 0o755, 0o644},
+		{ModesPortable, File, 0o666, 0o644}, // how Windows reports a writable file
+		{ModesPortable, File, 0o444, 0o444}, // a read-only one
+		{ModesPortable, File, 0o500, 0o444},
+		{ModesPortable, Dir, 0o777, 0o755},
+		{ModesPortable, Dir, 0o555, 0o555},
+		{ModesPortable, Symlink, 0o644, 0o777},
+	}
+	for _, tc := range tests {
+		if got := tc.m.Perm(tc.t, tc.in); got != tc.want {
+			t.Errorf("Modes(%d).Perm(%s, %04o) = %04o, want %04o", tc.m, tc.t, tc.in, got, tc.want)
+		}
+		// Idempotent: a mode as reported maps to itself.
+		if got := tc.m.Perm(tc.t, tc.want); got != tc.want {
+			t.Errorf("Modes(%d).Perm(%s, %04o) = %04o: not idempotent", tc.m, tc.t, tc.want, got)
+		}
+	}
+	if bad := NotPortable([]Entry{{Path: "a", Type: File, Mode: 0o644}, {Path: "d", Type: Dir, Mode: 0o755}, {Path: "l", Type: Symlink, Mode: 0o777}}); bad != "" {
+		t.Errorf("NotPortable of a portable tree: %q", bad)
+	}
+	if bad := NotPortable([]Entry{{Path: "a", Type: File, Mode: 0o644}, {Path: "bin/x", Type: File, Mode: 0o755}}); !strings.HasPrefix(bad, "bin/x") {
+		t.Errorf("NotPortable with an executable: %q", bad)
+	}
+}
+
+func TestScanPortable(t *testing.T) {
+	dir := t.TempDir()
+	if err := os.MkdirAll(filepath.Join(dir, "bin"), 0o700); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(filepath.Join(dir, "bin", "app"), []byte("x"), 0o755); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.Chmod(filepath.Join(dir, "bin"), 0o700); err != nil {
+		t.Fatal(err)
+	}
+	es, err := Scan(context.Background(), dir, ScanOptions{Modes: ModesPortable})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(es) != 2 || es[0].Mode != 0o755 || es[1].Mode != 0o644 {
+		t.Fatalf("portable scan: %+v", es)
+	}
+	if NotPortable(es) != "" {
+		t.Fatal("a portable scan is not portable")
 	}
 }

@@ -99,11 +99,12 @@ func mkdeltaPublish(args []string, stdout, stderr io.Writer) int {
 	keyPath := fs.String("key", "", "minisign secret key `FILE` (BASE.key; required)")
 	pwFile := fs.String("password-file", "", "password of an encrypted key, in `FILE`")
 	patchesFrom := fs.Int("patches-from", releasetools.DefaultPatchesFrom, "make patches from the `N` closest lower versions of the channel (0: none)")
+	portable := fs.Bool("portable-modes", false, "record only the permission bits every OS keeps (files 0644/0444, directories 0755/0555): required for apps updated on Windows")
 	milestones := fs.Bool("milestones", true, "also make patches from the versions 4, 8, 16, … positions below when the new version's position is a multiple of that distance (log-many hops for clients far behind)")
 	validity := fs.Duration("validity", releasetools.DefaultValidity, "how long the new manifest stays valid")
 	quiet := fs.BoolP("quiet", "q", false, "print nothing on success")
 	fs.Usage = func() {
-		fmt.Fprintf(stderr, "usage: mkdelta publish --repo DIR --app NAME --version V [--channel stable] --key BASE.key [--patches-from N] [--milestones=false] NEW_DIR\n\nAdds the tree NEW_DIR to the repository: full archives, patches, a new signed manifest.\n\n")
+		fmt.Fprintf(stderr, "usage: mkdelta publish --repo DIR --app NAME --version V [--channel stable] --key BASE.key [--patches-from N] [--milestones=false] [--portable-modes] NEW_DIR\n\nAdds the tree NEW_DIR to the repository: full archives, patches, a new signed manifest.\n\n")
 		fs.PrintDefaults()
 	}
 	if code, done := parseFlags(fs, args, stderr); done {
@@ -140,7 +141,7 @@ func mkdeltaPublish(args []string, stdout, stderr io.Writer) int {
 	}
 	res, err := releasetools.Publish(ctx, fs.Arg(0), releasetools.PublishOptions{
 		Repo: *repo, App: *app, Version: *version, Channel: *channel, Key: key,
-		PatchesFrom: n, NoMilestones: !*milestones, Validity: *validity, Log: log,
+		PatchesFrom: n, NoMilestones: !*milestones, PortableModes: *portable, Validity: *validity, Log: log,
 	})
 	if err != nil {
 		fmt.Fprintf(stderr, "mkdelta publish: %v\n", err)

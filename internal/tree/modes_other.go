@@ -1,0 +1,5 @@
+//go:build !windows
+
+package tree
+
+const defaultModes = ModesExact

@@ -1,0 +1,4 @@
+package tree
+
+// Windows keeps a read-only attribute, not permission bits.
+const defaultModes = ModesPortable
