@@ -135,7 +135,8 @@ func Run(ctx context.Context, o Options) (res *Result, err error) {
 	say("-- publishing into %s", repo)
 	t0 = time.Now()
 	for _, v := range res.Versions {
-		pr, err := releasetools.Publish(ctx, filepath.Join(relDir, v), releasetools.PublishOptions{Repo: repo, App: appName, Version: v, Key: key})
+		pr, err := releasetools.Publish(ctx, filepath.Join(relDir, v), releasetools.PublishOptions{Repo: repo, App: appName, Version: v, Key: key,
+			PortableModes: runtime.GOOS == "windows"}) // Windows keeps no permission bits
 		if err != nil {
 			return nil, fmt.Errorf("publishing %s: %w", v, err)
 		}
