@@ -190,6 +190,10 @@ type Installed struct {
 	Journal    *Journal // nil when nothing was pending
 	Confirmed  bool     // the new version runs (or no relaunch was asked for)
 	RolledBack bool
+	// Relaunched: Install started the app (the new version, or the old
+	// one after a rollback), which runs now. An app that called Install or
+	// Resume itself should then exit and leave the field to that process.
+	Relaunched bool
 }
 
 // Install carries a pending update forward from any state (a crash at any
@@ -245,6 +249,7 @@ func (u *Updater) Install(ctx context.Context) (*Installed, error) {
 			return out, localIO(err, cfg.BackupDir)
 		}
 		proc, err := Relaunch(cfg.AppDir, j.Relaunch)
+		out.Relaunched = err == nil
 		if err != nil {
 			return out, u.rollback(ctx, j, fsys, st, cfg, out, fmt.Errorf("relaunching %v: %w", j.Relaunch, err))
 		}
@@ -310,7 +315,9 @@ func (u *Updater) rollback(ctx context.Context, j *Journal, fsys FS, st *State, 
 		return err
 	}
 	if len(j.Relaunch) > 0 {
-		Relaunch(cfg.AppDir, j.Relaunch) // the old version; best effort
+		if _, err := Relaunch(cfg.AppDir, j.Relaunch); err == nil { // the old version; best effort
+			out.Relaunched = true
+		}
 	}
 	Resume(ctx, cfg.BackupDir, fsys) // clean up the rolled-back journal
 	return fmt.Errorf("%w: %v; %s is marked bad and will not be offered again until a newer version", ErrRolledBack, why, j.To)

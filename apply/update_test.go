@@ -158,8 +158,8 @@ func TestUpdateRollback(t *testing.T) {
 		t.Fatal(err)
 	}
 	in, err := u.Install(ctx)
-	if !errors.Is(err, ErrRolledBack) || !in.RolledBack {
-		t.Fatalf("install of a failing version: %+v %v", in, err)
+	if !errors.Is(err, ErrRolledBack) || !in.RolledBack || in.Relaunched {
+		t.Fatalf("install of a failing version: %+v %v (neither version can start: nothing runs)", in, err)
 	}
 	if ckDigest(t, s.cfg.AppDir) != ckDigest(t, s.repo.trees[ckVersions[0]]) {
 		t.Fatal("rollback did not restore the old tree")
@@ -179,8 +179,8 @@ func TestUpdateRollback(t *testing.T) {
 	if p.Check.Target == ckVersionsLast() || p.Check.UpToDate {
 		t.Fatalf("the bad version is offered again, or nothing is: %+v", p.Check)
 	}
-	if in, err = u.Install(ctx); err != nil || !in.Confirmed {
-		t.Fatalf("install of %s: %+v %v", p.Check.Target, in, err)
+	if in, err = u.Install(ctx); err != nil || !in.Confirmed || in.Relaunched {
+		t.Fatalf("install of %s: %+v %v (no relaunch command: nothing started)", p.Check.Target, in, err)
 	}
 	if ckDigest(t, s.cfg.AppDir) != ckDigest(t, s.repo.trees[p.Check.Target]) {
 		t.Fatal("app directory is not the published tree")
@@ -253,7 +253,7 @@ func TestUpdateRelaunchLimit(t *testing.T) {
 		}
 	}
 	in, err := u.Install(context.Background())
-	if !errors.Is(err, ErrRolledBack) || !in.RolledBack {
+	if !errors.Is(err, ErrRolledBack) || !in.RolledBack || !in.Relaunched {
 		t.Fatalf("Install after %d unconfirmed starts: %+v %v", MaxRelaunches, in, err)
 	}
 	t.Logf("Install: %v", err)

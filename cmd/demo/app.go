@@ -107,8 +107,8 @@ func run(appDir string, confirm bool) error {
 	if err != nil && !errors.Is(err, apply.ErrRolledBack) {
 		return fmt.Errorf("resuming a pending update: %w", err)
 	}
-	if in != nil && in.Journal != nil {
-		fmt.Printf("app %s: resumed the pending update to %s\n", version, in.Journal.To)
+	if in != nil && in.Relaunched {
+		fmt.Printf("app %s: resumed the pending update to %s; the app was started anew\n", version, in.Journal.To)
 		return nil
 	}
 	fmt.Printf("app %s: %s\n", version, banner)
