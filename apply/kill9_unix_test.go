@@ -24,6 +24,7 @@ import (
 	"strings"
 	"syscall"
 	"testing"
+	"time"
 
 	"github.com/deltaup/deltaup/manifest"
 )
@@ -358,5 +359,57 @@ func TestHazardKill9DuringPrepare(t *testing.T) {
 				})
 			}
 		})
+	}
+}
+
+// TestHazardHungNewVersionStopped: the new version starts and hangs
+// without confirming. When ConfirmTimeout passes, Install stops that
+// process (it would otherwise run on beside the old version, and on
+// Windows hold its files), rolls back and marks the version bad.
+func TestHazardHungNewVersionStopped(t *testing.T) {
+	pids := filepath.Join(t.TempDir(), "pids")
+	t.Setenv("DELTAUP_TEST_PIDS", pids)
+	repo := ckEmptyRepo(t)
+	for i, v := range []string{"1.0.0", "2.0.0"} {
+		dir := t.TempDir()
+		ckWriteFiles(t, dir, map[string]string{
+			"bin/app":  "x:#!/bin/sh\necho $$ >> \"$DELTAUP_TEST_PIDS\"\nexec sleep 30 >/dev/null 2>&1 </dev/null\n",
+			"data.txt": strings.Repeat(fmt.Sprint(i), 100),
+		})
+		repo.trees[v] = dir
+		repo.publish(t, v, dir)
+	}
+	s := ckSetupFor(t, repo, "1.0.0")
+	cfg := *s.cfg
+	cfg.Relaunch = []string{"bin/app"}
+	u := &Updater{Config: cfg, ConfirmTimeout: 500 * time.Millisecond}
+	ctx := context.Background()
+	if _, err := u.Prepare(ctx); err != nil {
+		t.Fatal(err)
+	}
+	in, err := u.Install(ctx)
+	if !errors.Is(err, ErrRolledBack) || !in.RolledBack {
+		t.Fatalf("Install of a hanging version: %+v %v", in, err)
+	}
+	b, _ := os.ReadFile(pids)
+	ps := strings.Fields(string(b))
+	if len(ps) != 2 {
+		t.Fatalf("started processes %q, want the new version then the old one", ps)
+	}
+	for i, p := range ps {
+		pid, _ := strconv.Atoi(p)
+		alive := syscall.Kill(pid, 0) == nil
+		if i == 0 && alive {
+			t.Errorf("the hung new version (pid %d) still runs after the rollback", pid)
+		}
+		if i == 1 {
+			if !alive {
+				t.Errorf("the old version (pid %d) was not left running", pid)
+			}
+			syscall.Kill(pid, syscall.SIGKILL)
+		}
+	}
+	if ckDigest(t, cfg.AppDir) != ckDigest(t, repo.trees["1.0.0"]) {
+		t.Fatal("app directory is not exactly the old version")
 	}
 }

@@ -253,11 +253,20 @@ func (u *Updater) Install(ctx context.Context) (*Installed, error) {
 		if err != nil {
 			return out, u.rollback(ctx, j, fsys, st, cfg, out, fmt.Errorf("relaunching %v: %w", j.Relaunch, err))
 		}
-		ok, err := WaitConfirm(ctx, j, timeout, ProcessExited(proc))
+		exited := ProcessExited(proc)
+		ok, err := WaitConfirm(ctx, j, timeout, exited)
 		if err != nil {
 			return out, err
 		}
 		if !ok {
+			// A new version still running without confirming is hung:
+			// stop it before its files go back (Windows holds running files).
+			if proc.Kill() == nil {
+				select {
+				case <-exited:
+				case <-time.After(5 * time.Second):
+				}
+			}
 			return out, u.rollback(ctx, j, fsys, st, cfg, out, fmt.Errorf("%s did not confirm within %v", j.To, timeout))
 		}
 	}
