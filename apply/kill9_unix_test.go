@@ -367,21 +367,9 @@ func TestHazardKill9DuringPrepare(t *testing.T) {
 // process (it would otherwise run on beside the old version, and on
 // Windows hold its files), rolls back and marks the version bad.
 func TestHazardHungNewVersionStopped(t *testing.T) {
-	pids := filepath.Join(t.TempDir(), "pids")
-	t.Setenv("DELTAUP_TEST_PIDS", pids)
-	repo := ckEmptyRepo(t)
-	for i, v := range []string{"1.0.0", "2.0.0"} {
-		dir := t.TempDir()
-		ckWriteFiles(t, dir, map[string]string{
-			"bin/app":  "x:#!/bin/sh\necho $$ >> \"$DELTAUP_TEST_PIDS\"\nexec sleep 30 >/dev/null 2>&1 </dev/null\n",
-			"data.txt": strings.Repeat(fmt.Sprint(i), 100),
-		})
-		repo.trees[v] = dir
-		repo.publish(t, v, dir)
-	}
-	s := ckSetupFor(t, repo, "1.0.0")
+	pids, s := hangingApp(t, "$$", 30)
+	repo := s.repo
 	cfg := *s.cfg
-	cfg.Relaunch = []string{"bin/app"}
 	u := &Updater{Config: cfg, ConfirmTimeout: 500 * time.Millisecond}
 	ctx := context.Background()
 	if _, err := u.Prepare(ctx); err != nil {
@@ -391,8 +379,7 @@ func TestHazardHungNewVersionStopped(t *testing.T) {
 	if !errors.Is(err, ErrRolledBack) || !in.RolledBack {
 		t.Fatalf("Install of a hanging version: %+v %v", in, err)
 	}
-	b, _ := os.ReadFile(pids)
-	ps := strings.Fields(string(b))
+	ps := waitLines(t, pids, 2)
 	if len(ps) != 2 {
 		t.Fatalf("started processes %q, want the new version then the old one", ps)
 	}

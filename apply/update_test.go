@@ -217,25 +217,9 @@ func TestPrepareInBackground(t *testing.T) {
 // in the journal; after MaxRelaunches starts without a confirmation the
 // next Install rolls back, marks the version bad and does not start it.
 func TestUpdateRelaunchLimit(t *testing.T) {
-	if _, err := os.Stat("/bin/sh"); err != nil {
-		t.Skip("needs /bin/sh to run the relaunched app")
-	}
-	starts := filepath.Join(t.TempDir(), "starts")
-	t.Setenv("DELTAUP_TEST_STARTS", starts)
-	repo := ckEmptyRepo(t)
-	for i, v := range []string{"1.0.0", "2.0.0"} {
-		dir := t.TempDir()
-		ckWriteFiles(t, dir, map[string]string{
-			// Counts its starts, then hangs without confirming.
-			"bin/app":  fmt.Sprintf("x:#!/bin/sh\necho %s >> \"$DELTAUP_TEST_STARTS\"\nexec sleep 5 >/dev/null 2>&1 </dev/null\n", v),
-			"data.txt": strings.Repeat(fmt.Sprint(i), 100),
-		})
-		repo.trees[v] = dir
-		repo.publish(t, v, dir)
-	}
-	s := ckSetupFor(t, repo, "1.0.0")
+	starts, s := hangingApp(t, "%s", 5)
+	repo := s.repo
 	cfg := *s.cfg
-	cfg.Relaunch = []string{"bin/app"}
 	u := &Updater{Config: cfg, ConfirmTimeout: time.Minute}
 	if _, err := u.Prepare(context.Background()); err != nil {
 		t.Fatal(err)
@@ -265,8 +249,7 @@ func TestUpdateRelaunchLimit(t *testing.T) {
 	}
 	// The new version was started MaxRelaunches times, then the old one
 	// once (the rollback relaunches it).
-	b, _ := os.ReadFile(starts)
-	if got := strings.Fields(string(b)); len(got) != MaxRelaunches+1 || slices.Index(got, "1.0.0") != MaxRelaunches {
+	if got := waitLines(t, starts, MaxRelaunches+1); len(got) != MaxRelaunches+1 || slices.Index(got, "1.0.0") != MaxRelaunches {
 		t.Fatalf("starts %q, want 2.0.0 ×%d then 1.0.0", got, MaxRelaunches)
 	}
 	// No loop: the bad version is not offered again.
@@ -274,6 +257,47 @@ func TestUpdateRelaunchLimit(t *testing.T) {
 	if err != nil || !p.Check.UpToDate {
 		t.Fatalf("Prepare after the rollback: %+v %v", p, err)
 	}
+}
+
+// hangingApp publishes versions 1.0.0 and 2.0.0 of an app whose bin/app
+// appends a line (format, with %s the version) to a log file and then
+// sleeps for sleep seconds without confirming; 1.0.0 is installed and
+// bin/app is the relaunch command. It returns the log file's path.
+func hangingApp(t *testing.T, format string, sleep int) (string, *ckSetup) {
+	t.Helper()
+	if _, err := os.Stat("/bin/sh"); err != nil {
+		t.Skip("needs /bin/sh to run the relaunched app")
+	}
+	log := filepath.Join(t.TempDir(), "log")
+	t.Setenv("DELTAUP_TEST_LOG", log)
+	repo := ckEmptyRepo(t)
+	for i, v := range []string{"1.0.0", "2.0.0"} {
+		dir := t.TempDir()
+		line := strings.ReplaceAll(format, "%s", v)
+		ckWriteFiles(t, dir, map[string]string{
+			"bin/app":  fmt.Sprintf("x:#!/bin/sh\necho %s >> \"$DELTAUP_TEST_LOG\"\nexec sleep %d >/dev/null 2>&1 </dev/null\n", line, sleep),
+			"data.txt": strings.Repeat(fmt.Sprint(i), 100),
+		})
+		repo.trees[v] = dir
+		repo.publish(t, v, dir)
+	}
+	s := ckSetupFor(t, repo, "1.0.0")
+	s.cfg.Relaunch = []string{"bin/app"}
+	return log, s
+}
+
+// waitLines waits up to 5 s for the file to hold n lines (processes
+// started in the background write them) and returns its lines.
+func waitLines(t *testing.T, name string, n int) []string {
+	t.Helper()
+	var lines []string
+	for deadline := time.Now().Add(5 * time.Second); time.Now().Before(deadline); time.Sleep(20 * time.Millisecond) {
+		b, _ := os.ReadFile(name)
+		if lines = strings.Fields(string(b)); len(lines) >= n {
+			break
+		}
+	}
+	return lines
 }
 
 // TestUpdateWindowsModes runs the client with the Windows rules for
