@@ -201,6 +201,7 @@ func hostileCases(t testing.TB) []hostileCase {
 	std(zst, "absolute", "unsafe", "/abs", treg("/abs", 0o644, "x"))
 	std(zst, "drive-letter", "unsafe", "C:/x", treg("C:/x", 0o644, "x"))
 	std(zst, "windows-device", "unsafe", "a/CON", tdir("a/"), treg("a/CON", 0o644, "x"))
+	std(zst, "short-name-alias", "unsafe", "longfilename.txt and LONGFI~1.TXT, its 8.3 alias on Windows", treg("LONGFI~1.TXT", 0o644, "2"), treg("longfilename.txt", 0o644, "1"))
 	std(zst, "backslash", "unsafe", `a\..\..\x`, treg(`a\..\..\x`, 0o644, "x"))
 	std(zst, "control-char", "unsafe", "newline in a name", treg("a\nb", 0o644, "x"))
 	std(zst, "long-element", "unsafe", "a 300-byte path element", treg(strings.Repeat("n", 300), 0o644, "x"))

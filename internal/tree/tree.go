@@ -71,8 +71,9 @@ const MaxPathLen = 1024
 // and clean (no "", ".", ".." elements, no leading or trailing slash), and
 // every element valid on Windows too: none of <>:"\|?* , no trailing dot or
 // space, no reserved device name (CON, NUL, COM1, ... with any extension),
-// no `%` or `$` expansion markers are interpreted (they are allowed), and
-// no backslash.
+// no `%` or `$` expansion markers are interpreted (they are allowed), no
+// element in the form of an 8.3 short name (PROGRA~1, FOO~12.TXT), and no
+// backslash.
 func CheckPath(p string) error {
 	if p == "" || len(p) > MaxPathLen {
 		return fmt.Errorf("%w: %q: empty or longer than %d bytes", ErrUnsafePath, p, MaxPathLen)
@@ -100,8 +101,35 @@ func CheckPath(p string) error {
 		if windowsReserved[strings.TrimRight(base, " ")] {
 			return fmt.Errorf("%w: %q: %q is a reserved device name on Windows", ErrUnsafePath, p, el)
 		}
+		if shortNameAlias(el) {
+			return fmt.Errorf("%w: %q: %q has the form of a Windows 8.3 short name, which can alias another file's long name", ErrUnsafePath, p, el)
+		}
 	}
 	return nil
+}
+
+// shortNameAlias reports whether el has the form of a DOS 8.3 short name
+// with a numeric tail (PROGRA~1, FOO~12.TXT): on Windows (and other file
+// systems that keep short names) such a name may refer to another entry of
+// the same directory by its generated short name.
+func shortNameAlias(el string) bool {
+	base, ext := el, ""
+	if i := strings.LastIndexByte(el, '.'); i >= 0 {
+		base, ext = el[:i], el[i+1:]
+	}
+	if len(base) > 8 || len(ext) > 3 {
+		return false
+	}
+	i := strings.LastIndexByte(base, '~')
+	if i <= 0 || i == len(base)-1 {
+		return false
+	}
+	for _, c := range base[i+1:] {
+		if c < '0' || c > '9' {
+			return false
+		}
+	}
+	return true
 }
 
 func validUTF8NoControl(s string) bool {

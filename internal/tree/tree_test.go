@@ -20,6 +20,9 @@ func TestCheckPath(t *testing.T) {
 		{"./a", false}, {"a/", false}, {`a\b`, false}, {"C:/x", false}, {"c:x", false},
 		{"a/CON", false}, {"nul.txt", false}, {"com1.log", false}, {"a/lpt9", false}, {"x.", false},
 		{"x ", false}, {"a:b", false}, {"a*b", false}, {"q\"", false}, {"a\x00b", false}, {"a\nb", false},
+		// 8.3 short-name aliases, and names that only look a bit like them.
+		{"PROGRA~1", false}, {"lib/FOO~12.TXT", false}, {"a~1", false}, {"file~1.js", false},
+		{"~1", true}, {"a~", true}, {"a~b", true}, {"longname~1", true}, {"a~1.json", true}, {"a.txt~1", true},
 	} {
 		err := CheckPath(tc.p)
 		if (err == nil) != tc.ok {
