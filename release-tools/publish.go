@@ -46,10 +46,12 @@ type PublishOptions struct {
 	NoMilestones bool
 	// PortableModes records only the permission bits every OS keeps
 	// (tree.ModesPortable: files 0644/0444, directories 0755/0555) in the
-	// manifest, archives and bundles. Required for apps that Windows
-	// clients update (Windows has no permission bits: a release with an
-	// executable bit cannot be verified there); harmless elsewhere except
-	// that the exec bits are gone. A whole channel should use one setting.
+	// manifest, archives and bundles. Required for releases that Windows
+	// clients install (Windows has no permission bits: a release with an
+	// executable bit cannot be verified there). Only for those: installed
+	// elsewhere, the files would lose their executable bits, so publish
+	// each platform's build as its own app or channel. A whole channel
+	// should use one setting.
 	PortableModes bool
 	// Validity is how long the new manifest is valid; 0 means
 	// DefaultValidity. Clients refuse an expired manifest: publish (or

@@ -99,7 +99,7 @@ func mkdeltaPublish(args []string, stdout, stderr io.Writer) int {
 	keyPath := fs.String("key", "", "minisign secret key `FILE` (BASE.key; required)")
 	pwFile := fs.String("password-file", "", "password of an encrypted key, in `FILE`")
 	patchesFrom := fs.Int("patches-from", releasetools.DefaultPatchesFrom, "make patches from the `N` closest lower versions of the channel (0: none)")
-	portable := fs.Bool("portable-modes", false, "record only the permission bits every OS keeps (files 0644/0444, directories 0755/0555): required for apps updated on Windows")
+	portable := fs.Bool("portable-modes", false, "record only the permission bits every OS keeps (files 0644/0444, directories 0755/0555): required for Windows builds, wrong for others (executables lose their exec bit)")
 	milestones := fs.Bool("milestones", true, "also make patches from the versions 4, 8, 16, … positions below when the new version's position is a multiple of that distance (log-many hops for clients far behind)")
 	validity := fs.Duration("validity", releasetools.DefaultValidity, "how long the new manifest stays valid")
 	quiet := fs.BoolP("quiet", "q", false, "print nothing on success")
