@@ -152,9 +152,43 @@ func (r *reporter) event(kind string, fields map[string]any, text string) {
 	}
 }
 
+// errorClasses name the error classes a script reading --json output can
+// act on, most specific first.
+var errorClasses = []struct {
+	class string
+	err   error
+}{
+	{"canceled", context.Canceled},
+	{"not-portable", apply.ErrNotPortable},
+	{"rolled-back", apply.ErrRolledBack},
+	{"pending", apply.ErrPending},
+	{"declined", apply.ErrDeclined},
+	{"locked", apply.ErrLocked},
+	{"config", apply.ErrConfig},
+	{"refused", apply.ErrRefused},
+	{"local-io", apply.ErrLocalIO},
+	{"staged-mismatch", apply.ErrStagedMismatch},
+	{"hash-mismatch", apply.ErrHashMismatch},
+	{"not-found", apply.ErrNotFound},
+	{"too-large", apply.ErrTooLarge},
+	{"too-slow", apply.ErrTooSlow},
+	{"stalled", apply.ErrStalled},
+	{"deadline", context.DeadlineExceeded},
+}
+
+// errorClass returns the class of err for --json output ("error" if none).
+func errorClass(err error) string {
+	for _, c := range errorClasses {
+		if errors.Is(err, c.err) {
+			return c.class
+		}
+	}
+	return "error"
+}
+
 func (r *reporter) fail(cmd string, err error) int {
 	if r.json {
-		b, _ := json.Marshal(map[string]any{"event": "error", "command": cmd, "error": err.Error()})
+		b, _ := json.Marshal(map[string]any{"event": "error", "command": cmd, "class": errorClass(err), "error": err.Error()})
 		fmt.Fprintln(r.out, string(b))
 	}
 	fmt.Fprintf(r.err, "deltaup %s: %v\n", cmd, err)
