@@ -520,7 +520,7 @@ func TestHazardStagedModifiedBeforeInstall(t *testing.T) {
 		s, u, p, oldD, newD := hzPrepared(t)
 		// Damage every staged file at the swap's first rename in the app
 		// directory (after the check): whichever file comes next is caught.
-		dfs := &damageFS{FS: OSFS{}, appDir: s.cfg.AppDir, staged: p.Stage.Dir}
+		dfs := &hookFS{FS: OSFS{}, appDir: s.cfg.AppDir, hook: func() { hzDamageTree(p.Stage.Dir) }}
 		u.FS = dfs
 		_, err := u.Install(ctx)
 		if !dfs.done {
@@ -578,30 +578,38 @@ func hzStageDropped(t *testing.T, s *ckSetup, oldD, newD [32]byte) {
 	}
 }
 
-// damageFS overwrites every regular file of the staged tree (same size,
-// other bytes) just before the first rename inside the app directory.
-type damageFS struct {
+// hookFS runs hook once, just before the swap's first rename that touches
+// the app directory (after the swap's checks, when it has begun).
+type hookFS struct {
 	FS
-	appDir, staged string
-	done           bool
+	appDir string
+	hook   func()
+	done   bool
 }
 
-func (d *damageFS) Rename(o, n string) error {
-	if !d.done && strings.HasPrefix(n, d.appDir+string(filepath.Separator)) {
+func (d *hookFS) Rename(o, n string) error {
+	in := func(p string) bool { return strings.HasPrefix(p, d.appDir+string(filepath.Separator)) }
+	if !d.done && (in(o) || in(n)) {
 		d.done = true
-		filepath.WalkDir(d.staged, func(p string, e fs.DirEntry, err error) error {
-			if err == nil && e.Type().IsRegular() {
-				if b, err := os.ReadFile(p); err == nil {
-					for i := range b {
-						b[i] ^= 0x55
-					}
-					os.WriteFile(p, b, 0o644)
-				}
-			}
-			return nil
-		})
+		d.hook()
 	}
 	return d.FS.Rename(o, n)
+}
+
+// hzDamageTree overwrites every regular file under dir with other bytes of
+// the same size.
+func hzDamageTree(dir string) {
+	filepath.WalkDir(dir, func(p string, e fs.DirEntry, err error) error {
+		if err == nil && e.Type().IsRegular() {
+			if b, err := os.ReadFile(p); err == nil {
+				for i := range b {
+					b[i] ^= 0x55
+				}
+				os.WriteFile(p, b, 0o644)
+			}
+		}
+		return nil
+	})
 }
 
 // TestHazardWrongContentRange (item 18): resuming a partial download, the
@@ -848,7 +856,8 @@ func TestHazardShellCharacterNames(t *testing.T) {
 
 // TestHazardAppDirUnwritable: permission denied in the middle of the swap,
 // for real (as root the test reruns itself unprivileged): the app
-// directory, or one of its subdirectories, is read-only when Install runs.
+// directory, or one of its subdirectories, turns read-only once the swap has
+// begun.
 // Install reports ErrLocalIO wrapping the permission error; then either
 // RollbackNow (tried before and, if refused, after the permission is
 // restored) gives exactly the old tree, or Install after the permission is
@@ -877,9 +886,13 @@ func TestHazardAppDirUnwritable(t *testing.T) {
 				if err != nil {
 					t.Fatal(err)
 				}
-				if err := os.Chmod(dir, 0o555); err != nil {
-					t.Fatal(err)
-				}
+				// Read-only from the swap's first change on (before it, the
+				// swap would see a changed tree and not start: ErrAppChanged).
+				u.FS = &hookFS{FS: OSFS{}, appDir: s.cfg.AppDir, hook: func() {
+					if err := os.Chmod(dir, 0o555); err != nil {
+						t.Error(err)
+					}
+				}}
 				restore := func() {
 					if err := os.Chmod(dir, fi.Mode().Perm()); err != nil && !errors.Is(err, fs.ErrNotExist) {
 						t.Fatal(err)
@@ -1056,5 +1069,56 @@ func TestHazardMixedRoute(t *testing.T) {
 	}
 	if ckDigest(t, sr.Dir) != ckDigest(t, s.repo.trees[ckVersionsLast()]) {
 		t.Fatal("staged tree is not the release")
+	}
+}
+
+// TestHazardAppChangedBeforeInstall: between Prepare and Install the app
+// directory changes — a file added (an app writing logs into its own
+// directory), a file the update does not touch edited, a file removed. The
+// plan no longer fits, so Install refuses before its first change
+// (ErrAppChanged): the app directory is exactly as it was, nothing is
+// pending, and the next Prepare and Install give exactly the new tree.
+func TestHazardAppChangedBeforeInstall(t *testing.T) {
+	for _, how := range []string{"file added", "untouched file edited", "file removed", "file added in a changed directory"} {
+		t.Run(how, func(t *testing.T) {
+			t.Parallel()
+			s, u, _, _, newD := hzPrepared(t)
+			app := s.cfg.AppDir
+			var err error
+			switch how {
+			case "file added":
+				err = os.WriteFile(filepath.Join(app, "lib", "app.log"), []byte("log line\n"), 0o644)
+			case "untouched file edited":
+				err = os.WriteFile(filepath.Join(app, "README.md"), []byte("edited\n"), 0o644)
+			case "file removed":
+				err = os.Remove(filepath.Join(app, "README.md"))
+			case "file added in a changed directory":
+				err = os.WriteFile(filepath.Join(app, "data", "cache.bin"), []byte("cache"), 0o644)
+			}
+			if err != nil {
+				t.Fatal(err)
+			}
+			before := hzSnapshot(t, app)
+			_, err = u.Install(context.Background())
+			if !errors.Is(err, ErrAppChanged) {
+				t.Fatalf("Install on a changed app directory: %v, want ErrAppChanged", err)
+			}
+			t.Logf("Install: %v", err)
+			if hzSnapshot(t, app) != before {
+				t.Fatal("a refused Install changed the app directory")
+			}
+			if _, err := LoadJournal(app + BackupSuffix); !errors.Is(err, fs.ErrNotExist) {
+				t.Fatalf("an update is still pending: %v", err)
+			}
+			if _, err := u.Prepare(context.Background()); err != nil {
+				t.Fatalf("Prepare again: %v", err)
+			}
+			if in, err := u.Install(context.Background()); err != nil || !in.Confirmed {
+				t.Fatalf("Install again: %+v %v", in, err)
+			}
+			if ckDigest(t, app) != newD {
+				t.Fatal("app directory is not the new tree")
+			}
+		})
 	}
 }

@@ -26,6 +26,11 @@ var (
 	// ErrSwapConflict: the app directory holds something no op expects
 	// (e.g. a directory where a file goes, a non-empty directory to remove).
 	ErrSwapConflict = errors.New("apply: unexpected entry in the app directory")
+	// ErrAppChanged: before the swap began, the app directory was found
+	// changed since Prepare planned it (a file added, edited or removed).
+	// Nothing is changed; Install drops the plan, and the next update
+	// prepares again from the current tree.
+	ErrAppChanged = errors.New("apply: app directory changed since the update was prepared")
 	// ErrRollbackMismatch: after a rollback the app directory is not the old tree.
 	ErrRollbackMismatch = errors.New("apply: app directory after rollback differs from the old tree")
 )
@@ -71,6 +76,12 @@ func Swap(ctx context.Context, j *Journal, fsys FS) error {
 		// nothing changed rather than half-way (copyStaged checks each
 		// file again as it copies it).
 		if err := verifyStaged(ctx, j); err != nil {
+			return err
+		}
+		// The plan is only right for the tree it was made from: a file
+		// added or changed since Prepare (an app writing into its own
+		// directory) would be left behind or stop the swap half-way.
+		if err := checkOldTree(ctx, j); err != nil {
 			return err
 		}
 		if err := fsys.RemoveAll(j.Rollback); err != nil {
@@ -310,6 +321,24 @@ func doOp(ctx context.Context, j *Journal, fsys FS, op *Op) error {
 		return fsys.SyncDir(parent)
 	}
 	return fmt.Errorf("%w: op %q", ErrJournalCorrupt, op.Kind)
+}
+
+// checkOldTree checks that the app directory is still the tree the journal
+// was planned from (its digest; leftover temporary files of the swap do
+// not count). Cost: one read of the app directory.
+func checkOldTree(ctx context.Context, j *Journal) error {
+	if j.OldDigest == "" {
+		return nil
+	}
+	skipTmp := func(rel string) bool { return strings.HasPrefix(path.Base(rel), tmpPrefix) }
+	es, err := tree.Scan(ctx, j.AppDir, tree.ScanOptions{Hash: true, Skip: skipTmp})
+	if err != nil {
+		return fmt.Errorf("%w: %w", ErrAppChanged, err)
+	}
+	if d := tree.Digest(es); hex.EncodeToString(d[:]) != j.OldDigest {
+		return fmt.Errorf("%w: %s is not the tree the update was prepared for", ErrAppChanged, j.AppDir)
+	}
+	return nil
 }
 
 // verifyStaged checks that every file the journal will copy is in the

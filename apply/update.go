@@ -211,7 +211,7 @@ func (u *Updater) Install(ctx context.Context) (*Installed, error) {
 	}
 	defer unlock()
 	j, err := Resume(ctx, cfg.BackupDir, fsys)
-	if errors.Is(err, ErrStagedMismatch) && j != nil {
+	if (errors.Is(err, ErrStagedMismatch) || errors.Is(err, ErrAppChanged)) && j != nil {
 		return &Installed{Journal: j}, discardDamagedStage(ctx, cfg, j, fsys, err)
 	}
 	if err != nil || j == nil {
@@ -284,7 +284,7 @@ func (u *Updater) Install(ctx context.Context) (*Installed, error) {
 }
 
 // discardDamagedStage handles a staged tree found damaged (ErrStagedMismatch
-// cause) by the swap: before the swap began, the journal and the staged
+// cause), or an app directory changed since the plan (ErrAppChanged), by the swap: before the swap began, the journal and the staged
 // tree are dropped (nothing was changed); during the swap, the entries
 // already swapped are rolled back first. Either way the app directory is
 // exactly the old version, no update is pending, and the next update
@@ -302,7 +302,10 @@ func discardDamagedStage(ctx context.Context, cfg *Config, j *Journal, fsys FS, 
 	}
 	_ = fsys.RemoveAll(j.Staged)
 	_ = fsys.RemoveAll(j.Rollback)
-	return fmt.Errorf("%w: the staged update was damaged after it was verified; %s and the app directory is %s; run the update again to stage it afresh",
+	if errors.Is(cause, ErrAppChanged) {
+		return fmt.Errorf("%w: the plan no longer fits it; nothing was changed; run the update again to prepare it afresh", cause)
+	}
+	return fmt.Errorf("%w: the staged update was damaged after it was verified; %s and the app directory is %s; run the update again to prepare it afresh",
 		cause, what, versionName(j.From))
 }
 
