@@ -185,6 +185,17 @@ func ckServe(t testing.TB, dir string) *ckServer {
 	return s
 }
 
+// count returns how many requests asked for a path ending in suffix.
+func (s *ckServer) count(suffix string) int {
+	n := 0
+	for _, p := range s.requests() {
+		if strings.HasSuffix(p, suffix) {
+			n++
+		}
+	}
+	return n
+}
+
 func (s *ckServer) requests() []string {
 	s.mu.Lock()
 	defer s.mu.Unlock()

@@ -329,15 +329,8 @@ func (f *failFS) SyncDir(p string) error              { return f.wrap(f.crashFS.
 // new tree, or RollbackNow ends in exactly the old one.
 func TestHazardSwapDiskFullOrDenied(t *testing.T) {
 	ctx := context.Background()
-	prepared := func(t *testing.T) *ckSetup {
-		s := ckNewSetup(t, ckVersions[0])
-		if _, err := (&Updater{Config: *s.cfg}).Prepare(ctx); err != nil {
-			t.Fatal(err)
-		}
-		return s
-	}
 	// Count the mutating steps of a whole Install.
-	s0 := prepared(t)
+	s0 := hzPreparedSetup(t)
 	count := &crashFS{FS: OSFS{}, limit: -1, appDir: s0.cfg.AppDir}
 	if in, err := (&Updater{Config: *s0.cfg, FS: count}).Install(ctx); err != nil || !in.Confirmed {
 		t.Fatalf("counting Install: %+v %v", in, err)
@@ -347,7 +340,7 @@ func TestHazardSwapDiskFullOrDenied(t *testing.T) {
 	for k := 0; k <= n; k++ {
 		t.Run(fmt.Sprint(k), func(t *testing.T) {
 			t.Parallel()
-			s := prepared(t)
+			s := hzPreparedSetup(t)
 			oldD := ckDigest(t, s.repo.trees[ckVersions[0]])
 			newD := ckDigest(t, s.repo.trees[ckVersionsLast()])
 			errno := []error{syscall.ENOSPC, syscall.EACCES}[k%2]
@@ -548,6 +541,13 @@ func hzPrepared(t *testing.T) (s *ckSetup, u *Updater, p *Prepared, oldD, newD [
 		t.Fatal(err)
 	}
 	return s, u, p, oldD, newD
+}
+
+// hzPreparedSetup is hzPrepared when only the setup is needed.
+func hzPreparedSetup(t *testing.T) *ckSetup {
+	t.Helper()
+	s, _, _, _, _ := hzPrepared(t)
+	return s
 }
 
 // hzStageDropped checks the state after a damaged stage was refused: the

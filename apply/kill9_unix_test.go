@@ -168,14 +168,7 @@ func TestHazardKill9DuringInstall(t *testing.T) {
 		t.Skip("-short: skipping the kill -9 sweep")
 	}
 	ctx := context.Background()
-	prepared := func(t *testing.T) *ckSetup {
-		s := ckNewSetup(t, ckVersions[0])
-		if _, err := (&Updater{Config: *s.cfg}).Prepare(ctx); err != nil {
-			t.Fatal(err)
-		}
-		return s
-	}
-	s0 := prepared(t)
+	s0 := hzPreparedSetup(t)
 	count := &killFS{FS: OSFS{}, limit: -1}
 	if in, err := (&Updater{Config: *s0.cfg, FS: count}).Install(ctx); err != nil || !in.Confirmed {
 		t.Fatalf("counting Install: %+v %v", in, err)
@@ -188,7 +181,7 @@ func TestHazardKill9DuringInstall(t *testing.T) {
 		for k := 0; k <= n; k++ {
 			t.Run(fmt.Sprint(k), func(t *testing.T) {
 				t.Parallel()
-				s := prepared(t)
+				s := hzPreparedSetup(t)
 				oldD := ckDigest(t, s.cfg.AppDir)
 				newD := ckDigest(t, s.repo.trees[ckVersionsLast()])
 				child := func(at int) ([]byte, error, bool) { return kill9Child(s, "install", at) }
@@ -283,21 +276,19 @@ func TestHazardKill9DuringPrepare(t *testing.T) {
 			route = "patches"
 		}
 		t.Run(scenario, func(t *testing.T) {
-			setup := func(t *testing.T) (*ckSetup, *dfServer) {
+			setup := func(t *testing.T) (*ckSetup, *ckServer) {
 				patchesFrom := 0
 				if scenario == "two hops" {
 					patchesFrom = 1
 				}
 				s := ckSetupFor(t, ckNewRepoPatches(t, patchesFrom), ckVersions[0])
-				srv := dfServe(t, s.serve)
-				s.cfg.Servers = []string{srv.URL + "/"}
 				if route == "archive" {
 					if err := os.WriteFile(filepath.Join(s.cfg.AppDir, "README.md"), []byte("edited by the user\n"), 0o644); err != nil {
 						t.Fatal(err)
 					}
 					s.cfg.Current = ckVersions[0]
 				}
-				return s, srv
+				return s, s.srv
 			}
 			s0, _ := setup(t)
 			count := &prepareEvents{limit: -1}
@@ -333,7 +324,7 @@ func TestHazardKill9DuringPrepare(t *testing.T) {
 					done, _ := os.ReadDir(filepath.Join(backup, downloadsDir))
 					before := map[string]int{}
 					for _, e := range done {
-						before[e.Name()], _ = srv.count("/" + e.Name())
+						before[e.Name()] = srv.count("/" + e.Name())
 					}
 					u := &Updater{Config: *s.cfg}
 					if k < n {
@@ -346,7 +337,7 @@ func TestHazardKill9DuringPrepare(t *testing.T) {
 						if strings.HasSuffix(e.Name(), PartSuffix) || strings.HasSuffix(e.Name(), SidecarSuffix) || strings.HasSuffix(e.Name(), ".tmp") {
 							continue
 						}
-						if after, _ := srv.count("/" + e.Name()); after != before[e.Name()] {
+						if after := srv.count("/" + e.Name()); after != before[e.Name()] {
 							t.Errorf("k=%d: %s was complete on disk but fetched again", k, e.Name())
 						}
 					}

@@ -48,6 +48,11 @@ func (j *Journal) appPath(rel string) string { return filepath.Join(j.AppDir, fi
 func (j *Journal) rbPath(rel string) string {
 	return filepath.Join(j.Rollback, filepath.FromSlash(rel))
 }
+
+// isSwapTmp reports whether the relative path rel names one of the swap's
+// temporary files (left by a crash; not part of any tree).
+func isSwapTmp(rel string) bool { return strings.HasPrefix(path.Base(rel), tmpPrefix) }
+
 func tmpPath(p string) string { return filepath.Join(filepath.Dir(p), tmpPrefix+filepath.Base(p)) }
 
 // Swap carries out the journal's ops not yet done, then sets the state
@@ -330,8 +335,7 @@ func checkOldTree(ctx context.Context, j *Journal) error {
 	if j.OldDigest == "" {
 		return nil
 	}
-	skipTmp := func(rel string) bool { return strings.HasPrefix(path.Base(rel), tmpPrefix) }
-	es, err := tree.Scan(ctx, j.AppDir, tree.ScanOptions{Hash: true, Skip: skipTmp})
+	es, err := tree.Scan(ctx, j.AppDir, tree.ScanOptions{Hash: true, Skip: isSwapTmp})
 	if err != nil {
 		return fmt.Errorf("%w: %w", ErrAppChanged, err)
 	}
@@ -353,28 +357,20 @@ func verifyStaged(ctx context.Context, j *Journal) error {
 		if err := ctx.Err(); err != nil {
 			return err
 		}
-		sum, n, err := hashPath(filepath.Join(j.Staged, filepath.FromSlash(op.Path)))
+		p := filepath.Join(j.Staged, filepath.FromSlash(op.Path))
+		fi, err := os.Stat(p)
+		var sum [32]byte
+		if err == nil && fi.Size() == op.Size {
+			sum, err = tree.HashFile(p)
+		}
 		if err != nil {
 			return fmt.Errorf("%w: %s: %w", ErrStagedMismatch, op.Path, err)
 		}
-		if n != op.Size || hex.EncodeToString(sum[:]) != op.SHA256 {
+		if fi.Size() != op.Size || hex.EncodeToString(sum[:]) != op.SHA256 {
 			return fmt.Errorf("%w: %s", ErrStagedMismatch, op.Path)
 		}
 	}
 	return nil
-}
-
-func hashPath(p string) ([32]byte, int64, error) {
-	var sum [32]byte
-	f, err := os.Open(p)
-	if err != nil {
-		return sum, 0, err
-	}
-	defer f.Close()
-	h := sha256.New()
-	n, err := io.Copy(h, f)
-	copy(sum[:], h.Sum(nil))
-	return sum, n, err
 }
 
 // copyStaged writes the staged file of op to tmp (fsynced, with its mode),
@@ -492,8 +488,7 @@ func RecoverJournal(ctx context.Context, appDir, backupDir string, fsys FS) (*Jo
 	if err != nil {
 		return nil, err
 	}
-	skipTmp := func(rel string) bool { return strings.HasPrefix(path.Base(rel), tmpPrefix) }
-	cur, err := tree.Scan(ctx, appDir, tree.ScanOptions{Hash: true, Skip: skipTmp})
+	cur, err := tree.Scan(ctx, appDir, tree.ScanOptions{Hash: true, Skip: isSwapTmp})
 	if err != nil {
 		return nil, err
 	}

@@ -212,7 +212,7 @@ func (u *Updater) Install(ctx context.Context) (*Installed, error) {
 	defer unlock()
 	j, err := Resume(ctx, cfg.BackupDir, fsys)
 	if (errors.Is(err, ErrStagedMismatch) || errors.Is(err, ErrAppChanged)) && j != nil {
-		return &Installed{Journal: j}, discardDamagedStage(ctx, cfg, j, fsys, err)
+		return &Installed{Journal: j}, dropStage(ctx, cfg, j, fsys, err)
 	}
 	if err != nil || j == nil {
 		return &Installed{Journal: j}, localIO(err, cfg.AppDir)
@@ -283,13 +283,13 @@ func (u *Updater) Install(ctx context.Context) (*Installed, error) {
 	return out, st.Save(cfg.BackupDir)
 }
 
-// discardDamagedStage handles a staged tree found damaged (ErrStagedMismatch
+// dropStage handles a staged tree found damaged (ErrStagedMismatch
 // cause), or an app directory changed since the plan (ErrAppChanged), by the swap: before the swap began, the journal and the staged
 // tree are dropped (nothing was changed); during the swap, the entries
 // already swapped are rolled back first. Either way the app directory is
 // exactly the old version, no update is pending, and the next update
 // stages again. The version is not marked bad: its release is fine.
-func discardDamagedStage(ctx context.Context, cfg *Config, j *Journal, fsys FS, cause error) error {
+func dropStage(ctx context.Context, cfg *Config, j *Journal, fsys FS, cause error) error {
 	what := "nothing was changed"
 	if j.State != JournalStaged {
 		if err := Rollback(ctx, j, fsys); err != nil {
