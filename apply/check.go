@@ -54,7 +54,12 @@ func HistoryPath(seq uint64) string {
 // renames. On success it records the manifest's sequence and content hash
 // (and cfg.App) in st; the caller saves st. A refusal wraps ErrRefused and
 // the manifest package's class, and leaves st unchanged; a fetch error
-// (network, server) is returned wrapped, without ErrRefused.
+// (network, server) is returned wrapped, without ErrRefused. A manifest
+// older than the client's floors (cfg.MinSequence, cfg.MinVersion, and
+// without cfg.To the installed version as recorded: cfg.RecordedVersion,
+// cfg.Current, st.Installed) is refused too (ErrDowngrade with
+// manifest.ErrRollback), so a client whose state was lost is not taken
+// back by a replayed manifest.
 //
 // With a Downloader of several mirrors, each mirror is tried in turn until
 // one serves a manifest that is accepted: a mirror serving an old (validly
@@ -116,6 +121,12 @@ func fetchManifestFrom(ctx context.Context, cfg *Config, f Fetcher, st *State) (
 		}
 	}
 	if err != nil {
+		return nil, fmt.Errorf("%w: %w", ErrRefused, err)
+	}
+	if err := checkManifestFloor(cfg, st, m); err != nil {
+		if errors.Is(err, ErrConfig) {
+			return nil, err
+		}
 		return nil, fmt.Errorf("%w: %w", ErrRefused, err)
 	}
 	h := m.ContentHash()
@@ -221,6 +232,11 @@ type CheckResult struct {
 	// no release); Detected reports that it was found by scanning.
 	Current  string
 	Detected bool
+	// Floor, when Current is unknown, is the highest version the client
+	// knows it has at least (Config.RecordedVersion, Config.MinVersion,
+	// State.Installed; "" when none): no target below it is offered unless
+	// Config.To asks for it.
+	Floor string
 	// Target is the version to install; "" when every candidate is
 	// marked bad.
 	Target string
@@ -239,13 +255,20 @@ type CheckResult struct {
 // else DetectVersion on cfg.AppDir; unknown → only the full archive
 // applies), the target (cfg.To, else the newest release of cfg.Channel not
 // in st.Bad) and plans the route. The caller saves st. It never offers a
-// version lower than the installed one unless cfg.To asks for it.
+// version lower than the installed one unless cfg.To asks for it: when the
+// tree matches no release, the floor is the application's own record of
+// its version (cfg.RecordedVersion, cfg.MinVersion, st.Installed; see
+// CheckResult.Floor), and a manifest older than it is refused (FetchManifest).
 func CheckUpdate(ctx context.Context, cfg *Config, f Fetcher, st *State) (*CheckResult, error) {
 	if err := cfg.Validate(); err != nil {
 		return nil, err
 	}
 	if st == nil {
 		st = &State{}
+	}
+	floor, err := highestFloor(versionFloors(cfg, st, true))
+	if err != nil {
+		return nil, err
 	}
 	m, err := FetchManifest(ctx, cfg, f, st)
 	if err != nil {
@@ -296,6 +319,16 @@ func CheckUpdate(ctx context.Context, cfg *Config, f Fetcher, st *State) (*Check
 			return nil, err
 		}
 		if c == 0 || (c > 0 && !explicit) {
+			res.UpToDate = true
+			return res, nil
+		}
+	case floor.version != "":
+		res.Floor = floor.version
+		c, err := manifest.Compare(floor.version, res.Target)
+		if err != nil {
+			return nil, err
+		}
+		if c > 0 && !explicit {
 			res.UpToDate = true
 			return res, nil
 		}

@@ -62,6 +62,18 @@ type Config struct {
 	To string
 	// LimitRate caps the download rate in bytes per second; 0 means none.
 	LimitRate int64
+	// RecordedVersion is the version the application's tree records for
+	// itself ("version" in deltaup.json, written into each release by its
+	// publisher); MinVersion and MinSequence are floors pinned by the
+	// publisher ("min_version", "min_sequence"). A manifest with a lower
+	// sequence, or whose newest release is below MinVersion (or, unless To
+	// is set, below RecordedVersion, Current or the state's installed
+	// version), is refused (ErrDowngrade); when the installed tree matches
+	// no release, no target below RecordedVersion, MinVersion or the
+	// state's installed version is offered unless To asks for it.
+	RecordedVersion string
+	MinVersion      string
+	MinSequence     uint64
 	// Relaunch, when set, is the command (program and arguments) started
 	// after a successful update.
 	Relaunch []string
@@ -111,7 +123,7 @@ func (c *Config) Validate() error {
 	if c.Channel == "" {
 		c.Channel = DefaultChannel
 	}
-	for _, v := range []struct{ field, val string }{{"Current", c.Current}, {"To", c.To}} {
+	for _, v := range []struct{ field, val string }{{"Current", c.Current}, {"To", c.To}, {"RecordedVersion", c.RecordedVersion}, {"MinVersion", c.MinVersion}} {
 		if v.val == "" {
 			continue
 		}
@@ -170,6 +182,12 @@ type FileConfig struct {
 	BackupDir string   `json:"backup_dir,omitempty"` // relative to the application directory's parent, or absolute
 	Relaunch  []string `json:"relaunch,omitempty"`
 	LimitRate int64    `json:"limit_rate,omitempty"` // bytes per second
+	// Version is the version of the release this file ships in; MinVersion
+	// and MinSequence are floors for the manifest (Config.RecordedVersion,
+	// MinVersion, MinSequence; docs/FORMAT.md, "deltaup.json").
+	Version     string `json:"version,omitempty"`
+	MinVersion  string `json:"min_version,omitempty"`
+	MinSequence uint64 `json:"min_sequence,omitempty"`
 
 	// Dir is the application directory the file was read from (not a
 	// JSON key); Found reports whether the file exists.
@@ -200,10 +218,13 @@ func LoadConfigFile(appDir string) (*FileConfig, error) {
 		return nil, fmt.Errorf("%w: %s is larger than %d bytes", ErrConfig, p, MaxConfigFileSize)
 	}
 	if err := decodeStrictJSON(raw, fc); err != nil {
-		return nil, fmt.Errorf("%w: %s: %v (keys: app, servers, pubkey, channel, backup_dir, relaunch, limit_rate)", ErrConfig, p, err)
+		return nil, fmt.Errorf("%w: %s: %v (keys: app, servers, pubkey, channel, backup_dir, relaunch, limit_rate, version, min_version, min_sequence)", ErrConfig, p, err)
 	}
 	if fc.LimitRate < 0 {
 		return nil, fmt.Errorf("%w: %s: negative limit_rate", ErrConfig, p)
+	}
+	if err := fc.checkFloors(); err != nil {
+		return nil, fmt.Errorf("%w: %s: %v", ErrConfig, p, err)
 	}
 	fc.Dir, fc.Found = appDir, true
 	return fc, nil
@@ -253,6 +274,7 @@ func (fc *FileConfig) Merge(c *Config) error {
 	if c.LimitRate == 0 {
 		c.LimitRate = fc.LimitRate
 	}
+	fc.mergeFloors(c)
 	if c.PublicKey.Equal(manifest.PublicKey{}) && fc.PubKey != "" {
 		k, err := fc.publicKey()
 		if err != nil {
