@@ -93,6 +93,14 @@ type Downloader struct {
 	// from holding the update forever (a slow-retrieval attack). 0 means
 	// DefaultMinRate, negative disables it; with RateLimit set the floor is
 	// at most RateLimit/4. MinRateWindow 0 means DefaultMinRateWindow.
+	//
+	// The floor also bounds each mirror's whole share of one Get or Fetch,
+	// retries, restarts from zero and back-off included: the bytes still
+	// needed (Get: its max) at MinRate, plus MinRateWindow and StallTimeout.
+	// A mirror that has not finished by then is left with ErrTooSlow and the
+	// next one tried, resuming the part. So one mirror holds a Fetch of n
+	// bytes at most n/MinRate + MinRateWindow + 2*StallTimeout (the last
+	// read may take a StallTimeout).
 	MinRate       int64
 	MinRateWindow time.Duration
 	// Deadline bounds the whole of one Get or Fetch call, all mirrors and
@@ -105,6 +113,10 @@ type Downloader struct {
 	// Progress, if set, receives progress reports (see Progress). It is
 	// called from the goroutine running Get or Fetch and must not block.
 	Progress func(Progress)
+
+	// now is the clock of the rate floor and the mirror budgets; nil means
+	// time.Now (tests set a fake one).
+	now func() time.Time
 }
 
 // validate checks d and returns a copy with the defaults applied.
@@ -120,6 +132,9 @@ func (d *Downloader) validate() (*Downloader, error) {
 	}
 	if c.Client == nil {
 		c.Client = http.DefaultClient
+	}
+	if c.now == nil {
+		c.now = time.Now
 	}
 	if c.Retries == 0 {
 		c.Retries = DefaultRetries
@@ -347,37 +362,6 @@ func (g *stallGuard) alive() { g.timer.Reset(g.timeout) }
 func (g *stallGuard) pause() { g.timer.Stop() }
 func (g *stallGuard) stop()  { g.timer.Stop() }
 
-// rateFloor checks that an attempt receives at least min bytes per second,
-// averaged over each window.
-type rateFloor struct {
-	min    int64
-	window time.Duration
-	since  time.Time
-	from   int64
-	url    string
-}
-
-func (d *Downloader) newRateFloor(u string, pos int64) *rateFloor {
-	return &rateFloor{min: d.MinRate, window: d.MinRateWindow, since: time.Now(), from: pos, url: u}
-}
-
-// check is called with the bytes held after each read.
-func (r *rateFloor) check(pos int64) error {
-	if r.min <= 0 {
-		return nil
-	}
-	el := time.Since(r.since)
-	if el < r.window {
-		return nil
-	}
-	if got := pos - r.from; float64(got) < float64(r.min)*el.Seconds() {
-		return fmt.Errorf("%w: %s sent %d bytes in %v, under the floor of %d bytes/s (a slow or hostile mirror; the part is kept)",
-			ErrTooSlow, r.url, got, el.Round(time.Millisecond), r.min)
-	}
-	r.since, r.from = time.Now(), pos
-	return nil
-}
-
 // translate turns the error of an aborted read or request into ErrStalled or
 // the caller's context error where that is the real cause.
 func (g *stallGuard) translate(ctx context.Context, u string, err error) error {
@@ -474,36 +458,20 @@ func (d *Downloader) Get(ctx context.Context, p string, max int64) ([]byte, erro
 	}
 	ctx, cancel := dd.withDeadline(ctx)
 	defer cancel()
-	what := "get " + p
-	var errs []error
-	for _, u := range urls {
-		var last error
-		for try := 0; try <= dd.Retries; try++ {
-			data, aerr := dd.getOnce(ctx, u, p, max)
-			if aerr == nil {
-				return data, nil
-			}
-			if ctx.Err() != nil {
-				return nil, ctxError(what+" from "+u, ctx.Err())
-			}
-			last = aerr
-			if !aerr.retry || try == dd.Retries {
-				break
-			}
-			wait := aerr.retryAfter
-			if wait == 0 {
-				wait = dd.backoff(try)
-			}
-			if err := sleepCtx(ctx, wait); err != nil {
-				return nil, ctxError(what+" from "+u, err)
-			}
-		}
-		errs = append(errs, last)
+	var data []byte
+	err = dd.tryMirrors(ctx, "get "+p, urls, max, func(u string, b *mirrorBudget) *attemptError {
+		var aerr *attemptError
+		data, aerr = dd.getOnce(ctx, u, p, max, b)
+		return aerr
+	}, nil)
+	if err != nil {
+		return nil, err
 	}
-	return nil, newMirrorsError(what, errs)
+	return data, nil
 }
 
-func (d *Downloader) getOnce(ctx context.Context, u, p string, max int64) ([]byte, *attemptError) {
+// getOnce makes one request for a document of at most max bytes from u.
+func (d *Downloader) getOnce(ctx context.Context, u, p string, max int64, b *mirrorBudget) ([]byte, *attemptError) {
 	actx, cancel := context.WithCancel(ctx)
 	defer cancel()
 	g := newStallGuard(d.StallTimeout, cancel)
@@ -535,7 +503,7 @@ func (d *Downloader) getOnce(ctx context.Context, u, p string, max int64) ([]byt
 	var buf bytes.Buffer
 	chunk := make([]byte, lim.chunk(readBufSize))
 	body := io.LimitReader(resp.Body, max+1)
-	floor := d.newRateFloor(u, 0)
+	floor := d.newRateFloor(b, 0, total)
 	for {
 		n, rerr := body.Read(chunk)
 		if n > 0 {
@@ -544,8 +512,8 @@ func (d *Downloader) getOnce(ctx context.Context, u, p string, max int64) ([]byt
 			if int64(buf.Len()) > max {
 				return nil, tooLarge()
 			}
-			if err := floor.check(int64(buf.Len())); err != nil {
-				return nil, &attemptError{url: u, err: err, retry: true}
+			if aerr := floor.check(int64(buf.Len())); aerr != nil {
+				return nil, aerr
 			}
 			rep.update(int64(buf.Len()))
 			g.pause()
@@ -619,35 +587,12 @@ func (d *Downloader) Fetch(ctx context.Context, art manifest.Artifact, dest stri
 	defer cancel()
 	fs := &fetchState{d: dd, art: art, dest: dest, part: dest + PartSuffix, side: dest + SidecarSuffix, sum: hex.EncodeToString(art.SHA256[:])}
 	what := "fetch " + art.Path
-	var errs []error
-	for _, u := range urls {
-		var last error
-		for try := 0; try <= dd.Retries; try++ {
-			aerr := fs.attempt(ctx, u)
-			if aerr == nil {
-				return nil
-			}
-			if ctx.Err() != nil {
-				return ctxError(what+" from "+u, ctx.Err())
-			}
-			if aerr.local {
-				return fmt.Errorf("%s: %w", what, localIO(aerr.err, filepath.Dir(dest)))
-			}
-			last = aerr
-			if !aerr.retry || try == dd.Retries {
-				break
-			}
-			wait := aerr.retryAfter
-			if wait == 0 && !aerr.noBackoff {
-				wait = dd.backoff(try)
-			}
-			if err := sleepCtx(ctx, wait); err != nil {
-				return ctxError(what+" from "+u, err)
-			}
-		}
-		errs = append(errs, last)
-	}
-	return newMirrorsError(what, errs)
+	// Each attempt sizes its mirror's budget by the bytes the part lacks.
+	return dd.tryMirrors(ctx, what, urls, 0, func(u string, b *mirrorBudget) *attemptError {
+		return fs.attempt(ctx, u, b)
+	}, func(err error) error {
+		return fmt.Errorf("%s: %w", what, localIO(err, filepath.Dir(dest)))
+	})
 }
 
 // fileMatches reports whether name holds exactly art (size and SHA-256).
@@ -789,9 +734,9 @@ func parseContentRange(v string) (first, last, total int64, ok bool) {
 	return first, last, total, true
 }
 
-// attempt makes one request for the artifact from u and, if the file is then
-// complete, verifies and installs it.
-func (fs *fetchState) attempt(ctx context.Context, u string) *attemptError {
+// attempt makes one request for the artifact from u, within the mirror's
+// budget b, and, if the file is then complete, verifies and installs it.
+func (fs *fetchState) attempt(ctx context.Context, u string, b *mirrorBudget) *attemptError {
 	d, art := fs.d, fs.art
 	fail := func(err error, retry bool) *attemptError { return &attemptError{url: u, err: err, retry: retry} }
 	local := func(err error) *attemptError { return &attemptError{url: u, err: err, local: true} }
@@ -803,6 +748,7 @@ func (fs *fetchState) attempt(ctx context.Context, u string) *attemptError {
 	if have == art.Size {
 		return fs.finish(u, resumed)
 	}
+	b.grow(art.Size - have)
 
 	actx, cancel := context.WithCancel(ctx)
 	defer cancel()
@@ -851,6 +797,7 @@ func (fs *fetchState) attempt(ctx context.Context, u string) *attemptError {
 	default:
 		return classifyStatus(u, resp, d.BackoffMax)
 	}
+	b.grow(art.Size - start) // a restart from zero: the whole size, once
 	if resp.ContentLength > art.Size-start {
 		if start > 0 {
 			return restart(fmt.Sprintf("Content-Length %d exceeds the %d bytes left", resp.ContentLength, art.Size-start))
@@ -890,7 +837,7 @@ func (fs *fetchState) attempt(ctx context.Context, u string) *attemptError {
 	pos := start
 	rep.update(pos)
 	body := io.LimitReader(resp.Body, art.Size-start+1)
-	floor := d.newRateFloor(u, start)
+	floor := d.newRateFloor(b, start, art.Size)
 	for {
 		n, rerr := body.Read(buf)
 		if n > 0 {
@@ -907,8 +854,8 @@ func (fs *fetchState) attempt(ctx context.Context, u string) *attemptError {
 			}
 			pos += int64(n)
 			rep.update(pos)
-			if err := floor.check(pos); err != nil {
-				return fail(err, true)
+			if aerr := floor.check(pos); aerr != nil {
+				return aerr
 			}
 			g.pause()
 			if err := lim.wait(actx, n); err != nil {
