@@ -71,17 +71,3 @@ func runDemo(t *testing.T, showFallback bool) {
 
 func TestDemoPatch(t *testing.T)    { runDemo(t, false) }
 func TestDemoFallback(t *testing.T) { runDemo(t, true) }
-
-func TestParseRate(t *testing.T) {
-	for in, want := range map[string]int64{"1Mbit": 125000, "500kbit": 62500, "2MB": 2000000, "125000": 125000, "0": 0, "50MB/s": 50000000, "8bit": 1} {
-		got, err := ParseRate(in)
-		if err != nil || got != want {
-			t.Errorf("ParseRate(%q) = %d, %v; want %d", in, got, err, want)
-		}
-	}
-	for _, in := range []string{"", "fast", "-1", "3Xbit"} {
-		if _, err := ParseRate(in); err == nil {
-			t.Errorf("ParseRate(%q) succeeded", in)
-		}
-	}
-}

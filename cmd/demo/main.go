@@ -18,6 +18,7 @@ import (
 	"os/signal"
 	"time"
 
+	"github.com/deltaup/deltaup/cmd/internal/units"
 	flag "github.com/spf13/pflag"
 )
 
@@ -25,7 +26,7 @@ func main() {
 	var o Options
 	var rate string
 	fs := flag.NewFlagSet("demo", flag.ContinueOnError)
-	fs.StringVar(&rate, "rate", "1Mbit", "throttle the repository server to `RATE` (e.g. 1Mbit, 500kbit, 2MB, 125000 = bytes/s; 0 = unthrottled)")
+	fs.StringVar(&rate, "rate", "1Mbit", "throttle the repository server to `RATE` (bytes/s; e.g. 1Mbit, 500kbit, 2MB, 200KiB, 125000; 0 = unthrottled)")
 	fs.IntVar(&o.Versions, "versions", 3, "how many versions to build and publish (1.0.0, 1.1.0, ...; at least 2)")
 	fs.BoolVar(&o.ShowFallback, "show-fallback", false, "corrupt one installed file first, so the patch chain fails and the full archive is used")
 	fs.BoolVar(&o.Keep, "keep", false, "keep the work directory (app, backup dir, repository, sources)")
@@ -41,8 +42,8 @@ func main() {
 		os.Exit(2)
 	}
 	var err error
-	if o.Rate, err = ParseRate(rate); err != nil {
-		fmt.Fprintln(os.Stderr, "demo:", err)
+	if o.Rate, err = units.ParseRate(rate); err != nil {
+		fmt.Fprintf(os.Stderr, "demo: --rate %q: %v\n", rate, err)
 		os.Exit(2)
 	}
 	o.Out = os.Stdout

@@ -6,41 +6,10 @@ import (
 	"net/http"
 	"os"
 	"path"
-	"strconv"
 	"strings"
 	"sync"
 	"time"
 )
-
-// ParseRate reads a transfer rate: a number of bytes per second, or with a
-// unit: bit, kbit, Mbit, Gbit (bits) or B, kB, MB, GB (bytes), decimal
-// multiples, an optional "/s" or "ps". "0" means unthrottled.
-func ParseRate(s string) (int64, error) {
-	t := strings.TrimSpace(s)
-	t = strings.TrimSuffix(strings.TrimSuffix(t, "/s"), "ps")
-	num := strings.TrimRightFunc(t, func(r rune) bool { return (r < '0' || r > '9') && r != '.' })
-	unit := strings.ToLower(t[len(num):])
-	v, err := strconv.ParseFloat(num, 64)
-	if err != nil || v < 0 {
-		return 0, fmt.Errorf("--rate %q: want e.g. 1Mbit, 500kbit, 2MB or bytes per second", s)
-	}
-	mult := 1.0
-	switch strings.TrimSuffix(strings.TrimSuffix(unit, "bit"), "b") {
-	case "":
-	case "k":
-		mult = 1e3
-	case "m":
-		mult = 1e6
-	case "g":
-		mult = 1e9
-	default:
-		return 0, fmt.Errorf("--rate %q: unknown unit %q", s, unit)
-	}
-	if strings.HasSuffix(unit, "bit") {
-		mult /= 8
-	}
-	return int64(v * mult), nil
-}
 
 // bucket is a token bucket of bytes shared by every response.
 type bucket struct {

@@ -6,6 +6,7 @@ import (
 	"flag"
 	"fmt"
 	"math/rand/v2"
+	"net"
 	"net/http"
 	"net/http/httptest"
 	"os"
@@ -37,14 +38,15 @@ func TestScript(t *testing.T) {
 	testscript.Run(t, testscript.Params{
 		Dir: "testdata/script",
 		Cmds: map[string]func(ts *testscript.TestScript, neg bool, args []string){
-			"gen":       cmdGen,
-			"flipbyte":  cmdFlipbyte,
-			"truncate":  cmdTruncate,
-			"linecount": cmdLinecount,
-			"nofiles":   cmdNofiles,
-			"exitcode":  cmdExitcode,
-			"sametree":  cmdSametree,
-			"serve":     cmdServe,
+			"gen":        cmdGen,
+			"flipbyte":   cmdFlipbyte,
+			"truncate":   cmdTruncate,
+			"linecount":  cmdLinecount,
+			"nofiles":    cmdNofiles,
+			"exitcode":   cmdExitcode,
+			"sametree":   cmdSametree,
+			"serve":      cmdServe,
+			"deadserver": cmdDeadserver,
 		},
 		Condition: func(cond string) (bool, error) {
 			if cond == "root" {
@@ -251,4 +253,17 @@ func cmdServe(ts *testscript.TestScript, neg bool, args []string) {
 	srv := httptest.NewServer(http.FileServer(http.Dir(ts.MkAbs(args[0]))))
 	ts.Defer(srv.Close)
 	ts.Setenv("SERVER", srv.URL)
+}
+
+// deadserver sets $DEAD to the URL of a loopback port that was just
+// listened on and closed: connections to it are refused.
+func cmdDeadserver(ts *testscript.TestScript, neg bool, args []string) {
+	if neg || len(args) != 0 {
+		ts.Fatalf("usage: deadserver")
+	}
+	l, err := net.Listen("tcp", "127.0.0.1:0")
+	ts.Check(err)
+	addr := l.Addr().String()
+	ts.Check(l.Close())
+	ts.Setenv("DEAD", "http://"+addr)
 }

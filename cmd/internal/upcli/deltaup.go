@@ -6,86 +6,160 @@ import (
 	"io"
 	"os"
 	"os/signal"
+	"runtime/debug"
+	"strings"
 	"time"
 
+	"github.com/deltaup/deltaup/cmd/internal/units"
 	"github.com/deltaup/deltaup/delta"
 	"github.com/deltaup/deltaup/internal/tree"
 	flag "github.com/spf13/pflag"
 )
 
-const deltaupUsage = `usage: deltaup COMMAND [ARGS]
+// Version is the version deltaup --version prints; the linker may set it
+// (-ldflags "-X github.com/deltaup/deltaup/cmd/internal/upcli.Version=v1.2.3").
+// When empty, the module version or VCS revision of the build is used.
+var Version string
 
-commands:
-  check     check for an update and print the plan (exit 0 up to date, 3 update ready)
-  update    download, stage in the backup directory, swap, relaunch, confirm or roll back
-  resume    carry a pending update forward (after a crash, or from the backup copy)
-  confirm   the relaunched app says it runs (keeps the new version)
-  rollback  restore the previous version and mark the new one bad
-  status    installed version, locally modified or missing files, pending update
-            common flags: --app-dir DIR --server URL[,URL] --pubkey FILE [--current V]
-            [--channel C] [--to V] [--backup-dir DIR] [--relaunch PATH [-- ARGS]]
-            [--limit-rate RATE] [--json] [--yes]; deltaup.json in the app dir too
-  patch OLD PATCH -o NEW   apply a patch made by mkdelta (native or BSDIFF40)
-  patch OLD_DIR BUNDLE -o NEW_DIR
-                           apply a directory bundle; NEW_DIR must not exist
-`
-
-// Deltaup runs `deltaup ARGS...` and returns its exit code.
-func Deltaup(args []string, stdout, stderr io.Writer) int {
-	if code, ok := deltaupClient(args, stdout, stderr); ok {
-		return code
+// version returns Version, or what the build info knows.
+func version() string {
+	if Version != "" {
+		return Version
 	}
+	bi, ok := debug.ReadBuildInfo()
+	if !ok {
+		return "unknown (built without module information)"
+	}
+	if v := bi.Main.Version; v != "" && v != "(devel)" {
+		return v
+	}
+	v := "devel"
+	var rev, dirty string
+	for _, s := range bi.Settings {
+		switch s.Key {
+		case "vcs.revision":
+			rev = s.Value
+		case "vcs.modified":
+			if s.Value == "true" {
+				dirty = "-dirty"
+			}
+		}
+	}
+	if len(rev) > 12 {
+		rev = rev[:12]
+	}
+	if rev != "" {
+		v += " " + rev + dirty
+	}
+	return v + " (" + bi.GoVersion + ")"
+}
+
+const patchSummary = "apply a patch or a directory bundle made by mkdelta"
+
+// Deltaup runs `deltaup ARGS...` and returns its exit code (see
+// exitCodes).
+func Deltaup(args []string, stdout, stderr io.Writer) int {
 	if len(args) == 0 {
-		fmt.Fprint(stderr, deltaupUsage)
-		return 2
+		names := []string{}
+		for _, c := range clientCommands {
+			names = append(names, c.name)
+		}
+		fmt.Fprintf(stderr, "deltaup: missing command (%s, patch); see deltaup --help\n", strings.Join(names, ", "))
+		return exitUsage
+	}
+	if cmd := findClientCommand(args[0]); cmd != nil {
+		return deltaupClient(cmd, args[1:], stdout, stderr)
 	}
 	switch args[0] {
 	case "patch":
 		return deltaupPatch(args[1:], stdout, stderr)
 	case "-h", "--help", "help":
-		fmt.Fprint(stdout, deltaupUsage)
-		return 0
+		if len(args) > 1 {
+			if cmd := findClientCommand(args[1]); cmd != nil {
+				return deltaupClient(cmd, []string{"--help"}, stdout, stderr)
+			} else if args[1] == "patch" {
+				return deltaupPatch([]string{"--help"}, stdout, stderr)
+			}
+			return unknownCommand(args[1], stderr)
+		}
+		fmt.Fprint(stdout, topUsage())
+		return exitOK
+	case "--version", "-V", "version":
+		if len(args) > 1 {
+			fmt.Fprintf(stderr, "deltaup: unexpected argument %q after %s; see deltaup --help\n", args[1], args[0])
+			return exitUsage
+		}
+		fmt.Fprintf(stdout, "deltaup %s\n", version())
+		return exitOK
 	}
-	fmt.Fprintf(stderr, "deltaup: unknown command %q\n%s", args[0], deltaupUsage)
-	return 2
+	if strings.HasPrefix(args[0], "-") {
+		fmt.Fprintf(stderr, "deltaup: unknown flag %q before the command; see deltaup --help\n", args[0])
+		return exitUsage
+	}
+	return unknownCommand(args[0], stderr)
 }
+
+func unknownCommand(name string, stderr io.Writer) int {
+	fmt.Fprintf(stderr, "deltaup: unknown command %q; see deltaup --help\n", name)
+	return exitUsage
+}
+
+// patchUsage is deltaup patch --help.
+const patchUsage = `usage: deltaup patch [FLAGS] OLD PATCH -o NEW
+       deltaup patch [FLAGS] OLD_DIR BUNDLE -o NEW_DIR
+
+Applies a native or BSDIFF40 patch made by mkdelta; the output is verified and
+written atomically. With a directory, applies a bundle made by mkdelta: NEW_DIR
+must not exist, the whole tree is verified, and nothing is left at NEW_DIR on
+failure.
+
+flags:
+%s
+exit status:
+  0    success
+  1    the patch or bundle failed (corrupt, wrong old file, hash mismatch, too large, I/O)
+  2    usage: unknown flag, bad value, missing or stray argument
+`
 
 func deltaupPatch(args []string, stdout, stderr io.Writer) int {
 	fs := flag.NewFlagSet("deltaup patch", flag.ContinueOnError)
-	fs.SetOutput(stderr)
-	out := fs.StringP("output", "o", "", "write the new file to `NEW` (required)")
-	maxSize := fs.Int64("max-size", delta.DefaultMaxNewSize, "refuse patches whose new file (for bundles: any new file) exceeds `BYTES`")
+	fs.SetOutput(io.Discard)
+	fs.SortFlags = false
+	out := fs.StringP("output", "o", "", "write the new file (or tree) to `NEW` (required)")
+	maxSize := units.Size(delta.DefaultMaxNewSize)
+	fs.Var(&maxSize, "max-size", "refuse patches whose new file (for bundles: any new file) exceeds `BYTES` (k, M, G, KiB, MiB, GiB)")
 	quiet := fs.BoolP("quiet", "q", false, "print nothing on success")
-	fs.Usage = func() {
-		fmt.Fprintf(stderr, "usage: deltaup patch OLD PATCH -o NEW\n       deltaup patch OLD_DIR BUNDLE -o NEW_DIR\n\nApplies a native or BSDIFF40 patch; the output is verified and written atomically.\nWith a directory, applies a bundle made by mkdelta: NEW_DIR must not exist, the\nwhole tree is verified, and nothing is left at NEW_DIR on failure.\n\n")
-		fs.PrintDefaults()
-	}
+	help := fs.BoolP("help", "h", false, "show this help")
 	if err := fs.Parse(args); err != nil {
-		if err == flag.ErrHelp {
-			return 0
-		}
-		// pflag prints nothing itself under ContinueOnError.
 		fmt.Fprintf(stderr, "deltaup patch: %v (see deltaup patch --help)\n", err)
-		return 2
+		return exitUsage
+	}
+	if *help {
+		fmt.Fprintf(stdout, patchUsage, flagUsages(fs))
+		return exitOK
+	}
+	if fs.NArg() > 2 {
+		fmt.Fprintf(stderr, "deltaup patch: unexpected argument %q (see deltaup patch --help)\n", fs.Arg(2))
+		return exitUsage
 	}
 	if fs.NArg() != 2 || *out == "" {
 		fmt.Fprintln(stderr, "deltaup patch: need OLD and PATCH and -o NEW (see deltaup patch --help)")
-		return 2
+		return exitUsage
 	}
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt)
 	defer stop()
 	start := time.Now()
 	oldPath, patchPath := fs.Arg(0), fs.Arg(1)
 	if oi, err := os.Stat(oldPath); err == nil && oi.IsDir() {
-		return deltaupPatchBundle(ctx, oldPath, patchPath, *out, *maxSize, *quiet, stdout, stderr)
+		return deltaupPatchBundle(ctx, oldPath, patchPath, *out, int64(maxSize), *quiet, stdout, stderr)
 	} else if err == nil && isBundleFile(patchPath) {
 		fmt.Fprintf(stderr, "deltaup patch: %s is a directory bundle but %s is not a directory\n", patchPath, oldPath)
-		return 1
+		return exitError
 	}
-	info, err := delta.ApplyFile(ctx, fs.Arg(0), fs.Arg(1), *out, &delta.ApplyOptions{MaxNewSize: *maxSize})
+	info, err := delta.ApplyFile(ctx, oldPath, patchPath, *out, &delta.ApplyOptions{MaxNewSize: int64(maxSize)})
 	if err != nil {
 		fmt.Fprintf(stderr, "deltaup patch: %v\n", err)
-		return 1
+		return exitError
 	}
 	if !*quiet {
 		check := "sha256 verified"
@@ -94,14 +168,14 @@ func deltaupPatch(args []string, stdout, stderr io.Writer) int {
 		}
 		fmt.Fprintf(stdout, "%s: %d bytes, %s, in %.2fs\n", *out, info.NewSize, check, time.Since(start).Seconds())
 	}
-	return 0
+	return exitOK
 }
 
 // deltaupPatchBundle applies a directory bundle.
 func deltaupPatchBundle(ctx context.Context, oldDir, bundlePath, out string, maxSize int64, quiet bool, stdout, stderr io.Writer) int {
 	if tree.Inside(out, oldDir) {
 		fmt.Fprintf(stderr, "deltaup patch: -o %s is inside %s: build the new tree outside the old one\n", out, oldDir)
-		return 2
+		return exitUsage
 	}
 	start := time.Now()
 	info, err := delta.ApplyBundleFile(ctx, oldDir, bundlePath, out, &delta.BundleApplyOptions{MaxFileSize: maxSize})

@@ -1,6 +1,7 @@
 package upcli
 
 import (
+	"bufio"
 	"context"
 	"encoding/json"
 	"errors"
@@ -15,94 +16,29 @@ import (
 	"time"
 
 	"github.com/deltaup/deltaup/apply"
+	"github.com/deltaup/deltaup/cmd/internal/units"
 	"github.com/deltaup/deltaup/manifest"
 	"github.com/schollz/progressbar/v3"
-	flag "github.com/spf13/pflag"
 )
-
-// Exit codes of the client commands.
-const (
-	exitOK          = 0
-	exitError       = 1
-	exitUsage       = 2
-	exitUpdateReady = 3 // deltaup check: a newer version is available
-)
-
-// clientFlags are the flags every client command accepts; the same keys
-// may come from deltaup.json in the app directory (flags win).
-type clientFlags struct {
-	appDir, backupDir, app, pubkey, current, channel, to string
-	servers                                              []string
-	relaunch                                             string
-	limitRate                                            string
-	json, yes, noReexec                                  bool
-	confirmTimeout                                       time.Duration
-}
-
-func (c *clientFlags) register(fs *flag.FlagSet) {
-	fs.StringVar(&c.appDir, "app-dir", "", "the application `DIR` (default: the directory of this executable)")
-	fs.StringSliceVar(&c.servers, "server", nil, "repository base `URL`s, tried in order (comma-separated)")
-	fs.StringVar(&c.pubkey, "pubkey", "", "minisign public key `FILE` of the publisher")
-	fs.StringVar(&c.app, "app", "", "application `NAME` in the manifest")
-	fs.StringVar(&c.current, "current", "", "installed `VERSION` (default: found by hashing the app directory)")
-	fs.StringVar(&c.channel, "channel", "", "release `CHANNEL` (default stable)")
-	fs.StringVar(&c.to, "to", "", "target `VERSION` (default: the newest of the channel)")
-	fs.StringVar(&c.backupDir, "backup-dir", "", "backup `DIR` (default: APPDIR.backup beside the app directory)")
-	fs.StringVar(&c.relaunch, "relaunch", "", "after the swap, start `PATH` (relative to the app dir; further arguments after --)")
-	fs.StringVar(&c.limitRate, "limit-rate", "", "cap the download `RATE` (bytes/s; k, M suffixes)")
-	fs.BoolVar(&c.json, "json", false, "print JSON lines instead of text")
-	fs.BoolVarP(&c.yes, "yes", "y", false, "do not ask before downloading")
-	fs.BoolVar(&c.noReexec, "no-reexec", false, "install in this process instead of re-executing from the backup directory")
-	fs.DurationVar(&c.confirmTimeout, "confirm-timeout", apply.DefaultConfirmTimeout, "how long the relaunched app has to confirm")
-}
-
-func parseRate(s string) (int64, error) {
-	if s == "" {
-		return 0, nil
-	}
-	mult := int64(1)
-	switch {
-	case strings.HasSuffix(s, "k"), strings.HasSuffix(s, "K"):
-		mult, s = 1<<10, s[:len(s)-1]
-	case strings.HasSuffix(s, "M"), strings.HasSuffix(s, "m"):
-		mult, s = 1<<20, s[:len(s)-1]
-	}
-	n, err := strconv.ParseInt(s, 10, 64)
-	if err != nil || n < 0 {
-		return 0, fmt.Errorf("--limit-rate %q: want bytes per second, e.g. 500k", s)
-	}
-	return n * mult, nil
-}
 
 // config builds the apply.Config from the flags and deltaup.json.
 func (c *clientFlags) config(extra []string) (*apply.Config, error) {
-	appDir := c.appDir
-	if appDir == "" {
-		exe, err := os.Executable()
-		if err != nil {
-			return nil, err
-		}
-		appDir = filepath.Dir(exe)
-	}
-	appDir, err := filepath.Abs(appDir)
+	appDir, err := c.appDirOrExe()
 	if err != nil {
 		return nil, err
 	}
 	cfg := &apply.Config{AppDir: appDir, BackupDir: c.backupDir, Servers: c.servers, App: c.app,
-		Channel: c.channel, Current: c.current, To: c.to}
-	if cfg.LimitRate, err = parseRate(c.limitRate); err != nil {
-		return nil, err
-	}
+		Channel: c.channel, Current: c.current, To: c.to, LimitRate: int64(c.limitRate)}
 	if c.relaunch != "" {
 		cfg.Relaunch = append([]string{c.relaunch}, extra...)
 	}
 	if c.pubkey != "" {
 		text, err := os.ReadFile(c.pubkey)
 		if err != nil {
-			return nil, err
+			return nil, &usageError{fmt.Errorf("--pubkey: %w", err)}
 		}
 		if cfg.PublicKey, err = manifest.ParsePublicKey(text); err != nil {
-			return nil, fmt.Errorf("%s: %w", c.pubkey, err)
+			return nil, &usageError{fmt.Errorf("--pubkey %s: %w", c.pubkey, err)}
 		}
 	}
 	fc, err := apply.LoadConfigFile(appDir)
@@ -116,6 +52,20 @@ func (c *clientFlags) config(extra []string) (*apply.Config, error) {
 		return nil, err
 	}
 	return cfg, nil
+}
+
+// appDirOrExe returns --app-dir, or the directory of this executable,
+// made absolute.
+func (c *clientFlags) appDirOrExe() (string, error) {
+	appDir := c.appDir
+	if appDir == "" {
+		exe, err := os.Executable()
+		if err != nil {
+			return "", fmt.Errorf("finding this executable's directory: %w (give --app-dir)", err)
+		}
+		appDir = filepath.Dir(exe)
+	}
+	return filepath.Abs(appDir)
 }
 
 // args returns the flags that recreate cfg for the re-executed copy.
@@ -152,47 +102,16 @@ func (r *reporter) event(kind string, fields map[string]any, text string) {
 	}
 }
 
-// errorClasses name the error classes a script reading --json output can
-// act on, most specific first.
-var errorClasses = []struct {
-	class string
-	err   error
-}{
-	{"canceled", context.Canceled},
-	{"not-portable", apply.ErrNotPortable},
-	{"rolled-back", apply.ErrRolledBack},
-	{"pending", apply.ErrPending},
-	{"declined", apply.ErrDeclined},
-	{"locked", apply.ErrLocked},
-	{"config", apply.ErrConfig},
-	{"refused", apply.ErrRefused},
-	{"local-io", apply.ErrLocalIO},
-	{"staged-mismatch", apply.ErrStagedMismatch},
-	{"hash-mismatch", apply.ErrHashMismatch},
-	{"not-found", apply.ErrNotFound},
-	{"too-large", apply.ErrTooLarge},
-	{"too-slow", apply.ErrTooSlow},
-	{"stalled", apply.ErrStalled},
-	{"deadline", context.DeadlineExceeded},
-}
-
-// errorClass returns the class of err for --json output ("error" if none).
-func errorClass(err error) string {
-	for _, c := range errorClasses {
-		if errors.Is(err, c.err) {
-			return c.class
-		}
-	}
-	return "error"
-}
-
+// fail reports err (on stderr, and as a JSON error event with --json) and
+// returns the exit code of its class.
 func (r *reporter) fail(cmd string, err error) int {
+	class, code := errorClass(err)
 	if r.json {
-		b, _ := json.Marshal(map[string]any{"event": "error", "command": cmd, "class": errorClass(err), "error": err.Error()})
+		b, _ := json.Marshal(map[string]any{"event": "error", "command": cmd, "class": class, "exit": code, "error": err.Error()})
 		fmt.Fprintln(r.out, string(b))
 	}
 	fmt.Fprintf(r.err, "deltaup %s: %v\n", cmd, err)
-	return exitError
+	return code
 }
 
 func describeRoute(rt *apply.Route) string {
@@ -212,158 +131,186 @@ func describeRoute(rt *apply.Route) string {
 		strings.Join(hops, ", "), rt.Bytes, len(rt.Steps), saving, rt.FullBytes)
 }
 
-// deltaupClient runs the client subcommands; ok is false for other names.
-func deltaupClient(args []string, stdout, stderr io.Writer) (code int, ok bool) {
-	if len(args) == 0 {
-		return 0, false
+// deltaupClient runs the client command cmd with its arguments.
+func deltaupClient(cmd *clientCommand, args []string, stdout, stderr io.Writer) int {
+	c, extra, code, done := parseClient(cmd, args, stdout, stderr)
+	if done {
+		return code
 	}
-	cmd := args[0]
-	switch cmd {
-	case "check", "update", "resume", "confirm", "rollback", "status":
-	default:
-		return 0, false
-	}
-	fs := flag.NewFlagSet("deltaup "+cmd, flag.ContinueOnError)
-	fs.SetOutput(stderr)
-	var c clientFlags
-	c.register(fs)
-	fs.Usage = func() {
-		fmt.Fprintf(stderr, "usage: deltaup %s [--app-dir DIR] [--server URL[,URL...]] [--pubkey FILE] [flags]\n\n", cmd)
-		fs.PrintDefaults()
-	}
-	if code, done := parseFlags(fs, args[1:], stderr); done {
-		return code, true
-	}
-	r := &reporter{out: stdout, err: stderr}
-	r.json = c.json
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt)
 	defer stop()
-
-	if cmd == "confirm" {
-		// Needs no repository: the relaunched app says it runs.
-		cfg := apply.Config{AppDir: c.appDir, BackupDir: c.backupDir}
-		if cfg.AppDir == "" {
-			exe, _ := os.Executable()
-			cfg.AppDir = filepath.Dir(exe)
+	cr := &clientRun{ctx: ctx, cmd: cmd, flags: c, extra: extra, stdout: stdout, stderr: stderr, stdin: os.Stdin,
+		r: &reporter{out: stdout, err: stderr, json: c.json}}
+	if cmd.flags&fRepo == fRepo {
+		if err := cr.setup(); err != nil {
+			return cr.fail(err)
 		}
-		if cfg.BackupDir == "" {
-			cfg.BackupDir = filepath.Clean(cfg.AppDir) + apply.BackupSuffix
-		}
-		if err := apply.Confirm(cfg.BackupDir); err != nil {
-			return r.fail(cmd, err), true
-		}
-		r.event("confirmed", map[string]any{}, "confirmed")
-		return exitOK, true
 	}
+	return cmd.run(cr)
+}
 
-	cfg, err := c.config(fs.Args())
+// setup builds the configuration, the downloader and the updater from
+// the flags and deltaup.json.
+func (cr *clientRun) setup() error {
+	cfg, err := cr.flags.config(cr.extra)
 	if err != nil {
-		return r.fail(cmd, err), true
+		return err
 	}
-	d := &apply.Downloader{Client: cfg.HTTPClient, Mirrors: cfg.Servers, RateLimit: cfg.LimitRate,
-		Progress: progressPrinter(r, stderr)}
-	u := &apply.Updater{Config: *cfg, Downloader: d, ConfirmTimeout: c.confirmTimeout}
-	switch cmd {
-	case "check":
-		res, err := apply.Check(ctx, cfg, d)
-		if err != nil {
-			return r.fail(cmd, err), true
-		}
-		if res.UpToDate {
-			r.event("up-to-date", map[string]any{"current": res.Current}, fmt.Sprintf("up to date (%s)", orUnknown(res.Current)))
-			return exitOK, true
-		}
-		r.event("update-ready", map[string]any{"current": res.Current, "target": res.Target, "bytes": res.Route.Bytes,
-			"full_bytes": res.Route.FullBytes, "steps": len(res.Route.Steps)},
-			fmt.Sprintf("update ready: %s → %s via %s", orUnknown(res.Current), res.Target, describeRoute(res.Route)))
-		return exitUpdateReady, true
-	case "update":
-		if !c.yes && isTerminal(os.Stdin) && !c.json {
-			u.Consent = func(res *apply.CheckResult) bool {
-				fmt.Fprintf(stdout, "Update %s to %s (%d bytes to download)? [y/N] ", orUnknown(res.Current), res.Target, res.Route.Bytes)
-				var ans string
-				fmt.Fscanln(os.Stdin, &ans)
-				return strings.HasPrefix(strings.ToLower(ans), "y")
-			}
-		}
-		if j, err := apply.LoadJournal(cfg.BackupDir); err == nil {
-			// An earlier update stopped half-way: carry it forward first.
-			r.event("resuming", map[string]any{"from": j.From, "to": j.To, "state": string(j.State)},
-				fmt.Sprintf("resuming the pending update %s → %s (%s)", orUnknown(j.From), j.To, j.State))
-			if code := install(ctx, u, r, cmd); code != exitOK {
-				return code, true
-			}
-		}
-		p, err := u.Prepare(ctx)
-		if err != nil {
-			return r.fail(cmd, err), true
-		}
-		if p.Check.UpToDate {
-			r.event("up-to-date", map[string]any{"current": p.Check.Current}, fmt.Sprintf("up to date (%s)", orUnknown(p.Check.Current)))
-			return exitOK, true
-		}
-		how := describeRoute(p.Check.Route)
-		if p.Stage.Fallback != "" {
-			how = "full archive, because the patch route failed: " + p.Stage.Fallback
-		}
-		r.event("staged", map[string]any{"target": p.Check.Target, "route": p.Stage.Route, "fallback": p.Stage.Fallback, "downloaded": p.Stage.Downloaded},
-			fmt.Sprintf("staged %s in %s (%s)", p.Check.Target, cfg.BackupDir, how))
-		if !c.noReexec {
-			// Swap from a copy in the backup directory, never from a file
-			// the swap replaces.
-			if err := apply.ReexecFromBackup(cfg.BackupDir, resumeArgs(cfg, &c)); err != nil {
-				return r.fail(cmd, err), true
-			}
-		}
-		return install(ctx, u, r, cmd), true
-	case "resume":
-		if pid, err := strconv.Atoi(os.Getenv(apply.EnvParentPID)); err == nil {
-			apply.WaitParent(ctx, pid)
-		}
-		return install(ctx, u, r, cmd), true
-	case "rollback":
-		in, err := u.RollbackNow(ctx)
-		if err != nil {
-			return r.fail(cmd, err), true
-		}
-		r.event("rolled-back", map[string]any{"restored": in.Journal.From, "bad": in.Journal.To},
-			fmt.Sprintf("rolled back to %s; %s is marked bad", orUnknown(in.Journal.From), in.Journal.To))
-		return exitOK, true
-	case "status":
-		st, _ := apply.LoadState(cfg.BackupDir)
-		m, err := apply.FetchManifest(ctx, cfg, d, st)
-		if err != nil {
-			return r.fail(cmd, err), true
-		}
-		rep, err := apply.Status(ctx, cfg.AppDir, m, nil)
-		if err != nil {
-			return r.fail(cmd, err), true
-		}
-		pending := ""
-		if j, err := apply.LoadJournal(cfg.BackupDir); err == nil {
-			pending = fmt.Sprintf("%s → %s (%s)", j.From, j.To, j.State)
-		}
-		text := fmt.Sprintf("installed: %s", orUnknown(rep.Version))
-		if !rep.Exact {
-			text += fmt.Sprintf(" (closest; %d modified, %d missing, %d extra)", len(rep.Modified), len(rep.Missing), len(rep.Extra))
-			for _, p := range rep.Modified {
-				text += "\n  modified: " + p
-			}
-			for _, p := range rep.Missing {
-				text += "\n  missing:  " + p
-			}
-			for _, p := range rep.Extra {
-				text += "\n  extra:    " + p
-			}
-		}
-		if pending != "" {
-			text += "\npending update: " + pending
-		}
-		r.event("status", map[string]any{"version": rep.Version, "exact": rep.Exact, "modified": rep.Modified,
-			"missing": rep.Missing, "extra": rep.Extra, "pending": pending}, text)
-		return exitOK, true
+	cr.cfg = cfg
+	cr.d = &apply.Downloader{Client: cfg.HTTPClient, Mirrors: cfg.Servers, RateLimit: cfg.LimitRate,
+		Progress: progressPrinter(cr.r, cr.stderr)}
+	cr.u = &apply.Updater{Config: *cfg, Downloader: cr.d, ConfirmTimeout: cr.flags.confirmTimeout}
+	return nil
+}
+
+// fail reports err and returns the exit code of its class.
+func (cr *clientRun) fail(err error) int { return cr.r.fail(cr.cmd.name, err) }
+
+func runCheck(cr *clientRun) int {
+	ctx, cfg, d := cr.ctx, cr.cfg, cr.d
+	res, err := apply.Check(ctx, cfg, d)
+	if err != nil {
+		return cr.fail(err)
 	}
-	return exitUsage, true
+	if res.UpToDate {
+		cr.r.event("up-to-date", map[string]any{"current": res.Current}, fmt.Sprintf("up to date (%s)", orUnknown(res.Current)))
+		return exitOK
+	}
+	cr.r.event("update-ready", map[string]any{"current": res.Current, "target": res.Target, "bytes": res.Route.Bytes,
+		"full_bytes": res.Route.FullBytes, "steps": len(res.Route.Steps)},
+		fmt.Sprintf("update ready: %s → %s via %s", orUnknown(res.Current), res.Target, describeRoute(res.Route)))
+	return exitUpdateReady
+}
+
+func runUpdate(cr *clientRun) int {
+	ctx, cfg, u := cr.ctx, cr.cfg, cr.u
+	c, r, cmd := cr.flags, cr.r, cr.cmd.name
+	if cfg.LimitRate > 0 {
+		r.event("limit-rate", map[string]any{"bytes_per_s": cfg.LimitRate},
+			"downloads limited to "+units.FormatRate(cfg.LimitRate))
+	}
+	if !c.yes && !c.json && cr.interactive() {
+		u.Consent = cr.ask
+	}
+	if j, err := apply.LoadJournal(cfg.BackupDir); err == nil {
+		// An earlier update stopped half-way: carry it forward first.
+		r.event("resuming", map[string]any{"from": j.From, "to": j.To, "state": string(j.State)},
+			fmt.Sprintf("resuming the pending update %s → %s (%s)", orUnknown(j.From), j.To, j.State))
+		if code := install(ctx, u, r, cmd); code != exitOK {
+			return code
+		}
+	}
+	p, err := u.Prepare(ctx)
+	if err != nil {
+		return r.fail(cmd, err)
+	}
+	if p.Check.UpToDate {
+		r.event("up-to-date", map[string]any{"current": p.Check.Current}, fmt.Sprintf("up to date (%s)", orUnknown(p.Check.Current)))
+		return exitOK
+	}
+	how := describeRoute(p.Check.Route)
+	if p.Stage.Fallback != "" {
+		how = "full archive, because the patch route failed: " + p.Stage.Fallback
+	}
+	r.event("staged", map[string]any{"target": p.Check.Target, "route": p.Stage.Route, "fallback": p.Stage.Fallback, "downloaded": p.Stage.Downloaded},
+		fmt.Sprintf("staged %s in %s (%s)", p.Check.Target, cfg.BackupDir, how))
+	if !c.noReexec {
+		// Swap from a copy in the backup directory, never from a file
+		// the swap replaces.
+		if err := apply.ReexecFromBackup(cfg.BackupDir, resumeArgs(cfg, c)); err != nil {
+			return r.fail(cmd, err)
+		}
+	}
+	return install(ctx, u, r, cmd)
+}
+
+// interactive reports whether a person can answer a question: standard
+// input and standard error are both terminals. /dev/null, a pipe or a
+// file is not one (a service, cron, a script).
+func (cr *clientRun) interactive() bool {
+	errFile, ok := cr.stderr.(*os.File)
+	return ok && isTerminal(cr.stdin) && isTerminal(errFile)
+}
+
+// ask asks on stderr whether to download the update, and reads the
+// answer from stdin: only "y" or "yes" says yes.
+func (cr *clientRun) ask(res *apply.CheckResult) bool {
+	fmt.Fprintf(cr.stderr, "Update %s to %s (%d bytes to download)? [y/N] ", orUnknown(res.Current), res.Target, res.Route.Bytes)
+	ans, _ := bufio.NewReader(cr.stdin).ReadString('\n')
+	ans = strings.ToLower(strings.TrimSpace(ans))
+	return ans == "y" || ans == "yes"
+}
+
+func runResume(cr *clientRun) int {
+	ctx, u := cr.ctx, cr.u
+	if pid, err := strconv.Atoi(os.Getenv(apply.EnvParentPID)); err == nil {
+		apply.WaitParent(ctx, pid)
+	}
+	return install(ctx, u, cr.r, cr.cmd.name)
+}
+
+func runConfirm(cr *clientRun) int {
+	// Needs no repository: the relaunched app says it runs.
+	appDir, err := cr.flags.appDirOrExe()
+	if err != nil {
+		return cr.fail(err)
+	}
+	backupDir := cr.flags.backupDir
+	if backupDir == "" {
+		backupDir = filepath.Clean(appDir) + apply.BackupSuffix
+	}
+	if err := apply.Confirm(backupDir); err != nil {
+		return cr.fail(err)
+	}
+	cr.r.event("confirmed", map[string]any{}, "confirmed")
+	return exitOK
+}
+
+func runRollback(cr *clientRun) int {
+	ctx, u := cr.ctx, cr.u
+	in, err := u.RollbackNow(ctx)
+	if err != nil {
+		return cr.fail(err)
+	}
+	cr.r.event("rolled-back", map[string]any{"restored": in.Journal.From, "bad": in.Journal.To},
+		fmt.Sprintf("rolled back to %s; %s is marked bad", orUnknown(in.Journal.From), in.Journal.To))
+	return exitOK
+}
+
+func runStatus(cr *clientRun) int {
+	ctx, cfg, d := cr.ctx, cr.cfg, cr.d
+	st, _ := apply.LoadState(cfg.BackupDir)
+	m, err := apply.FetchManifest(ctx, cfg, d, st)
+	if err != nil {
+		return cr.fail(err)
+	}
+	rep, err := apply.Status(ctx, cfg.AppDir, m, nil)
+	if err != nil {
+		return cr.fail(err)
+	}
+	pending := ""
+	if j, err := apply.LoadJournal(cfg.BackupDir); err == nil {
+		pending = fmt.Sprintf("%s → %s (%s)", j.From, j.To, j.State)
+	}
+	text := fmt.Sprintf("installed: %s", orUnknown(rep.Version))
+	if !rep.Exact {
+		text += fmt.Sprintf(" (closest; %d modified, %d missing, %d extra)", len(rep.Modified), len(rep.Missing), len(rep.Extra))
+		for _, p := range rep.Modified {
+			text += "\n  modified: " + p
+		}
+		for _, p := range rep.Missing {
+			text += "\n  missing:  " + p
+		}
+		for _, p := range rep.Extra {
+			text += "\n  extra:    " + p
+		}
+	}
+	if pending != "" {
+		text += "\npending update: " + pending
+	}
+	cr.r.event("status", map[string]any{"version": rep.Version, "exact": rep.Exact, "modified": rep.Modified,
+		"missing": rep.Missing, "extra": rep.Extra, "pending": pending}, text)
+	return exitOK
 }
 
 func install(ctx context.Context, u *apply.Updater, r *reporter, cmd string) int {
@@ -389,15 +336,11 @@ func orUnknown(v string) string {
 	return v
 }
 
-func isTerminal(f *os.File) bool {
-	fi, err := f.Stat()
-	return err == nil && fi.Mode()&os.ModeCharDevice != 0
-}
-
 // progressPrinter reports downloads: JSON lines with --json, a progress
 // bar (schollz/progressbar) on a terminal, nothing otherwise.
 func progressPrinter(r *reporter, stderr io.Writer) func(apply.Progress) {
-	tty := isTerminal(os.Stderr)
+	f, _ := stderr.(*os.File)
+	tty := isTerminal(f)
 	var bar *progressbar.ProgressBar
 	var barPath string
 	return func(p apply.Progress) {
@@ -422,16 +365,4 @@ func progressPrinter(r *reporter, stderr io.Writer) func(apply.Progress) {
 			bar.Set64(p.Bytes)
 		}
 	}
-}
-
-// parseFlags parses fs and reports usage errors in one line.
-func parseFlags(fs *flag.FlagSet, args []string, stderr io.Writer) (code int, done bool) {
-	if err := fs.Parse(args); err != nil {
-		if err == flag.ErrHelp {
-			return 0, true
-		}
-		fmt.Fprintf(stderr, "%s: %v (see %s --help)\n", fs.Name(), err, fs.Name())
-		return 2, true
-	}
-	return 0, false
 }
