@@ -209,7 +209,7 @@ func DetectVersion(ctx context.Context, appDir string, m *manifest.Manifest, fil
 }
 
 func scanApp(ctx context.Context, appDir string) ([]tree.Entry, [32]byte, error) {
-	es, err := tree.Scan(ctx, appDir, tree.ScanOptions{Hash: true})
+	es, err := tree.Scan(ctx, appDir, appScan)
 	if err != nil {
 		return nil, [32]byte{}, fmt.Errorf("apply: scanning the application directory: %w", err)
 	}
@@ -346,6 +346,9 @@ func CheckUpdate(ctx context.Context, cfg *Config, f Fetcher, st *State) (*Check
 // state file is left as it was.
 func Check(ctx context.Context, cfg *Config, f Fetcher) (*CheckResult, error) {
 	if err := cfg.Validate(); err != nil {
+		return nil, err
+	}
+	if err := secureDirs(cfg, true); err != nil {
 		return nil, err
 	}
 	st, err := LoadState(cfg.BackupDir)

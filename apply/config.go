@@ -77,6 +77,15 @@ type Config struct {
 	// Relaunch, when set, is the command (program and arguments) started
 	// after a successful update.
 	Relaunch []string
+	// TrustSharedDirs lets the update run although another user can write
+	// the application directory or rename entries in a directory above it
+	// or above the backup directory (owned by that user, or writable
+	// without the sticky bit; for root, group-writable counts too). Off,
+	// such a layout is refused with ErrUnsafeAppDir: that user could
+	// replace files under the updater, and a root updater would then run
+	// them. The backup directory itself must be the updater's own in any
+	// case (ErrUnsafeBackupDir). CLI: --trust-shared-dirs.
+	TrustSharedDirs bool
 	// HTTPClient is used for every request; nil means http.DefaultClient.
 	HTTPClient *http.Client
 	// Now returns the current time; nil means time.Now.

@@ -136,14 +136,24 @@ const (
 )
 
 // copyExecutable copies the running executable to backupDir/bin/name
-// (atomically, mode 0755) and returns the copy's path.
+// (atomically, mode 0755) and returns the copy's path. backupDir/bin must
+// be a real directory of the user running the updater (created with mode
+// 0700), never a link: what is executed from it runs with that user's
+// rights.
 func copyExecutable(backupDir, name string) (string, error) {
 	exe, err := os.Executable()
 	if err != nil {
 		return "", err
 	}
 	dir := filepath.Join(backupDir, "bin")
-	if err := os.MkdirAll(dir, 0o755); err != nil {
+	if err := os.Mkdir(dir, 0o700); err != nil && !errors.Is(err, fs.ErrExist) {
+		return "", err
+	}
+	fi, err := os.Lstat(dir)
+	if err != nil {
+		return "", err
+	}
+	if err := checkOwnDir(dir, fi); err != nil {
 		return "", err
 	}
 	dst := filepath.Join(dir, name)
@@ -162,12 +172,14 @@ func copyExecutable(backupDir, name string) (string, error) {
 	return dst, err
 }
 
+// sameFile reports whether a and b are one file; b is not followed if it
+// is a link (a link is never the same file).
 func sameFile(a, b string) (bool, error) {
 	fa, err := os.Stat(a)
 	if err != nil {
 		return false, err
 	}
-	fb, err := os.Stat(b)
+	fb, err := os.Lstat(b)
 	if err != nil {
 		return false, err
 	}

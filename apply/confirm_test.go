@@ -36,7 +36,7 @@ func TestConfirmInTime(t *testing.T) {
 	if err := Confirm(f.backup); err != nil { // twice: no-op
 		t.Fatal(err)
 	}
-	j2, err := Resume(context.Background(), f.backup, nil)
+	j2, err := Resume(context.Background(), f.app, f.backup, nil)
 	if err != nil || j2.State != JournalConfirmed {
 		t.Fatalf("Resume after confirm: %v %v", j2, err)
 	}

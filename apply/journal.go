@@ -10,6 +10,7 @@ import (
 	"io"
 	"io/fs"
 	"os"
+	"path"
 	"path/filepath"
 	"slices"
 	"strconv"
@@ -37,6 +38,9 @@ var (
 	// ErrJournalState: an operation was asked in a state that does not
 	// allow it (e.g. Rollback of a confirmed update).
 	ErrJournalState = errors.New("apply: swap journal state")
+	// ErrJournalMismatch: the journal was made for other directories than
+	// the ones in use (Journal.For); it is refused, never acted on.
+	ErrJournalMismatch = errors.New("apply: swap journal is for other directories")
 )
 
 // JournalState is the phase of a swap recorded in the journal.
@@ -191,8 +195,8 @@ func BuildJournal(appDir, backupDir, from, to string, oldEntries, newEntries []t
 	if from == "" {
 		rollbackName = unknownVersionDir
 	}
-	if !isWithin(backupDir, staged) {
-		return nil, fmt.Errorf("apply: staged tree %s is not inside the backup directory %s", staged, backupDir)
+	if staged != filepath.Join(backupDir, stagingDir, to) {
+		return nil, fmt.Errorf("apply: staged tree %s is not %s in the backup directory %s", staged, path.Join(stagingDir, to), backupDir)
 	}
 	if isWithin(appDir, backupDir) || isWithin(backupDir, appDir) {
 		return nil, fmt.Errorf("apply: app directory %s and backup directory %s overlap", appDir, backupDir)
@@ -280,6 +284,43 @@ func isWithin(dir, p string) bool {
 	return rel == "." || (rel != ".." && !strings.HasPrefix(rel, ".."+string(filepath.Separator)))
 }
 
+// For checks that the journal was made for the application directory
+// appDir and the backup directory backupDir in use (the same directories,
+// also through links), and that appDir is still a real directory: a
+// journal naming any other directory (planted, or copied from elsewhere)
+// is refused with ErrJournalMismatch and nothing is touched.
+func (j *Journal) For(appDir, backupDir string) error {
+	a, err := filepath.Abs(appDir)
+	if err != nil {
+		return err
+	}
+	b, err := filepath.Abs(backupDir)
+	if err != nil {
+		return err
+	}
+	if !sameDir(j.AppDir, a) || !sameDir(j.BackupDir, b) {
+		return fmt.Errorf("%w: %s names the application directory %s and the backup directory %s, not %s and %s in use: refusing to act on it; if no update of %s is pending, remove %s and %s",
+			ErrJournalMismatch, filepath.Join(b, JournalFileName), j.AppDir, j.BackupDir, a, b, a, filepath.Join(b, JournalFileName), filepath.Join(b, JournalBackupName))
+	}
+	return checkRealAppDir(j.AppDir)
+}
+
+// checkRealAppDir refuses an application directory that is a symbolic
+// link (replaced by one since the plan was made, say) or not a directory.
+func checkRealAppDir(dir string) error {
+	fi, err := os.Lstat(dir)
+	switch {
+	case err != nil:
+		return err
+	case fi.Mode()&fs.ModeSymlink != 0:
+		real, _ := filepath.EvalSymlinks(dir)
+		return fmt.Errorf("%w: %s is a symbolic link (to %s): the updater writes only into a real directory; use --app-dir %s", ErrUnsafeAppDir, dir, real, real)
+	case !fi.IsDir():
+		return fmt.Errorf("%w: %s is not a directory", ErrUnsafeAppDir, dir)
+	}
+	return nil
+}
+
 // Path returns the journal's file path.
 func (j *Journal) Path() string { return filepath.Join(j.BackupDir, JournalFileName) }
 
@@ -297,7 +338,7 @@ func (j *Journal) Save() error {
 	buf.WriteString(`,"sha256":"`)
 	buf.WriteString(hex.EncodeToString(sum[:]))
 	buf.WriteString("\"}\n")
-	if err := os.MkdirAll(j.BackupDir, 0o755); err != nil {
+	if err := os.MkdirAll(j.BackupDir, 0o700); err != nil {
 		return err
 	}
 	for _, name := range []string{JournalBackupName, JournalFileName} {
@@ -349,7 +390,7 @@ func LoadJournal(backupDir string) (*Journal, error) {
 }
 
 func readJournal(p string) (*Journal, error) {
-	f, err := os.Open(p)
+	f, err := openNoFollow(p, os.O_RDONLY, 0)
 	if err != nil {
 		return nil, err
 	}
@@ -397,8 +438,15 @@ func (j *Journal) check() error {
 			return bad("path %q is not absolute", p)
 		}
 	}
-	if !isWithin(j.BackupDir, j.Staged) || !isWithin(j.BackupDir, j.Rollback) || isWithin(j.AppDir, j.BackupDir) || isWithin(j.BackupDir, j.AppDir) {
+	if isWithin(j.AppDir, j.BackupDir) || isWithin(j.BackupDir, j.AppDir) {
 		return bad("directories overlap")
+	}
+	rbName := j.From
+	if rbName == "" {
+		rbName = unknownVersionDir
+	}
+	if j.Staged != filepath.Join(j.BackupDir, stagingDir, j.To) || j.Rollback != filepath.Join(j.BackupDir, "rollback", rbName) {
+		return bad("staged tree %s or rollback area %s is not where the updater puts them in %s", j.Staged, j.Rollback, j.BackupDir)
 	}
 	switch j.State {
 	case JournalStaged, JournalSwapping, JournalSwapped, JournalConfirmed, JournalRollingBack, JournalRolledBack:

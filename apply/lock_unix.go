@@ -30,10 +30,10 @@ type UpdateLock struct {
 // process (or another AcquireLock in this one) holds it the error wraps
 // ErrLocked: "another deltaup is updating APPDIR (pid N)".
 func AcquireLock(appDir, backupDir string) (*UpdateLock, error) {
-	if err := os.MkdirAll(backupDir, 0o755); err != nil {
+	if err := os.MkdirAll(backupDir, 0o700); err != nil {
 		return nil, err
 	}
-	f, err := os.OpenFile(filepath.Join(backupDir, LockFileName), os.O_RDWR|os.O_CREATE, 0o644)
+	f, err := openNoFollow(filepath.Join(backupDir, LockFileName), os.O_RDWR|os.O_CREATE, 0o600)
 	if err != nil {
 		return nil, err
 	}

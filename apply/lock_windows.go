@@ -48,7 +48,7 @@ func pidAlive(pid int) bool {
 // running is stale and taken over. If a live process holds it the error
 // wraps ErrLocked: "another deltaup is updating APPDIR (pid N)".
 func AcquireLock(appDir, backupDir string) (*UpdateLock, error) {
-	if err := os.MkdirAll(backupDir, 0o755); err != nil {
+	if err := os.MkdirAll(backupDir, 0o700); err != nil {
 		return nil, err
 	}
 	p := filepath.Join(backupDir, LockFileName)

@@ -539,7 +539,7 @@ func plRunFS(t *testing.T, k int, strict, rollback bool, lostSync func(string) b
 	if st == JournalSwapped && got != f.newD {
 		return c.n, &plMixError{fmt.Sprintf("journal says swapped but the app dir is not the new tree: %s", plDiff(t, f.app, f.staged))}
 	}
-	j, err := Resume(ctx, f.backup, OSFS{})
+	j, err := Resume(ctx, f.app, f.backup, OSFS{})
 	if err != nil {
 		return c.n, fmt.Errorf("Resume after the power loss (journal %s): %w", st, err)
 	}
@@ -750,7 +750,7 @@ func TestPowerLossJournalSave(t *testing.T) {
 				if j.Seq == sa && st.bak == "B" {
 					t.Fatalf("the durable new copy was ignored (seq %d)", j.Seq)
 				}
-				j, err = Resume(ctx, f.backup, OSFS{})
+				j, err = Resume(ctx, f.app, f.backup, OSFS{})
 				if err != nil || j.State != JournalSwapped {
 					t.Fatalf("Resume: %v", err)
 				}

@@ -55,12 +55,12 @@ func StatePath(backupDir string) string { return filepath.Join(backupDir, StateF
 // version that is not semantic fail with ErrState).
 func LoadState(backupDir string) (*State, error) {
 	p := StatePath(backupDir)
-	f, err := os.Open(p)
+	f, err := openNoFollow(p, os.O_RDONLY, 0)
 	if errors.Is(err, os.ErrNotExist) {
 		return &State{}, nil
 	}
 	if err != nil {
-		return nil, fmt.Errorf("%w: %v", ErrState, err)
+		return nil, fmt.Errorf("%w: %w", ErrState, err)
 	}
 	defer f.Close()
 	raw, err := io.ReadAll(io.LimitReader(f, MaxStateSize+1))
@@ -126,7 +126,7 @@ func (s *State) Save(backupDir string) error {
 		return err
 	}
 	b = append(b, '\n')
-	if err := os.MkdirAll(backupDir, 0o755); err != nil {
+	if err := os.MkdirAll(backupDir, 0o700); err != nil {
 		return fmt.Errorf("%w: %v", ErrState, err)
 	}
 	return delta.WriteFileAtomic(StatePath(backupDir), 0o644, func(w io.Writer) error {

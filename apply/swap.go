@@ -55,6 +55,29 @@ func isSwapTmp(rel string) bool { return strings.HasPrefix(path.Base(rel), tmpPr
 
 func tmpPath(p string) string { return filepath.Join(filepath.Dir(p), tmpPrefix+filepath.Base(p)) }
 
+// appScan is how every scan of the application directory reads it
+// (detection, planning, the pre-swap check, recovery, rollback): the
+// swap's own temporary files are not part of any tree, by one rule.
+var appScan = tree.ScanOptions{Hash: true, Skip: isSwapTmp}
+
+// removeOwnLeftovers deletes the swap's temporary files (files and links
+// named with tmpPrefix) that an interrupted swap left anywhere in appDir.
+// Called when no swap is pending, so none of them is in use; a directory
+// with such a name is left alone (the swap never makes one).
+func removeOwnLeftovers(appDir string) error {
+	return filepath.WalkDir(appDir, func(p string, d fs.DirEntry, err error) error {
+		if err != nil {
+			return err
+		}
+		if !d.IsDir() && strings.HasPrefix(d.Name(), tmpPrefix) {
+			if err := os.Remove(p); err != nil && !errors.Is(err, fs.ErrNotExist) {
+				return err
+			}
+		}
+		return nil
+	})
+}
+
 // Swap carries out the journal's ops not yet done, then sets the state
 // "swapped". From "staged" it first empties the rollback area and records
 // "swapping". Every op checks the disk first, so Swap may be run again
@@ -335,7 +358,7 @@ func checkOldTree(ctx context.Context, j *Journal) error {
 	if j.OldDigest == "" {
 		return nil
 	}
-	es, err := tree.Scan(ctx, j.AppDir, tree.ScanOptions{Hash: true, Skip: isSwapTmp})
+	es, err := tree.Scan(ctx, j.AppDir, appScan)
 	if err != nil {
 		return fmt.Errorf("%w: %w", ErrAppChanged, err)
 	}
@@ -424,12 +447,15 @@ func copyStaged(ctx context.Context, j *Journal, fsys FS, op *Op, tmp string) er
 //   - confirmed, rolled-back: clean up (rollback area, staged tree,
 //     journal) and return the journal as it was.
 //
-// When both copies of the journal are corrupt, Resume looks at the disk:
-// no rollback area means the swap never started and nothing is changed
-// (the ErrJournalCorrupt error is returned); otherwise the swap is finished
-// from the staged tree (see RecoverJournal; the app directory is taken to
-// be backupDir without its ".backup" suffix).
-func Resume(ctx context.Context, backupDir string, fsys FS) (*Journal, error) {
+// The journal must be for appDir and backupDir, the directories in use
+// (Journal.For): one naming other directories is refused with
+// ErrJournalMismatch and nothing is touched. When both copies of the
+// journal are corrupt, Resume looks at the disk: no rollback area means
+// the swap never started and nothing is changed (the ErrJournalCorrupt
+// error is returned); otherwise the swap is finished from the staged tree
+// (see RecoverJournal), into appDir only when the backup directory's claim
+// file names it.
+func Resume(ctx context.Context, appDir, backupDir string, fsys FS) (*Journal, error) {
 	if fsys == nil {
 		fsys = OSFS{}
 	}
@@ -438,13 +464,12 @@ func Resume(ctx context.Context, backupDir string, fsys FS) (*Journal, error) {
 		return nil, nil
 	}
 	if errors.Is(err, ErrJournalCorrupt) {
-		abs, aerr := filepath.Abs(backupDir)
-		if aerr != nil || !strings.HasSuffix(abs, ".backup") {
-			return nil, err
-		}
-		return RecoverJournal(ctx, strings.TrimSuffix(abs, ".backup"), abs, fsys)
+		return RecoverJournal(ctx, appDir, backupDir, fsys)
 	}
 	if err != nil {
+		return nil, err
+	}
+	if err := j.For(appDir, backupDir); err != nil {
 		return nil, err
 	}
 	switch j.State {
@@ -468,12 +493,33 @@ func Resume(ctx context.Context, backupDir string, fsys FS) (*Journal, error) {
 // single rollback area backupDir/rollback/FROM (never overwriting what is
 // there already); the rebuilt journal (Recovered, without Relaunch) is
 // saved in state swapped. A later Rollback restores the saved old files
-// but cannot know which new files had no old counterpart.
+// but cannot know which new files had no old counterpart. Recovery works
+// only from facts inside the backup directory: its claim file must name
+// appDir (see ClaimFileName), and appDir must be a real directory;
+// otherwise nothing is touched.
 func RecoverJournal(ctx context.Context, appDir, backupDir string, fsys FS) (*Journal, error) {
 	if fsys == nil {
 		fsys = OSFS{}
 	}
+	var err error
+	if appDir, err = filepath.Abs(appDir); err != nil {
+		return nil, err
+	}
+	if backupDir, err = filepath.Abs(backupDir); err != nil {
+		return nil, err
+	}
 	corrupt := fmt.Errorf("%w: in %s", ErrJournalCorrupt, backupDir)
+	owner, err := claimedApp(backupDir)
+	if err != nil {
+		return nil, fmt.Errorf("%w; %w", corrupt, err)
+	}
+	if owner == "" || !sameDir(owner, appDir) {
+		return nil, fmt.Errorf("%w; its claim file (%s) does not name %s, so nothing tells which directory the swap was for: nothing was changed; check %s by hand (old files are in %s), then remove the journal",
+			corrupt, filepath.Join(backupDir, ClaimFileName), appDir, appDir, filepath.Join(backupDir, "rollback"))
+	}
+	if err := checkRealAppDir(appDir); err != nil {
+		return nil, err
+	}
 	rbs, _ := os.ReadDir(filepath.Join(backupDir, "rollback"))
 	if len(rbs) == 0 {
 		return nil, fmt.Errorf("%w; the swap had not started, %s is unchanged", corrupt, appDir)
@@ -488,7 +534,7 @@ func RecoverJournal(ctx context.Context, appDir, backupDir string, fsys FS) (*Jo
 	if err != nil {
 		return nil, err
 	}
-	cur, err := tree.Scan(ctx, appDir, tree.ScanOptions{Hash: true, Skip: isSwapTmp})
+	cur, err := tree.Scan(ctx, appDir, appScan)
 	if err != nil {
 		return nil, err
 	}
@@ -571,7 +617,7 @@ func Rollback(ctx context.Context, j *Journal, fsys FS) error {
 		}
 	}
 	if j.OldDigest != "" {
-		es, err := tree.Scan(ctx, j.AppDir, tree.ScanOptions{Hash: true})
+		es, err := tree.Scan(ctx, j.AppDir, appScan)
 		if err != nil {
 			return err
 		}

@@ -111,6 +111,9 @@ func newFixture(t testing.TB, oldN, newN []tnode) *fixture {
 	f.staged = filepath.Join(f.backup, "staged", "2.0")
 	writeTree(t, f.app, oldN)
 	writeTree(t, f.staged, newN)
+	if err := claim(f.backup, f.app, true); err != nil { // as Prepare's secureDirs does
+		t.Fatal(err)
+	}
 	old, nw := scanTree(t, f.app), scanTree(t, f.staged)
 	f.oldD, f.newD = tree.Digest(old), tree.Digest(nw)
 	j, err := BuildJournal(f.app, f.backup, "1.0", "2.0", old, nw, f.staged, []string{"app", "--updated"})
@@ -249,7 +252,7 @@ func TestSwapPlain(t *testing.T) {
 	}
 	f.appIs(t, f.oldD, "old")
 	// Resume of a rolled-back journal cleans up everything.
-	if _, err := Resume(context.Background(), f.backup, nil); err != nil {
+	if _, err := Resume(context.Background(), f.app, f.backup, nil); err != nil {
 		t.Fatal(err)
 	}
 	for _, p := range []string{j.Rollback, j.Staged, j.Path(), filepath.Join(f.backup, JournalBackupName)} {
@@ -257,7 +260,7 @@ func TestSwapPlain(t *testing.T) {
 			t.Fatalf("%s still there after cleanup: %v", p, err)
 		}
 	}
-	if j3, err := Resume(context.Background(), f.backup, nil); j3 != nil || err != nil {
+	if j3, err := Resume(context.Background(), f.app, f.backup, nil); j3 != nil || err != nil {
 		t.Fatalf("Resume without journal: %v %v", j3, err)
 	}
 }
@@ -311,11 +314,11 @@ func TestSwapCrashEveryStepResume(t *testing.T) {
 			}
 			if k%3 == 1 { // a second crash while resuming
 				c2 := &crashFS{FS: OSFS{}, limit: k / 2, appDir: f.app}
-				if _, err := Resume(ctx, f.backup, c2); err != nil && !errors.Is(err, errCrash) {
+				if _, err := Resume(ctx, f.app, f.backup, c2); err != nil && !errors.Is(err, errCrash) {
 					t.Fatalf("k=%d: Resume with crash: %v", k, err)
 				}
 			}
-			j, err := Resume(ctx, f.backup, OSFS{})
+			j, err := Resume(ctx, f.app, f.backup, OSFS{})
 			if err != nil {
 				t.Fatalf("k=%d: Resume: %v", k, err)
 			}
@@ -342,7 +345,7 @@ func TestRollbackAfterCrashEveryStep(t *testing.T) {
 					t.Fatalf("k=%d: Rollback with crash: %v", k, err)
 				}
 				// A fresh process resumes the rollback, not the swap.
-				j, err := Resume(ctx, f.backup, OSFS{})
+				j, err := Resume(ctx, f.app, f.backup, OSFS{})
 				if err != nil || j.State != JournalRolledBack {
 					t.Fatalf("k=%d: Resume of an interrupted rollback: %v", k, err)
 				}
@@ -356,7 +359,7 @@ func TestRollbackAfterCrashEveryStep(t *testing.T) {
 			if f.load(t).State != JournalRolledBack {
 				t.Fatalf("k=%d: not rolled back", k)
 			}
-			if _, err := Resume(ctx, f.backup, nil); err != nil {
+			if _, err := Resume(ctx, f.app, f.backup, nil); err != nil {
 				t.Fatalf("k=%d: cleanup: %v", k, err)
 			}
 			f.appIs(t, f.oldD, "old")
@@ -452,7 +455,7 @@ func TestJournalCorrupt(t *testing.T) {
 			f := newFixture(t, oldNodes, newNodes)
 			corrupt(t, filepath.Join(f.backup, JournalFileName), how)
 			corrupt(t, filepath.Join(f.backup, JournalBackupName), how)
-			_, err := Resume(ctx, f.backup, nil)
+			_, err := Resume(ctx, f.app, f.backup, nil)
 			if !errors.Is(err, ErrJournalCorrupt) {
 				t.Fatalf("Resume: %v", err)
 			}
@@ -472,7 +475,7 @@ func TestJournalCorrupt(t *testing.T) {
 		}
 		corrupt(t, filepath.Join(f.backup, JournalFileName), "garbage")
 		corrupt(t, filepath.Join(f.backup, JournalBackupName), "garbage")
-		if _, err := Resume(ctx, f.backup, nil); !errors.Is(err, ErrJournalCorrupt) {
+		if _, err := Resume(ctx, f.app, f.backup, nil); !errors.Is(err, ErrJournalCorrupt) {
 			t.Fatalf("Resume: %v", err)
 		}
 		f.appIs(t, f.oldD, "old") // not swapped forward again
@@ -485,7 +488,7 @@ func TestJournalCorrupt(t *testing.T) {
 		}
 		corrupt(t, filepath.Join(f.backup, JournalFileName), "torn")
 		corrupt(t, filepath.Join(f.backup, JournalBackupName), "flip")
-		j, err := Resume(ctx, f.backup, nil)
+		j, err := Resume(ctx, f.app, f.backup, nil)
 		if err != nil {
 			t.Fatalf("k=%d: Resume of a started swap with a corrupt journal: %v", k, err)
 		}
@@ -528,7 +531,7 @@ func TestResumeTimeBudget(t *testing.T) {
 	// Guard: the crash loops above must stay fast.
 	start := time.Now()
 	f := newFixture(t, oldNodes, newNodes)
-	if _, err := Resume(context.Background(), f.backup, nil); err != nil {
+	if _, err := Resume(context.Background(), f.app, f.backup, nil); err != nil {
 		t.Fatal(err)
 	}
 	if d := time.Since(start); d > 5*time.Second {

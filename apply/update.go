@@ -78,17 +78,15 @@ func (u *Updater) setup() (*Config, *Downloader, FS, error) {
 	return &cfg, d, fsys, nil
 }
 
-// lockedSetup is setup plus the backup directory checked (never a link),
-// created, and the update lock taken; the caller calls unlock.
+// lockedSetup is setup plus the directories checked (secureDirs: the
+// backup directory created if need be, ours and not a link), and the
+// update lock taken; the caller calls unlock.
 func (u *Updater) lockedSetup() (*Config, *Downloader, FS, func(), error) {
 	cfg, d, fsys, err := u.setup()
 	if err != nil {
 		return nil, nil, nil, nil, err
 	}
-	if err := checkBackupDir(cfg.BackupDir); err != nil {
-		return nil, nil, nil, nil, err
-	}
-	if err := os.MkdirAll(cfg.BackupDir, 0o755); err != nil {
+	if err := secureDirs(cfg, true); err != nil {
 		return nil, nil, nil, nil, err
 	}
 	lock, err := AcquireLock(cfg.AppDir, cfg.BackupDir)
@@ -119,6 +117,11 @@ func (u *Updater) Prepare(ctx context.Context) (*Prepared, error) {
 		return nil, fmt.Errorf("%w: %s to %s is in state %s: run `deltaup resume` (apply.Resume)", ErrPending, j.From, j.To, j.State)
 	} else if !errors.Is(err, fs.ErrNotExist) {
 		return nil, fmt.Errorf("%w: %v: run `deltaup resume`", ErrPending, err)
+	}
+	// No swap is pending: temporary files a killed swap left in the app
+	// directory are ours and go, so that no scan counts them.
+	if err := removeOwnLeftovers(cfg.AppDir); err != nil {
+		return nil, localIO(err, cfg.AppDir)
 	}
 	st, err := LoadState(cfg.BackupDir)
 	if err != nil {
@@ -154,7 +157,7 @@ func (u *Updater) Prepare(ctx context.Context) (*Prepared, error) {
 	if p.Stage, err = Stage(ctx, cfg.AppDir, cfg.BackupDir, res.Manifest, res.Route, target, d); err != nil {
 		return nil, err
 	}
-	old, err := tree.Scan(ctx, cfg.AppDir, tree.ScanOptions{Hash: true})
+	old, err := tree.Scan(ctx, cfg.AppDir, appScan)
 	if err != nil {
 		return nil, err
 	}
@@ -206,11 +209,14 @@ type Installed struct {
 // Go app (Resume).
 func (u *Updater) Install(ctx context.Context) (*Installed, error) {
 	cfg, _, fsys, unlock, err := u.lockedSetup()
+	if errors.Is(err, errCrossDevice) {
+		return u.dropCrossDevice(ctx, err)
+	}
 	if err != nil {
 		return nil, err
 	}
 	defer unlock()
-	j, err := Resume(ctx, cfg.BackupDir, fsys)
+	j, err := Resume(ctx, cfg.AppDir, cfg.BackupDir, fsys)
 	if (errors.Is(err, ErrStagedMismatch) || errors.Is(err, ErrAppChanged)) && j != nil {
 		return &Installed{Journal: j}, dropStage(ctx, cfg, j, fsys, err)
 	}
@@ -270,7 +276,7 @@ func (u *Updater) Install(ctx context.Context) (*Installed, error) {
 			return out, u.rollback(ctx, j, fsys, st, cfg, out, fmt.Errorf("%s did not confirm within %v", j.To, timeout))
 		}
 	}
-	j, err = Resume(ctx, cfg.BackupDir, fsys) // confirmed: clean up
+	j, err = Resume(ctx, cfg.AppDir, cfg.BackupDir, fsys) // confirmed: clean up
 	if err != nil {
 		return out, err
 	}
@@ -305,8 +311,59 @@ func dropStage(ctx context.Context, cfg *Config, j *Journal, fsys FS, cause erro
 	if errors.Is(cause, ErrAppChanged) {
 		return fmt.Errorf("%w: the plan no longer fits it; nothing was changed; run the update again to prepare it afresh", cause)
 	}
+	if errors.Is(cause, errCrossDevice) {
+		return fmt.Errorf("%w; the pending update to %s was dropped (%s) and the app directory is %s", cause, j.To, what, versionName(j.From))
+	}
 	return fmt.Errorf("%w: the staged update was damaged after it was verified; %s and the app directory is %s; run the update again to prepare it afresh",
 		cause, what, versionName(j.From))
+}
+
+// dropCrossDevice handles Install on a layout whose app and backup
+// directories are on different file systems (cause, from secureDirs): no
+// swap can complete there, so a pending update made before the layout
+// changed (or by an older updater) is not left stuck. If the backup
+// directory is ours and serves this app, the swap is undone (before the
+// swap began nothing was changed) and the journal and staged tree are
+// dropped; the app directory is the old version and cause is returned.
+func (u *Updater) dropCrossDevice(ctx context.Context, cause error) (*Installed, error) {
+	cfg, _, fsys, err := u.setup()
+	if err != nil {
+		return nil, err
+	}
+	fi, err := os.Lstat(cfg.BackupDir)
+	if errors.Is(err, fs.ErrNotExist) {
+		return nil, cause
+	}
+	if err != nil {
+		return nil, localIO(err, cfg.BackupDir)
+	}
+	if err := checkOwnDir(cfg.BackupDir, fi); err != nil {
+		return nil, err
+	}
+	if err := claim(cfg.BackupDir, cfg.AppDir, false); err != nil {
+		return nil, err
+	}
+	lock, err := AcquireLock(cfg.AppDir, cfg.BackupDir)
+	if err != nil {
+		return nil, err
+	}
+	defer lock.Unlock()
+	j, err := LoadJournal(cfg.BackupDir)
+	if errors.Is(err, fs.ErrNotExist) {
+		return nil, cause
+	}
+	if err != nil {
+		return nil, err
+	}
+	if err := j.For(cfg.AppDir, cfg.BackupDir); err != nil {
+		return nil, err
+	}
+	out := &Installed{Journal: j}
+	switch j.State {
+	case JournalConfirmed, JournalRolledBack:
+		return out, Cleanup(j, fsys)
+	}
+	return out, dropStage(ctx, cfg, j, fsys, cause)
 }
 
 func versionName(v string) string {
@@ -331,7 +388,7 @@ func (u *Updater) rollback(ctx context.Context, j *Journal, fsys FS, st *State, 
 			out.Relaunched = true
 		}
 	}
-	Resume(ctx, cfg.BackupDir, fsys) // clean up the rolled-back journal
+	Resume(ctx, cfg.AppDir, cfg.BackupDir, fsys) // clean up the rolled-back journal
 	return fmt.Errorf("%w: %v; %s is marked bad and will not be offered again until a newer version", ErrRolledBack, why, j.To)
 }
 
@@ -348,6 +405,9 @@ func (u *Updater) RollbackNow(ctx context.Context) (*Installed, error) {
 		return nil, errors.New("apply: nothing to roll back (no pending or unconfirmed update)")
 	}
 	if err != nil {
+		return nil, err
+	}
+	if err := j.For(cfg.AppDir, cfg.BackupDir); err != nil {
 		return nil, err
 	}
 	st, err := LoadState(cfg.BackupDir)

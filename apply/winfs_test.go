@@ -224,7 +224,7 @@ func TestWindowsFSRollbackWhileNewExeRuns(t *testing.T) {
 		}
 	}
 	clear(w.inUse)
-	if _, err := Resume(context.Background(), f.backup, w); err != nil {
+	if _, err := Resume(context.Background(), f.app, f.backup, w); err != nil {
 		t.Fatal(err)
 	}
 	if _, err := os.Stat(j.discardDir()); !errors.Is(err, fs.ErrNotExist) {
