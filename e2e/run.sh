@@ -332,7 +332,7 @@ install_app esbuild 0.25.0 "$dir"
 want=$(plan esbuild "$dir" "$base/link/esbuild" 0.25.0 0.25.12)
 before=$(lines "$ngx/link.log")
 ms=$(now_ms)
-update esbuild "$dir" "$base/link/esbuild" --limit-rate 125k >"$work/link.out" 2>&1 || {
+update esbuild "$dir" "$base/link/esbuild" --limit-rate 125KiB >"$work/link.out" 2>&1 || {
   cat "$work/link.out" >&2
   die "deltaup update over the 1 Mbit/s link failed"
 }
@@ -366,7 +366,7 @@ $(uname -sm), $(go version | awk '{print $3}'), nginx $("$nginx" -v 2>&1 | sed '
 The repository holds all 13 releases 0.25.0 … 0.25.12 published with \`--patches-from 3\` and the default
 milestone patches (0.25.4 from 0.25.0; 0.25.8 from 0.25.0 and 0.25.4; 0.25.12 from 0.25.8).
 The link is nginx \`limit_rate 125k\` (128,000 B/s ≈ 1 Mbit/s per connection) on loopback,
-with the client capped at the same rate (\`deltaup --limit-rate 125k\`, \`curl --limit-rate 125k\`)
+with the client capped at the same rate (\`deltaup --limit-rate 125KiB\`, \`curl --limit-rate 125k\`)
 because nginx lets each request's first second through at once. Bytes are nginx's
 \`\$body_bytes_sent\` from its access log; time is wall clock of the whole command
 (for deltaup: manifest, file list, downloads, patching every hop, verifying, swapping).

@@ -27,6 +27,7 @@ func TestErrorClass(t *testing.T) {
 	}{
 		{fmt.Errorf("fetch: %w: %w", apply.ErrLocalIO, syscall.ENOSPC), "local-io", exitLocalIO},
 		{fmt.Errorf("%w: %w", apply.ErrRefused, manifest.ErrExpired), "refused", exitRefused},
+		{fmt.Errorf("%w: %w: %w", apply.ErrRefused, apply.ErrDowngrade, manifest.ErrRollback), "downgrade", exitRefused},
 		{fmt.Errorf("%w: 2.0.0 did not confirm", apply.ErrRolledBack), "rolled-back", exitRolledBack},
 		{fmt.Errorf("get: %w", apply.ErrTooSlow), "too-slow", exitNetwork},
 		{fmt.Errorf("get: %w", apply.ErrStalled), "stalled", exitNetwork},
