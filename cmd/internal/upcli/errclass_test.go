@@ -41,6 +41,8 @@ func TestErrorClass(t *testing.T) {
 		{fmt.Errorf("%w: no server", apply.ErrConfig), "config", exitUsage},
 		{&usageError{errors.New("unexpected argument")}, "usage", exitUsage},
 		{fmt.Errorf("x: %w", apply.ErrHashMismatch), "hash-mismatch", exitRefused},
+		{fmt.Errorf("x: %w", apply.ErrUnsafeAppDir), "unsafe-dir", exitLocalIO},
+		{fmt.Errorf("x: %w", apply.ErrJournalMismatch), "state", exitLocalIO},
 		// Local beats network: a full disk while downloading is not the mirror's fault.
 		{fmt.Errorf("%w: %w", apply.ErrLocalIO, deadPort), "local-io", exitLocalIO},
 		{errors.New("something else"), "error", exitError},
