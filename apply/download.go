@@ -616,7 +616,7 @@ func fileMatches(name string, art manifest.Artifact) (bool, error) {
 
 func hashFile(name string, rep *progressReporter) ([32]byte, error) {
 	var sum [32]byte
-	f, err := os.Open(name)
+	f, err := openNoFollow(name, os.O_RDONLY, 0)
 	if err != nil {
 		return sum, err
 	}
@@ -659,11 +659,13 @@ func (fs *fetchState) discard() error {
 // resumable returns the sidecar and part length to resume from, or nil
 // after discarding a part that cannot be trusted.
 func (fs *fetchState) resumable() (*fetchSidecar, int64, error) {
-	data, err := os.ReadFile(fs.side)
+	// Neither file is followed if it is a link (a link planted in the
+	// backup directory): such a part is discarded, the link removed.
+	data, err := readFileNoFollow(fs.side, 64<<10)
 	var sc fetchSidecar
-	if err == nil && len(data) <= 64<<10 && json.Unmarshal(data, &sc) == nil &&
+	if err == nil && json.Unmarshal(data, &sc) == nil &&
 		sc.Size == fs.art.Size && sc.SHA256 == fs.sum {
-		if fi, err := os.Stat(fs.part); err == nil && fi.Mode().IsRegular() && fi.Size() <= fs.art.Size {
+		if fi, err := os.Lstat(fs.part); err == nil && fi.Mode().IsRegular() && fi.Size() <= fs.art.Size {
 			return &sc, fi.Size(), nil
 		}
 	}
@@ -676,7 +678,7 @@ func (fs *fetchState) writeSidecar(sc *fetchSidecar) error {
 		return err
 	}
 	tmp := fs.side + ".tmp"
-	f, err := os.OpenFile(tmp, os.O_WRONLY|os.O_CREATE|os.O_TRUNC, 0o644)
+	f, err := openNoFollow(tmp, os.O_WRONLY|os.O_CREATE|os.O_TRUNC, 0o600)
 	if err != nil {
 		return err
 	}
@@ -816,7 +818,7 @@ func (fs *fetchState) attempt(ctx context.Context, u string, b *mirrorBudget) *a
 	if err := fs.writeSidecar(newSC); err != nil {
 		return local(fmt.Errorf("writing %s: %w", fs.side, err))
 	}
-	f, err := os.OpenFile(fs.part, os.O_WRONLY|os.O_CREATE, 0o644)
+	f, err := openNoFollow(fs.part, os.O_WRONLY|os.O_CREATE, 0o600)
 	if err != nil {
 		return local(err)
 	}
@@ -911,7 +913,7 @@ func (fs *fetchState) finish(u string, resumed bool) *attemptError {
 }
 
 func syncFile(name string) error {
-	f, err := os.OpenFile(name, os.O_RDWR, 0)
+	f, err := openNoFollow(name, os.O_RDWR, 0)
 	if err != nil {
 		return err
 	}

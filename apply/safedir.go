@@ -250,23 +250,36 @@ func claim(back, app string, create bool) error {
 // back ("" when there is none).
 func claimedApp(back string) (string, error) {
 	p := filepath.Join(back, ClaimFileName)
-	f, err := openNoFollow(p, os.O_RDONLY, 0)
+	raw, err := readFileNoFollow(p, maxClaimSize)
 	if errors.Is(err, fs.ErrNotExist) {
 		return "", nil
 	}
-	if err != nil {
+	if errors.Is(err, ErrUnsafeBackupDir) {
 		return "", err
 	}
-	defer f.Close()
-	raw, err := io.ReadAll(io.LimitReader(f, maxClaimSize+1))
-	if err != nil {
+	if err != nil && len(raw) <= maxClaimSize {
 		return "", localIO(err, back)
 	}
 	owner := strings.TrimSuffix(string(raw), "\n")
-	if len(raw) > maxClaimSize || !filepath.IsAbs(owner) || strings.ContainsAny(owner, "\n\x00") {
+	if err != nil || !filepath.IsAbs(owner) || strings.ContainsAny(owner, "\n\x00") {
 		return "", fmt.Errorf("%w: %s is not a claim file written by deltaup: remove it if %s belongs to this application", ErrUnsafeBackupDir, p, back)
 	}
 	return owner, nil
+}
+
+// readFileNoFollow reads the file at p, at most max bytes (more is an
+// error), refusing a link (openNoFollow).
+func readFileNoFollow(p string, max int64) ([]byte, error) {
+	f, err := openNoFollow(p, os.O_RDONLY, 0)
+	if err != nil {
+		return nil, err
+	}
+	defer f.Close()
+	raw, err := io.ReadAll(io.LimitReader(f, max+1))
+	if err == nil && int64(len(raw)) > max {
+		err = fmt.Errorf("%s is larger than %d bytes", p, max)
+	}
+	return raw, err
 }
 
 // sameDir reports whether a and b name the same directory: the same clean

@@ -4,14 +4,18 @@ package apply
 
 import (
 	"context"
+	"encoding/hex"
+	"encoding/json"
 	"errors"
 	"os"
+	"path"
 	"path/filepath"
 	"strings"
 	"syscall"
 	"testing"
 
 	"github.com/deltaup/deltaup/internal/tree"
+	"github.com/deltaup/deltaup/manifest"
 )
 
 // otherUID is the less privileged user the root-only cases give files to.
@@ -518,5 +522,52 @@ func must(t testing.TB, err error) {
 	t.Helper()
 	if err != nil {
 		t.Fatal(err)
+	}
+}
+
+// TestHazardDownloadLinks (issue 14, item 2): for every artifact of the
+// repository, downloads/NAME.part planted as a link to a victim file beside
+// a valid sidecar naming the artifact (so that the part looks resumable),
+// and links at the temporary sidecar's name: the download never writes or
+// reads through them (the part is discarded, the link removed, the file
+// fetched afresh) and the update ends exact.
+func TestHazardDownloadLinks(t *testing.T) {
+	s := ckNewSetup(t, ckVersions[0])
+	backup := trBackup(s)
+	downloads := filepath.Join(backup, downloadsDir)
+	must(t, os.MkdirAll(downloads, 0o700))
+	victim := hzVictim(t)
+	target := filepath.Join(victim, "sentinel.txt")
+	var arts []manifest.Artifact
+	for _, r := range s.repo.manifest(t).Releases {
+		for _, a := range r.Archives {
+			arts = append(arts, a.Artifact)
+		}
+		for _, p := range r.Patches {
+			arts = append(arts, p.Artifact)
+		}
+	}
+	for _, a := range arts {
+		dest := filepath.Join(downloads, path.Base(a.Path))
+		sc, err := json.Marshal(fetchSidecar{URL: s.srv.URL + "/" + a.Path, Size: a.Size, SHA256: hex.EncodeToString(a.SHA256[:])})
+		must(t, err)
+		must(t, os.WriteFile(dest+SidecarSuffix, sc, 0o600))
+		must(t, os.Symlink(target, dest+PartSuffix))
+		must(t, os.Symlink(target, dest+SidecarSuffix+".tmp"))
+	}
+	before := hzSnapshot(t, victim)
+	u := &Updater{Config: *s.cfg}
+	ctx := context.Background()
+	if _, err := u.Prepare(ctx); err != nil {
+		t.Fatalf("Prepare: %v", err)
+	}
+	if _, err := u.Install(ctx); err != nil {
+		t.Fatalf("Install: %v", err)
+	}
+	if ckDigest(t, s.cfg.AppDir) != ckDigest(t, s.repo.trees[ckVersionsLast()]) {
+		t.Fatal("not the new tree")
+	}
+	if after := hzSnapshot(t, victim); after != before {
+		t.Fatalf("written through a planted link (%d artifacts):\n%s", len(arts), hzDiff(before, after))
 	}
 }
