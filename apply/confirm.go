@@ -22,6 +22,11 @@ import (
 // atomically), and the updater keeps the new version. Without a journal,
 // or in any other state, it does nothing.
 func Confirm(backupDir string) error {
+	if fi, err := os.Lstat(backupDir); err == nil {
+		if err := checkOwnDir(backupDir, fi); err != nil {
+			return err
+		}
+	}
 	j, err := LoadJournal(backupDir)
 	if errors.Is(err, fs.ErrNotExist) {
 		return nil

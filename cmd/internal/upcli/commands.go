@@ -30,10 +30,13 @@ const (
 	fYes
 	fNoReexec
 	fConfirmTimeout
+	fTrustShared
 
 	// fRepo: the flags that locate the app and trust its repository
-	// (deltaup.json may give them instead).
-	fRepo = fAppDir | fBackupDir | fServer | fPubkey | fApp
+	// (deltaup.json may give them instead), and the one that accepts a
+	// layout other users can write (never from deltaup.json: such a user
+	// could write that file too).
+	fRepo = fAppDir | fBackupDir | fServer | fPubkey | fApp | fTrustShared
 	// fTarget: the flags that choose the versions.
 	fTarget = fCurrent | fChannel | fTo
 )
@@ -114,7 +117,7 @@ type clientFlags struct {
 	servers                                              []string
 	relaunch                                             string
 	limitRate                                            units.Rate
-	json, yes, noReexec, help                            bool
+	json, yes, noReexec, help, trustShared               bool
 	confirmTimeout                                       time.Duration
 }
 
@@ -155,6 +158,7 @@ func (c *clientFlags) register(fs *flag.FlagSet, which int) {
 		{fJSON, &c.json, "json", "", "print one JSON object per line instead of text"},
 		{fYes, &c.yes, "yes", "y", "do not ask before downloading (never asked without a terminal)"},
 		{fNoReexec, &c.noReexec, "no-reexec", "", "install in this process instead of re-executing from the backup directory"},
+		{fTrustShared, &c.trustShared, "trust-shared-dirs", "", "update although other users can write the app directory or a directory above it (refused by default)"},
 	}
 	for _, f := range bools {
 		if which&f.bit != 0 {

@@ -28,7 +28,7 @@ func (c *clientFlags) config(extra []string) (*apply.Config, error) {
 		return nil, err
 	}
 	cfg := &apply.Config{AppDir: appDir, BackupDir: c.backupDir, Servers: c.servers, App: c.app,
-		Channel: c.channel, Current: c.current, To: c.to, LimitRate: int64(c.limitRate)}
+		Channel: c.channel, Current: c.current, To: c.to, LimitRate: int64(c.limitRate), TrustSharedDirs: c.trustShared}
 	if c.relaunch != "" {
 		cfg.Relaunch = append([]string{c.relaunch}, extra...)
 	}
@@ -81,6 +81,9 @@ func resumeArgs(cfg *apply.Config, c *clientFlags) []string {
 	}
 	if c.json {
 		a = append(a, "--json")
+	}
+	if c.trustShared {
+		a = append(a, "--trust-shared-dirs")
 	}
 	return a
 }
