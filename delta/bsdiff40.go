@@ -145,15 +145,14 @@ func applyBSDIFF40(ctx context.Context, old []byte, r io.Reader, w io.Writer, o 
 	if maxPatch == 0 {
 		maxPatch = o.MaxNewSize + 64<<10
 	}
-	patch, err := io.ReadAll(io.LimitReader(r, maxPatch+1))
-	if err != nil {
+	// The header first: the new size is checked against the cap before the
+	// rest of the patch is read into memory.
+	patch := make([]byte, 32)
+	if n, err := io.ReadFull(r, patch); err != nil {
+		if n < 32 && (err == io.EOF || err == io.ErrUnexpectedEOF) {
+			return info, fmt.Errorf("%w: BSDIFF40 header truncated", ErrCorrupt)
+		}
 		return info, fmt.Errorf("delta: reading patch: %w", err)
-	}
-	if int64(len(patch)) > maxPatch {
-		return info, fmt.Errorf("%w: patch exceeds the cap of %d bytes", ErrTooLarge, maxPatch)
-	}
-	if len(patch) < 32 {
-		return info, fmt.Errorf("%w: BSDIFF40 header truncated", ErrCorrupt)
 	}
 	x, ok1 := offtin(patch[8:])
 	y, ok2 := offtin(patch[16:])
@@ -162,8 +161,16 @@ func applyBSDIFF40(ctx context.Context, old []byte, r io.Reader, w io.Writer, o 
 		return info, fmt.Errorf("%w: BSDIFF40 header has negative or oversized lengths", ErrCorrupt)
 	}
 	info.NewSize = newSize
-	if newSize > o.MaxNewSize {
-		return info, fmt.Errorf("%w: new file of %d bytes exceeds the cap of %d", ErrTooLarge, newSize, o.MaxNewSize)
+	if err := o.checkNewSize(newSize); err != nil {
+		return info, err
+	}
+	pb := bytes.NewBuffer(patch)
+	if _, err := pb.ReadFrom(io.LimitReader(r, maxPatch+1-32)); err != nil {
+		return info, fmt.Errorf("delta: reading patch: %w", err)
+	}
+	patch = pb.Bytes()
+	if int64(len(patch)) > maxPatch {
+		return info, fmt.Errorf("%w: patch exceeds the cap of %d bytes", ErrTooLarge, maxPatch)
 	}
 	if x > int64(len(patch))-32 || y > int64(len(patch))-32-x {
 		return info, fmt.Errorf("%w: BSDIFF40 block lengths (%d, %d) exceed the %d-byte patch", ErrCorrupt, x, y, len(patch))
@@ -215,7 +222,9 @@ func applyBSDIFF40(ctx context.Context, old []byte, r io.Reader, w io.Writer, o 
 			for i := range src {
 				buf[i] += src[i]
 			}
-			bw.Write(buf[:n])
+			if _, err := bw.Write(buf[:n]); err != nil {
+				return info, err
+			}
 			done += n
 		}
 		np += add
@@ -225,7 +234,9 @@ func applyBSDIFF40(ctx context.Context, old []byte, r io.Reader, w io.Writer, o 
 			if err := readFull(extra, buf[:n], "extra"); err != nil {
 				return info, err
 			}
-			bw.Write(buf[:n])
+			if _, err := bw.Write(buf[:n]); err != nil {
+				return info, err
+			}
 			done += n
 		}
 		np += ext

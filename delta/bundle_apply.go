@@ -76,8 +76,13 @@ func scanTree(ctx context.Context, root, which string, class error, modes tree.M
 // or tree.ErrLinkEscape (with ErrCorrupt). I/O errors are returned as they
 // are.
 //
+// Before it creates outDir it also refuses a NEW tree larger than the free
+// space of outDir's file system (ErrNoSpace).
+//
 // Memory: the listing (about path length + 100 bytes per entry) plus, per
-// entry, at most the OLD source file, the payload and the new file.
+// entry, the payload and what Apply needs besides; the OLD source of a
+// patched file is memory-mapped on Linux (read into memory elsewhere), new
+// files are streamed to disk.
 func ApplyBundle(ctx context.Context, oldDir string, r io.Reader, outDir string, opts *BundleApplyOptions) (info BundleInfo, err error) {
 	var o BundleApplyOptions
 	if opts != nil {
@@ -108,6 +113,9 @@ func ApplyBundle(ctx context.Context, oldDir string, r io.Reader, outDir string,
 	}
 	if got := tree.Digest(oldEs); got != d.hdr.oldDigest {
 		return info, fmt.Errorf("%w: old tree's digest %x… differs from the bundle's %x…", ErrOldMismatch, got[:8], d.hdr.oldDigest[:8])
+	}
+	if err := checkSpace(filepath.Dir(outDir), d.hdr.newSize, "new tree"); err != nil {
+		return info, err
 	}
 	if err := os.Mkdir(outDir, 0o755); err != nil {
 		return info, err
@@ -211,31 +219,33 @@ func (a *applier) apply(e *BundleEntry) error {
 		return nil
 	case EntryUnchanged, EntryCopy:
 		// The decoder took size and hash from the OLD entry.
-		return a.writeFile(e, func(w io.Writer) error { return a.copyOld(e, w) })
+		return a.writeFile(e, func(out output) error { return a.copyOld(e, out.w) })
 	case EntryPatch:
-		old, err := readFileCapped(filepath.Join(a.oldRoot, filepath.FromSlash(e.Source)), a.o.MaxFileSize)
+		old, _, unmap, err := mapFile(filepath.Join(a.oldRoot, filepath.FromSlash(e.Source)), a.o.MaxFileSize)
 		if err != nil {
 			return err
 		}
-		return a.writeFile(e, func(w io.Writer) error { return a.applyPayload(e, old, w) })
+		defer unmap()
+		return a.writeFile(e, func(out output) error { return a.applyPayload(e, old, out) })
 	case EntryNew:
 		if e.Size == 0 {
-			return a.writeFile(e, func(io.Writer) error { return nil })
+			return a.writeFile(e, func(output) error { return nil })
 		}
-		return a.writeFile(e, func(w io.Writer) error { return a.applyPayload(e, nil, w) })
+		return a.writeFile(e, func(out output) error { return a.applyPayload(e, nil, out) })
 	}
 	return fmt.Errorf("%w: unknown entry kind %d", ErrCorrupt, e.Kind)
 }
 
 // writeFile creates the file of e (it must not exist: O_EXCL never follows a
-// symlink), fills it, sets its mode and syncs it.
-func (a *applier) writeFile(e *BundleEntry, fill func(w io.Writer) error) error {
-	f, err := os.OpenFile(a.dst(e.Path), os.O_WRONLY|os.O_CREATE|os.O_EXCL, 0o600)
+// symlink), fills it (in order through a buffer, or at offsets: see
+// output), sets its mode and syncs it.
+func (a *applier) writeFile(e *BundleEntry, fill func(out output) error) error {
+	f, err := os.OpenFile(a.dst(e.Path), os.O_RDWR|os.O_CREATE|os.O_EXCL, 0o600)
 	if err != nil {
 		return err
 	}
 	bw := bufio.NewWriterSize(f, 256<<10)
-	err = fill(bw)
+	err = fill(output{w: bw, at: f})
 	if err == nil {
 		err = bw.Flush()
 	}
@@ -290,12 +300,12 @@ func (a *applier) copyOld(e *BundleEntry, w io.Writer) error {
 }
 
 // applyPayload applies the entry's payload, a native patch, to old.
-func (a *applier) applyPayload(e *BundleEntry, old []byte, w io.Writer) error {
+func (a *applier) applyPayload(e *BundleEntry, old []byte, out output) error {
 	hdr, lr := a.d.payload()
 	if hdr == nil {
 		return fmt.Errorf("%w: entry %q: payload without a known source", ErrCorrupt, e.Path)
 	}
-	pi, err := Apply(a.ctx, old, io.MultiReader(bytes.NewReader(hdr), lr), w,
+	pi, err := applyPatch(a.ctx, old, io.MultiReader(bytes.NewReader(hdr), lr), out,
 		&ApplyOptions{MaxNewSize: e.Size, MaxPatchSize: lr.N})
 	if err != nil {
 		return fmt.Errorf("entry %q: %w", e.Path, err)

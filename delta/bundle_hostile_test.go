@@ -237,6 +237,13 @@ func TestBundleHostile(t *testing.T) {
 		{name: "trailing zero", raw: func(b []byte) []byte { return append(b, 0) }, want: "corrupt"},
 		{name: "second bundle appended", raw: func(b []byte) []byte { return append(b, b...) }, want: "corrupt"},
 	}
+	// A NEW tree larger than the free space of the output's file system is
+	// refused before the output directory is made.
+	if free, ok := delta.FreeSpace(t.TempDir()); ok {
+		overFree := int64(min(2*free+1<<30, 1<<60))
+		cases = append(cases, tcase{name: "total size over free space", edit: func(rb *rawBundle) { rb.newSize = uint64(overFree) },
+			opts: &delta.BundleApplyOptions{MaxTotalSize: overFree}, want: "nospace"})
+	}
 	for _, tc := range cases {
 		t.Run(tc.name, func(t *testing.T) {
 			rb := valid

@@ -450,6 +450,21 @@ func TestWriteFileAtomic(t *testing.T) {
 	if err := delta.WriteFileAtomic(filepath.Join(dir, "missing", "f"), 0o644, func(io.Writer) error { return nil }); err == nil {
 		t.Error("WriteFileAtomic into a missing directory succeeded")
 	}
+	// A panic in fill (a bug, or a fault) still removes the temporary file.
+	func() {
+		defer func() {
+			if r := recover(); r != errBoom {
+				t.Errorf("recovered %v, want fill's panic", r)
+			}
+		}()
+		delta.WriteFileAtomic(path, 0o644, func(w io.Writer) error {
+			w.Write(bytes.Repeat([]byte("partial"), 100000))
+			panic(errBoom)
+		})
+	}()
+	if names := dirEntries(t, dir); !slices.Equal(names, []string{"f"}) {
+		t.Errorf("a panic in fill left %v", names)
+	}
 }
 
 // TestApplyFileInPlace: the output may be the old file itself (an updater

@@ -22,3 +22,9 @@ var (
 	// patch carries.
 	ErrHashMismatch = errors.New("delta: output hash mismatch")
 )
+
+// ErrNoSpace: the file system the new file (or tree) is written to has less
+// free space than the size the patch declares. It is refused before the
+// output is created; the error also wraps syscall.ENOSPC. Free space there,
+// or write the output elsewhere.
+var ErrNoSpace = errors.New("delta: not enough free disk space")

@@ -7,6 +7,7 @@ import (
 	"io"
 	"os"
 	"path/filepath"
+	"syscall"
 )
 
 // readFileCapped reads a whole file, refusing one over limit bytes.
@@ -35,26 +36,35 @@ func readFileCapped(path string, limit int64) ([]byte, error) {
 
 // WriteFileAtomic creates path with the bytes fill writes: it writes a
 // temporary file in the same directory, fsyncs it, renames it over path and
-// fsyncs the directory. On any error (including fill's) the temporary file is
-// removed and path is left as it was.
-func WriteFileAtomic(path string, perm os.FileMode, fill func(w io.Writer) error) (err error) {
+// fsyncs the directory. On any error (including fill's, and a panic in
+// fill) the temporary file is removed and path is left as it was.
+func WriteFileAtomic(path string, perm os.FileMode, fill func(w io.Writer) error) error {
+	return writeFileAtomic(path, perm, func(f *os.File) error {
+		bw := bufio.NewWriterSize(f, 256<<10)
+		if err := fill(bw); err != nil {
+			return err
+		}
+		return bw.Flush()
+	})
+}
+
+// writeFileAtomic is WriteFileAtomic with fill writing to the temporary
+// file itself (empty, positioned at 0).
+func writeFileAtomic(path string, perm os.FileMode, fill func(f *os.File) error) (err error) {
 	dir := filepath.Dir(path)
 	f, err := os.CreateTemp(dir, "."+filepath.Base(path)+".tmp-*")
 	if err != nil {
 		return err
 	}
 	tmp := f.Name()
+	renamed := false
 	defer func() {
-		if err != nil {
+		if !renamed {
 			f.Close()
 			os.Remove(tmp)
 		}
 	}()
-	bw := bufio.NewWriterSize(f, 256<<10)
-	if err = fill(bw); err != nil {
-		return err
-	}
-	if err = bw.Flush(); err != nil {
+	if err = fill(f); err != nil {
 		return err
 	}
 	if err = f.Chmod(perm); err != nil {
@@ -69,7 +79,23 @@ func WriteFileAtomic(path string, perm os.FileMode, fill func(w io.Writer) error
 	if err = os.Rename(tmp, path); err != nil {
 		return err
 	}
+	renamed = true
 	return syncDir(dir)
+}
+
+// checkSpace refuses to write a new file (or tree) of need bytes into dir
+// when its file system has less free space (when it cannot tell, the check
+// passes and a full disk is a write error).
+func checkSpace(dir string, need int64, what string) error {
+	if need <= 0 {
+		return nil
+	}
+	free, ok := freeSpace(dir)
+	if !ok || uint64(need) <= free {
+		return nil
+	}
+	return fmt.Errorf("%w: the %s of %d bytes does not fit in the %d bytes free on the file system of %s (free space there or write the output elsewhere): %w",
+		ErrNoSpace, what, need, free, dir, syscall.ENOSPC)
 }
 
 // DiffFile diffs the files oldPath and newPath and writes the patch to
@@ -96,13 +122,22 @@ func DiffFile(ctx context.Context, oldPath, newPath, patchPath string, opts *Dif
 // ApplyFile applies the patch at patchPath to the file at oldPath and writes
 // the result to outPath atomically, with the old file's permission bits. The
 // output is verified (hash, size) before it is renamed into place, so a
-// failed apply leaves nothing at outPath.
+// failed apply leaves nothing at outPath, and no temporary file.
+//
+// Before it maps the old file or creates anything it reads the patch header
+// and refuses a new size over opts.MaxNewSize (ErrTooLarge) or over the free
+// space of outPath's file system (ErrNoSpace). The old file is memory-mapped
+// on Linux (read into memory elsewhere); the new file is streamed to disk:
+// see Apply for the memory it takes.
 func ApplyFile(ctx context.Context, oldPath, patchPath, outPath string, opts *ApplyOptions) (PatchInfo, error) {
-	fi, err := os.Stat(oldPath)
-	if err != nil {
+	var o ApplyOptions
+	if opts != nil {
+		o = *opts
+	}
+	if err := o.validate(); err != nil {
 		return PatchInfo{}, err
 	}
-	old, err := readFileCapped(oldPath, MaxFileSize)
+	fi, err := os.Stat(oldPath)
 	if err != nil {
 		return PatchInfo{}, err
 	}
@@ -111,11 +146,51 @@ func ApplyFile(ctx context.Context, oldPath, patchPath, outPath string, opts *Ap
 		return PatchInfo{}, err
 	}
 	defer pf.Close()
+	br := bufio.NewReaderSize(pf, 256<<10)
+	head, _ := br.Peek(headerSize)
+	if n, known, err := declaredNewSize(head, &o); err != nil {
+		return PatchInfo{NewSize: n}, err
+	} else if known {
+		if err := checkSpace(filepath.Dir(outPath), n, "new file"); err != nil {
+			return PatchInfo{NewSize: n}, err
+		}
+	}
+	old, _, unmap, err := mapFile(oldPath, MaxFileSize)
+	if err != nil {
+		return PatchInfo{}, err
+	}
+	defer unmap()
 	var info PatchInfo
-	err = WriteFileAtomic(outPath, fi.Mode().Perm(), func(w io.Writer) error {
+	err = writeFileAtomic(outPath, fi.Mode().Perm(), func(f *os.File) error {
+		bw := bufio.NewWriterSize(f, 256<<10)
 		var err error
-		info, err = Apply(ctx, old, bufio.NewReaderSize(pf, 256<<10), w, opts)
-		return err
+		if info, err = applyPatch(ctx, old, br, output{w: bw, at: f}, &o); err != nil {
+			return err
+		}
+		return bw.Flush()
 	})
 	return info, err
+}
+
+// declaredNewSize reads the new size from the first bytes of a patch and
+// checks it against the cap, as Apply does; known is false when head is too
+// short or malformed to tell (Apply then says why).
+func declaredNewSize(head []byte, o *ApplyOptions) (n int64, known bool, err error) {
+	switch {
+	case len(head) >= headerSize && string(head[:4]) == nativeMagic:
+		hd, err := parseHeader(head[:headerSize])
+		if err != nil {
+			return 0, false, err
+		}
+		n = hd.newSize
+	case len(head) >= 32 && string(head[:8]) == bsdiffMagic:
+		v, ok := offtin(head[24:])
+		if !ok || v < 0 {
+			return 0, false, nil
+		}
+		n = v
+	default:
+		return 0, false, nil
+	}
+	return n, true, o.checkNewSize(n)
 }

@@ -29,7 +29,7 @@ import (
 //	go test ./delta -run 'TestHostileFiles|TestFuzzSeeds' -update
 var update = flag.Bool("update", false, "rewrite the fixture files under testdata/")
 
-// classes are the five error classes of the package, in the order the
+// classes are the six error classes of the package, in the order the
 // names of className use.
 var classes = []struct {
 	name string
@@ -40,6 +40,7 @@ var classes = []struct {
 	{"toolarge", delta.ErrTooLarge},
 	{"oldmismatch", delta.ErrOldMismatch},
 	{"hashmismatch", delta.ErrHashMismatch},
+	{"nospace", delta.ErrNoSpace},
 }
 
 // className names the class err wraps: "ok" for nil, one of the names above,

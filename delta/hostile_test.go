@@ -14,12 +14,15 @@ import (
 	"bytes"
 	"context"
 	"crypto/sha256"
+	"encoding/binary"
+	"errors"
 	"fmt"
 	"os"
 	"path/filepath"
 	"runtime"
 	"slices"
 	"strings"
+	"syscall"
 	"testing"
 
 	"github.com/deltaup/deltaup/delta"
@@ -114,6 +117,7 @@ func hostileFixtures(t testing.TB) []fixture {
 	nat("native-newsize-max.patch", "corrupt|toolarge", "new size 2^64-1", func(h *nativeHeader) { h.NewSize = 1<<64 - 1 }, body)
 	nat("native-oldsize-2p62.patch", "corrupt|oldmismatch", "old size 2^62", func(h *nativeHeader) { h.OldSize = 1 << 62 }, body)
 	nat("native-bodylen-2p62.patch", "toolarge|corrupt", "body length 2^62", func(h *nativeHeader) { h.BodyLen = 1 << 62 }, body)
+	add("native-cm-newsize-1tib.patch", "old.bin", "toolarge", "116 bytes: bsdiff-cm, one segment said to rebuild 2^40 bytes", claimPatch(delta.MethodBsdiffCM, old, 1<<40))
 	nat("native-bodylen-over-cap.patch", "toolarge", "16-byte new file with a body said to be 100 KB", func(h *nativeHeader) { h.NewSize = 16; h.BodyLen = 100 << 10 }, make([]byte, 16))
 
 	// Old file.
@@ -534,6 +538,100 @@ func TestDamagedRealPatches(t *testing.T) {
 				wantClass(t, fmt.Sprintf("flip at %d of %d", i, len(p)), err, j.allowedFlips)
 			}
 			t.Logf("%v patch of %d bytes: %d cuts; %d flips: %v", st.Method, len(p), len(cuts), j.flips, counts)
+		})
+	}
+}
+
+// claimPatch is a 116-byte native patch over old (right sizes, hashes and
+// checksums) that declares a new file of claim bytes: for bsdiff-cm a table
+// of one segment of claim bytes and a few random stream bytes, for the zstd
+// methods random bytes.
+func claimPatch(m delta.Method, old []byte, claim int64) []byte {
+	const body = 12 // + the 4-byte CRC-32C: 116 bytes in all
+	var b []byte
+	if m == delta.MethodBsdiffCM {
+		b = slices.Concat(uv(1), uv(uint64(claim)))
+		b = append(b, uv(uint64(body-len(b)-1))...)
+	}
+	b = append(b, randomBytes(uint64(claim)^uint64(m), body-len(b))...)
+	h := headerFor(m, old, nil, body+4)
+	h.NewSize = uint64(claim)
+	p := slices.Concat(h.bytes(), b, make([]byte, 4))
+	fixCRC(p)
+	return p
+}
+
+// zstdClaimPatch is a plain-zstd native patch over old declaring a new file
+// of claim bytes whose frame says the same as one segment (a decoder would
+// take the whole file as its window: over 512 MiB it must refuse) and then
+// holds 4 bytes.
+func zstdClaimPatch(old []byte, claim int64) []byte {
+	frame := slices.Concat([]byte{0x28, 0xb5, 0x2f, 0xfd, 0xe0}, binary.LittleEndian.AppendUint64(nil, uint64(claim)),
+		[]byte{4<<3 | 1, 0, 0}, []byte("abcd"))
+	h := headerFor(delta.MethodZstd, old, nil, len(frame)+4)
+	h.NewSize = uint64(claim)
+	p := slices.Concat(h.bytes(), frame, make([]byte, 4))
+	fixCRC(p)
+	return p
+}
+
+// TestHostileClaimedSize: a tiny patch declaring a huge new file is refused
+// before anything is allocated or created. Over the cap: ErrTooLarge. Under
+// a raised cap but over the free space of the output's file system: ApplyFile
+// refuses it with ErrNoSpace, leaving no file, temporary or not. Apply to a
+// plain writer (no disk to check) fails on the body, allocating far less
+// than the claim (it used to allocate the whole new file first: "fatal
+// error: runtime: out of memory" for a 1 TiB claim).
+func TestHostileClaimedSize(t *testing.T) {
+	old := hostileOlds()["old.bin"]
+	free, ok := delta.FreeSpace(t.TempDir())
+	if !ok {
+		t.Skip("this system cannot tell a directory's free space")
+	}
+	const tib = 1 << 40
+	overFree := int64(min(2*free+1<<30, 1<<61))
+	tibFile := "nospace"
+	if free >= tib {
+		tibFile = "corrupt" // it fits: the body is decoded and found corrupt
+	}
+	cm, zd, zs := delta.MethodBsdiffCM, delta.MethodZstdDict, delta.MethodZstd
+	for _, tc := range []struct {
+		name                string
+		patch               []byte
+		cap                 int64
+		wantFile, wantApply string
+	}{
+		{"bsdiff-cm 1 TiB, default cap", claimPatch(cm, old, tib), 0, "toolarge", "toolarge"},
+		{"bsdiff-cm 1 TiB, cap 2 TiB", claimPatch(cm, old, tib), 2 * tib, tibFile, "corrupt"},
+		{"bsdiff-cm over free space", claimPatch(cm, old, overFree), overFree, "nospace", "corrupt"},
+		{"zstd-dict over free space", claimPatch(zd, old, overFree), overFree, "nospace", "corrupt"},
+		{"zstd over free space", claimPatch(zs, old, overFree), overFree, "nospace", "corrupt"},
+		{"BSDIFF40 over free space", bsPatch(bz(ctrlBytes(triple{0, overFree, 0})), bz(nil), bz(nil), overFree), overFree, "nospace", "corrupt"},
+		{"zstd frame of 1 GiB as one segment", zstdClaimPatch(old, 1<<30), 0, "corrupt", "corrupt"},
+		{"BSDIFF40 1 TiB, default cap", bsPatch(bz(ctrlBytes(triple{0, tib, 0})), bz(nil), bz(nil), tib), 0, "toolarge", "toolarge"},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			opts := &delta.ApplyOptions{MaxNewSize: tc.cap}
+			dir := t.TempDir()
+			oldPath, patchPath, outPath := filepath.Join(dir, "old"), filepath.Join(dir, "patch"), filepath.Join(dir, "out")
+			writeFile(t, oldPath, old, 0o644)
+			writeFile(t, patchPath, tc.patch, 0o644)
+			_, ferr := delta.ApplyFile(context.Background(), oldPath, patchPath, outPath, opts)
+			wantClass(t, "ApplyFile", ferr, tc.wantFile)
+			if tc.wantFile == "nospace" && !errors.Is(ferr, syscall.ENOSPC) {
+				t.Errorf("ApplyFile: %v does not wrap ENOSPC", ferr)
+			}
+			if names := dirEntries(t, dir); !slices.Equal(names, []string{"old", "patch"}) {
+				t.Errorf("failed ApplyFile (%v) left %v", ferr, names)
+			}
+			var out []byte
+			var err error
+			alloc := delta.AllocatedBy(func() { out, _, err = applyBytes(t, old, tc.patch, opts) })
+			wantClass(t, "Apply", err, tc.wantApply)
+			if alloc > 64<<20 || len(out) > 1<<20 {
+				t.Errorf("Apply allocated %d bytes and wrote %d for a %d-byte patch", alloc, len(out), len(tc.patch))
+			}
+			t.Logf("%d-byte patch: ApplyFile: %v; Apply: %v, %d bytes allocated", len(tc.patch), ferr, err, alloc)
 		})
 	}
 }

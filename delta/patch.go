@@ -23,9 +23,13 @@ import (
 	"fmt"
 	"hash/crc32"
 	"io"
+	"math/bits"
 	"runtime"
 	"runtime/debug"
+	"sync"
+	"sync/atomic"
 	"time"
+	"unsafe"
 
 	"github.com/klauspost/compress/zstd"
 )
@@ -400,6 +404,14 @@ func (o *ApplyOptions) validate() error {
 	return nil
 }
 
+// checkNewSize refuses a declared new size over the cap.
+func (o *ApplyOptions) checkNewSize(n int64) error {
+	if n > o.MaxNewSize {
+		return fmt.Errorf("%w: new file of %d bytes exceeds the cap of %d (raise it with --max-size / ApplyOptions.MaxNewSize only for a patch you trust)", ErrTooLarge, n, o.MaxNewSize)
+	}
+	return nil
+}
+
 // PatchInfo describes an applied patch.
 type PatchInfo struct {
 	Format  Format
@@ -418,9 +430,31 @@ type PatchInfo struct {
 // only be found while or after streaming, so w may then hold partial output:
 // ApplyFile writes to a temporary file and never leaves one behind.
 //
-// Memory: old (held by the caller) + the patch + about 12 MiB of model
-// tables; the new file is streamed, never held.
+// Memory, besides old (held by the caller; ApplyFile maps it): the patch
+// body, plus for bsdiff-cm per decoding core a model of about 1.5 MiB and
+// 4 MiB of output lookahead, for zstd methods the frame's window (at most
+// the new size rounded up to a power of two, and 512 MiB), for BSDIFF40
+// about 12 MiB of bzip2 state. The new file is streamed, never held; see
+// docs/FORMAT.md ("Memory when applying"). If old is a memory-mapped file
+// that shrinks meanwhile, Apply returns ErrOldMismatch instead of crashing.
 func Apply(ctx context.Context, old []byte, patch io.Reader, w io.Writer, opts *ApplyOptions) (PatchInfo, error) {
+	return applyPatch(ctx, old, patch, output{w: w}, opts)
+}
+
+// output is where applyPatch writes the new file: w, in order; or, when at
+// is set (an empty file), a bsdiff-cm body of several segments is decoded
+// in parallel straight to its offsets in at (w unused), which is then read
+// back for the SHA-256.
+type output struct {
+	w  io.Writer
+	at interface {
+		io.WriterAt
+		io.ReaderAt
+	}
+}
+
+func applyPatch(ctx context.Context, old []byte, patch io.Reader, out output, opts *ApplyOptions) (info PatchInfo, err error) {
+	defer catchFault(&err, debug.SetPanicOnFault(true), old)
 	var o ApplyOptions
 	if opts != nil {
 		o = *opts
@@ -434,7 +468,7 @@ func Apply(ctx context.Context, old []byte, patch io.Reader, w io.Writer, opts *
 		return PatchInfo{}, fmt.Errorf("%w: patch shorter than any header", ErrCorrupt)
 	}
 	if string(magic) == bsdiffMagic {
-		return applyBSDIFF40(ctx, old, br, w, &o)
+		return applyBSDIFF40(ctx, old, br, out.w, &o)
 	}
 	if string(magic[:4]) != nativeMagic {
 		return PatchInfo{}, fmt.Errorf("%w: unknown magic %q (want %q or %q)", ErrFormat, magic[:4], nativeMagic, bsdiffMagic)
@@ -447,9 +481,9 @@ func Apply(ctx context.Context, old []byte, patch io.Reader, w io.Writer, opts *
 	if err != nil {
 		return PatchInfo{}, err
 	}
-	info := PatchInfo{Format: FormatNative, Method: hd.method, NewSize: hd.newSize, HasHash: true}
-	if hd.newSize > o.MaxNewSize {
-		return info, fmt.Errorf("%w: new file of %d bytes exceeds the cap of %d", ErrTooLarge, hd.newSize, o.MaxNewSize)
+	info = PatchInfo{Format: FormatNative, Method: hd.method, NewSize: hd.newSize, HasHash: true}
+	if err := o.checkNewSize(hd.newSize); err != nil {
+		return info, err
 	}
 	maxBody := o.MaxPatchSize
 	if maxBody == 0 {
@@ -462,13 +496,14 @@ func Apply(ctx context.Context, old []byte, patch io.Reader, w io.Writer, opts *
 		return info, fmt.Errorf("%w: patch wants an old file of %d bytes, got %d", ErrOldMismatch, hd.oldSize, len(old))
 	}
 	// The old file's hash is checked before any output reaches w; for
-	// bsdiff-cm it is computed on another core while the body decodes into
-	// a buffer.
-	oldOK := make(chan bool, 1)
-	go func() { oldOK <- sha256.Sum256(old) == hd.oldSum }()
-	errOld := fmt.Errorf("%w: old file's SHA-256 differs from the one the patch was made against", ErrOldMismatch)
-	if hd.method != MethodBsdiffCM && !<-oldOK {
-		return info, errOld
+	// bsdiff-cm it is computed on another core while the body is read and
+	// the first segments decode.
+	chk := startOldCheck(old, hd.oldSum)
+	defer chk.cancel()
+	if hd.method != MethodBsdiffCM {
+		if err := chk.wait(); err != nil {
+			return info, err
+		}
 	}
 	// Read the body as it arrives rather than allocating its declared
 	// length up front: a short patch must not make us allocate gigabytes.
@@ -494,16 +529,30 @@ func Apply(ctx context.Context, old []byte, patch io.Reader, w io.Writer, opts *
 	if err := ctx.Err(); err != nil {
 		return info, err
 	}
-	hw := &hashWriter{w: w, h: sha256.New()}
+	hw := &hashWriter{w: out.w, h: sha256.New()}
 	switch hd.method {
 	case MethodBsdiffCM:
-		var out []byte
-		out, err = decodeSegments(old, body, hd.newSize)
-		if !<-oldOK {
-			return info, errOld
+		var segs []segment
+		segs, err = parseSegments(body, hd.newSize)
+		switch {
+		case err != nil:
+		case out.at != nil && len(segs) > 1 && runtime.GOMAXPROCS(0) > 1:
+			err = decodeSegmentsAt(ctx, old, segs, out.at)
+			if oerr := chk.wait(); oerr != nil {
+				return info, oerr
+			}
+			if err == nil {
+				info.NewSum, err = hashSection(ctx, out.at, hd.newSize)
+			}
+			if err != nil {
+				return info, err
+			}
+			return info, checkNewSum(info.NewSum, hd.newSum)
+		default:
+			err = decodeSegmentsStream(ctx, old, segs, hw, chk.wait)
 		}
-		if err == nil {
-			_, err = hw.Write(out)
+		if oerr := chk.wait(); oerr != nil {
+			return info, oerr
 		}
 	case MethodZstdDict, MethodZstd:
 		var dict []byte
@@ -519,21 +568,122 @@ func Apply(ctx context.Context, old []byte, patch io.Reader, w io.Writer, opts *
 		return info, fmt.Errorf("%w: output is %d bytes, header says %d", ErrCorrupt, hw.n, hd.newSize)
 	}
 	copy(info.NewSum[:], hw.h.Sum(nil))
-	if info.NewSum != hd.newSum {
-		return info, fmt.Errorf("%w: rebuilt file's SHA-256 %x differs from the patch's %x", ErrHashMismatch, info.NewSum[:8], hd.newSum[:8])
+	return info, checkNewSum(info.NewSum, hd.newSum)
+}
+
+func checkNewSum(got, want [32]byte) error {
+	if got != want {
+		return fmt.Errorf("%w: rebuilt file's SHA-256 %x differs from the patch's %x", ErrHashMismatch, got[:8], want[:8])
 	}
-	return info, nil
+	return nil
+}
+
+// hashSection returns the SHA-256 of the first n bytes of r.
+func hashSection(ctx context.Context, r io.ReaderAt, n int64) ([32]byte, error) {
+	var sum [32]byte
+	h := sha256.New()
+	buf := make([]byte, 1<<20)
+	for off := int64(0); off < n; {
+		if err := ctx.Err(); err != nil {
+			return sum, err
+		}
+		k, err := r.ReadAt(buf[:min(int64(len(buf)), n-off)], off)
+		h.Write(buf[:k])
+		off += int64(k)
+		if err != nil && off < n {
+			return sum, fmt.Errorf("delta: reading back the output: %w", err)
+		}
+	}
+	copy(sum[:], h.Sum(nil))
+	return sum, nil
+}
+
+// oldCheck compares the old file's SHA-256 with the patch's on another
+// goroutine.
+type oldCheck struct {
+	res  chan error
+	stop atomic.Bool
+	once sync.Once
+	err  error
+}
+
+func startOldCheck(old []byte, want [32]byte) *oldCheck {
+	c := &oldCheck{res: make(chan error, 1)}
+	go func() { c.res <- c.run(old, want) }()
+	return c
+}
+
+func (c *oldCheck) run(old []byte, want [32]byte) (err error) {
+	defer catchFault(&err, debug.SetPanicOnFault(true), old)
+	h := sha256.New()
+	for p := old; len(p) > 0; {
+		if c.stop.Load() {
+			return errStopped
+		}
+		k := min(len(p), 4<<20)
+		h.Write(p[:k])
+		p = p[k:]
+	}
+	if [32]byte(h.Sum(nil)) != want {
+		return fmt.Errorf("%w: old file's SHA-256 differs from the one the patch was made against", ErrOldMismatch)
+	}
+	return nil
+}
+
+// wait returns the result of the check.
+func (c *oldCheck) wait() error {
+	c.once.Do(func() { c.err = <-c.res })
+	return c.err
+}
+
+// cancel stops the check and waits for it: the old file, which may be
+// unmapped once Apply returns, is not read after.
+func (c *oldCheck) cancel() {
+	c.stop.Store(true)
+	c.wait()
+}
+
+// catchFault, deferred with the previous debug.SetPanicOnFault setting,
+// restores it and turns a memory fault inside old (a mapped old file that
+// was truncated while it was read) into ErrOldMismatch; any other panic goes
+// on.
+func catchFault(errp *error, prev bool, old []byte) {
+	debug.SetPanicOnFault(prev)
+	r := recover()
+	if r == nil {
+		return
+	}
+	if f, ok := r.(interface{ Addr() uintptr }); ok && len(old) > 0 {
+		base := uintptr(unsafe.Pointer(unsafe.SliceData(old)))
+		if a := f.Addr(); a >= base && a-base < uintptr(len(old)) {
+			*errp = fmt.Errorf("%w: the old file shrank while it was being read (memory fault at offset %d); leave it unchanged while applying, then run again", ErrOldMismatch, a-base)
+			return
+		}
+	}
+	panic(r)
+}
+
+// zstdMaxWindow is the largest window a zstd frame of a patch for a new
+// file of newSize bytes over a dictionary of dictLen bytes may declare:
+// what Diff's encoder writes, never more than the new size rounded up to a
+// power of two (the decoder holds a window-sized history, so a short frame
+// must not make it allocate more than the file it claims to rebuild).
+func zstdMaxWindow(dictLen int, newSize int64) uint64 {
+	w := uint64(zstdWindow(dictLen, int(min(newSize, MaxFileSize))))
+	return max(min(w, uint64(1)<<bits.Len64(uint64(newSize))), zstd.MinWindowSize)
 }
 
 func zstdDecode(body, dict []byte, newSize int64, w io.Writer) error {
-	// The decoder clamps its window to MaxMemory, and the encoder writes a
-	// window of at least zstd.MinWindowSize (1 KiB): with a cap of
-	// newSize+1 alone, every patch of a new file of up to 1 KiB failed. The
-	// output itself is capped by the LimitReader below.
-	win := uint64(zstdWindow(len(dict), int(min(newSize, MaxFileSize))))
+	// The decoder holds a history of the frame's window. Diff's encoder
+	// writes frames of up to its window as one segment, whose window is
+	// the content size (the new size), and a window of at most
+	// 2^bits.Len(size) otherwise; the maximum memory doubles as the cap on
+	// a single-segment frame's size. The output itself is capped by the
+	// LimitReader below.
+	win := zstdMaxWindow(len(dict), newSize)
 	dopts := []zstd.DOption{
 		zstd.WithDecoderConcurrency(1),
-		zstd.WithDecoderMaxMemory(max(uint64(newSize)+1, win)),
+		zstd.WithDecoderMaxMemory(win),
 		zstd.WithDecoderMaxWindow(win),
 	}
 	if len(dict) > 0 {

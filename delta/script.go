@@ -370,9 +370,11 @@ func encodeScript(old, newb []byte, ops []op) []byte {
 }
 
 // decodeScript rebuilds the new file of newSize bytes from old and a cm1
-// stream, writing it to w. It checks every control value against the sizes
+// stream, writing it to w through a 64 KiB buffer (nothing in proportion to
+// newSize is allocated). It checks every control value against the sizes
 // before it touches memory and fails with ErrCorrupt on any violation, on a
-// stream that ends early and on bytes left over.
+// stream that ends early (found within 32 bytes of output) and on bytes left
+// over; a write error stops it at once.
 func decodeScript(old, stream []byte, newSize int64, w io.Writer) error {
 	m := newScriptModel()
 	m.c.dec = newDecoder(stream)
@@ -406,7 +408,12 @@ func decodeScript(old, stream []byte, newSize int64, w io.Writer) error {
 			for k := range n {
 				nb[k] = old[op+i+int64(k)] + d[k]
 			}
-			bw.Write(nb[:n])
+			if m.c.dec.overrun {
+				return fmt.Errorf("%w: edit script ends early at output offset %d", ErrCorrupt, np+i)
+			}
+			if _, err := bw.Write(nb[:n]); err != nil {
+				return fmt.Errorf("delta: writing output: %w", err)
+			}
 			if n >= 2 {
 				m.push2(nb[n-2 : n])
 			} else {
@@ -414,9 +421,16 @@ func decodeScript(old, stream []byte, newSize int64, w io.Writer) error {
 			}
 		}
 		np += int64(add)
+		// A step may claim up to the whole output: stop as soon as the
+		// stream has run out or the writer failed, not at the step's end.
 		for i := uint64(0); i < extra; i++ {
 			e := byte(m.codeExtra(0))
-			bw.WriteByte(e)
+			if m.c.dec.overrun {
+				return fmt.Errorf("%w: edit script ends early at output offset %d", ErrCorrupt, np+int64(i))
+			}
+			if err := bw.WriteByte(e); err != nil {
+				return fmt.Errorf("delta: writing output: %w", err)
+			}
 			m.push(e)
 		}
 		np += int64(extra)

@@ -1,10 +1,15 @@
 package delta
 
 import (
+	"context"
 	"encoding/binary"
+	"errors"
 	"fmt"
+	"io"
 	"runtime"
+	"runtime/debug"
 	"sync"
+	"sync/atomic"
 )
 
 // The body of a bsdiff-cm patch is split into segments, each a cm1 stream
@@ -75,9 +80,17 @@ func encodeSegments(old, newb []byte, ops []op, workers int) []byte {
 	return out
 }
 
-// decodeSegments rebuilds the new file from a segmented body, decoding the
-// segments in parallel into one buffer of newSize bytes, which it returns.
-func decodeSegments(old, body []byte, newSize int64) ([]byte, error) {
+// segment is one cm1 stream of a bsdiff-cm body: it rebuilds the new-file
+// bytes [start, start+size).
+type segment struct {
+	start, size int64
+	stream      []byte
+}
+
+// parseSegments checks the segment table of a bsdiff-cm body against the
+// body and newSize and returns the segments. It allocates nothing in
+// proportion to newSize.
+func parseSegments(body []byte, newSize int64) ([]segment, error) {
 	p := body
 	uv := func(what string) (uint64, error) {
 		v, n := binary.Uvarint(p)
@@ -95,13 +108,8 @@ func decodeSegments(old, body []byte, newSize int64) ([]byte, error) {
 	if ns > maxSegments || (ns == 0) != (newSize == 0) {
 		return nil, fmt.Errorf("%w: %d segments for %d bytes (want 1..%d, 0 for an empty file)", ErrCorrupt, ns, newSize, maxSegments)
 	}
-	type seg struct {
-		start, size int64
-		streamLen   uint64
-		stream      []byte
-		err         error
-	}
-	segs := make([]seg, ns)
+	segs := make([]segment, ns)
+	lens := make([]uint64, ns)
 	var total, streams uint64
 	for i := range segs {
 		size, err := uv("segment size")
@@ -118,7 +126,8 @@ func decodeSegments(old, body []byte, newSize int64) ([]byte, error) {
 		if sl > uint64(len(body)) || streams+sl > uint64(len(body)) {
 			return nil, fmt.Errorf("%w: segment %d stream of %d bytes exceeds the body", ErrCorrupt, i, sl)
 		}
-		segs[i] = seg{start: int64(total), size: int64(size), streamLen: sl}
+		segs[i] = segment{start: int64(total), size: int64(size)}
+		lens[i] = sl
 		total += size
 		streams += sl
 	}
@@ -129,40 +138,209 @@ func decodeSegments(old, body []byte, newSize int64) ([]byte, error) {
 		return nil, fmt.Errorf("%w: segment streams take %d bytes, body holds %d", ErrCorrupt, streams, len(p))
 	}
 	for i := range segs {
-		segs[i].stream = p[:segs[i].streamLen]
-		p = p[segs[i].streamLen:]
+		segs[i].stream = p[:lens[i]]
+		p = p[lens[i]:]
 	}
-	out := make([]byte, newSize)
-	var wg sync.WaitGroup
+	return segs, nil
+}
+
+// decodeSegment decodes segment i to w, which receives exactly s.size bytes
+// on success. A fault reading old (a mapped file truncated meanwhile) is
+// returned as ErrOldMismatch.
+func decodeSegment(old []byte, s segment, i int, w io.Writer) (err error) {
+	defer catchFault(&err, debug.SetPanicOnFault(true), old)
+	if err := decodeScript(old, s.stream, s.size, w); err != nil {
+		return fmt.Errorf("%w (in segment %d)", err, i)
+	}
+	return nil
+}
+
+// errStopped ends a segment decoder whose output is no longer wanted
+// because another part of the apply failed.
+var errStopped = errors.New("delta: stopped")
+
+const (
+	// chunkSize is the unit in which segment decoders hand output over.
+	chunkSize = 64 << 10
+	// lookahead is how far (in chunks) a segment decoder may run ahead of
+	// the writer while an earlier segment is still being written: 4 MiB.
+	lookahead = 64
+)
+
+// decodeSegmentsStream rebuilds the new file from segs and writes it to w in
+// order, after gate (the old file's check) has returned nil; nothing reaches
+// w if gate fails. Up to GOMAXPROCS segments are decoding or waiting to be
+// written at once, each at most lookahead chunks ahead of the writer, so
+// memory is bounded by the number of cores, not by the new file's size: per
+// such segment, its model (about 1.5 MiB), a 64 KiB buffer and 4 MiB of
+// lookahead.
+func decodeSegmentsStream(ctx context.Context, old []byte, segs []segment, w io.Writer, gate func() error) error {
+	workers := min(runtime.GOMAXPROCS(0), len(segs))
+	if workers <= 1 {
+		if err := gate(); err != nil {
+			return err
+		}
+		for i, s := range segs {
+			if err := decodeSegment(old, s, i, &ctxWriter{ctx: ctx, w: w}); err != nil {
+				return err
+			}
+		}
+		return nil
+	}
+	type pipe struct {
+		ch  chan []byte
+		err error // set before ch is closed
+	}
+	pipes := make([]pipe, len(segs))
+	for i := range pipes {
+		pipes[i].ch = make(chan []byte, lookahead)
+	}
+	// Chunks come back to free once written: at most workers*(lookahead+1)+1
+	// are ever allocated.
+	free := make(chan *[chunkSize]byte, workers*(lookahead+1)+1)
+	done := make(chan struct{})
+	finished := make(chan struct{})
+	// A slot of sem is taken by the launcher for segment i, in order, and
+	// given back by the writer once segment i is written: the segment the
+	// writer waits for always holds one.
+	sem := make(chan struct{}, workers)
+	go func() {
+		defer close(finished)
+		var wg sync.WaitGroup
+		defer wg.Wait()
+		for i, s := range segs {
+			select {
+			case sem <- struct{}{}:
+			case <-done:
+				return
+			}
+			wg.Go(func() {
+				defer close(pipes[i].ch)
+				pipes[i].err = decodeSegment(old, s, i, &chunkWriter{ch: pipes[i].ch, done: done, free: free})
+			})
+		}
+	}()
+	defer func() {
+		close(done)
+		<-finished
+	}()
+	if err := gate(); err != nil {
+		return err
+	}
+	for i := range pipes {
+		for b := range pipes[i].ch {
+			_, err := w.Write(b)
+			select {
+			case free <- (*[chunkSize]byte)(b[:chunkSize]):
+			default:
+			}
+			if err != nil {
+				return err
+			}
+			if err := ctx.Err(); err != nil {
+				return err
+			}
+		}
+		if pipes[i].err != nil {
+			return pipes[i].err
+		}
+		<-sem
+	}
+	return nil
+}
+
+// chunkWriter hands a segment decoder's output to the writer in chunks.
+type chunkWriter struct {
+	ch   chan<- []byte
+	done <-chan struct{}
+	free chan *[chunkSize]byte
+}
+
+func (c *chunkWriter) Write(p []byte) (int, error) {
+	n := 0
+	for len(p) > 0 {
+		var b *[chunkSize]byte
+		select {
+		case b = <-c.free:
+		default:
+			b = new([chunkSize]byte)
+		}
+		k := copy(b[:], p)
+		select {
+		case c.ch <- b[:k]:
+		case <-c.done:
+			return n, errStopped
+		}
+		n += k
+		p = p[k:]
+	}
+	return n, nil
+}
+
+// ctxWriter stops a decoder when ctx is done.
+type ctxWriter struct {
+	ctx context.Context
+	w   io.Writer
+}
+
+func (c *ctxWriter) Write(p []byte) (int, error) {
+	if err := c.ctx.Err(); err != nil {
+		return 0, err
+	}
+	return c.w.Write(p)
+}
+
+// decodeSegmentsAt rebuilds the new file from segs into w, an empty file,
+// writing each segment at its offset: all segments decode in parallel (up
+// to GOMAXPROCS at once) with memory bounded as in decodeSegmentsStream,
+// less the lookahead. The caller hashes the file afterwards.
+func decodeSegmentsAt(ctx context.Context, old []byte, segs []segment, w io.WriterAt) error {
+	var failed atomic.Bool
+	errs := make([]error, len(segs))
 	sem := make(chan struct{}, runtime.GOMAXPROCS(0))
-	for i := range segs {
-		s := &segs[i]
+	var wg sync.WaitGroup
+	for i, s := range segs {
 		wg.Go(func() {
 			sem <- struct{}{}
 			defer func() { <-sem }()
-			sw := &sliceWriter{b: out[s.start : s.start : s.start+s.size]}
-			s.err = decodeScript(old, s.stream, s.size, sw)
-			if s.err != nil {
-				s.err = fmt.Errorf("%w (in segment %d)", s.err, i)
+			sw := &sectionWriter{ctx: ctx, w: w, off: s.start, end: s.start + s.size, failed: &failed}
+			if errs[i] = decodeSegment(old, s, i, sw); errs[i] != nil {
+				failed.Store(true)
 			}
 		})
 	}
 	wg.Wait()
-	for _, s := range segs {
-		if s.err != nil {
-			return nil, s.err
+	for _, err := range errs {
+		if err != nil && !errors.Is(err, errStopped) {
+			return err
 		}
 	}
-	return out, nil
+	return nil
 }
 
-// sliceWriter appends into a slice of fixed capacity.
-type sliceWriter struct{ b []byte }
+// sectionWriter writes one segment's range of a file, and stops when
+// another segment failed or ctx is done.
+type sectionWriter struct {
+	ctx      context.Context
+	w        io.WriterAt
+	off, end int64
+	failed   *atomic.Bool
+}
 
-func (s *sliceWriter) Write(p []byte) (int, error) {
-	if len(p) > cap(s.b)-len(s.b) {
+func (s *sectionWriter) Write(p []byte) (int, error) {
+	if s.failed.Load() {
+		return 0, errStopped
+	}
+	if err := s.ctx.Err(); err != nil {
+		return 0, err
+	}
+	if int64(len(p)) > s.end-s.off {
 		return 0, fmt.Errorf("%w: output overruns its segment", ErrCorrupt)
 	}
-	s.b = append(s.b, p...)
-	return len(p), nil
+	n, err := s.w.WriteAt(p, s.off)
+	s.off += int64(n)
+	if err != nil {
+		return n, &writeError{err}
+	}
+	return n, nil
 }
