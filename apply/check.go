@@ -139,12 +139,17 @@ func fetchNotFound(err error) bool {
 }
 
 // fetchError wraps a Fetcher error; an oversized document is a refusal.
+// The Downloader's errors already say which document failed and what to
+// do; those of another Fetcher get the document's name.
 func fetchError(name string, err error) error {
 	if errors.Is(err, manifest.ErrTooLarge) {
 		return fmt.Errorf("%w: %s: %w: the server does not serve a deltaup repository, or a damaged one; check the server URL", ErrRefused, name, err)
 	}
 	if errors.Is(err, ErrTooLarge) {
 		return fmt.Errorf("%w: %w: %s is larger than its cap: the server does not serve a deltaup repository, or a damaged one; check the server URL: %w", ErrRefused, manifest.ErrTooLarge, name, err)
+	}
+	if _, ok := errors.AsType[*mirrorsError](err); ok {
+		return fmt.Errorf("apply: %w", err)
 	}
 	return fmt.Errorf("apply: fetching %s: %w", name, err)
 }

@@ -43,6 +43,11 @@ var (
 	// ErrUnsafePath: the repository path could escape the mirror base
 	// (absolute, "..", backslash, escapes); refused before any request.
 	ErrUnsafePath = errors.New("unsafe repository path")
+	// ErrServer: a mirror answered with a server error (HTTP 5xx), or
+	// asked to come back later (429, 408), until the retries ran out: the
+	// mirror's trouble, not the repository's (see StatusError for the
+	// code).
+	ErrServer = errors.New("server error")
 )
 
 // Downloader defaults, applied by validate to zero fields.
@@ -262,33 +267,53 @@ type attemptError struct {
 	local      bool          // a local file-system failure: no other mirror can help
 }
 
-func (e *attemptError) Error() string { return e.url + ": " + e.err.Error() }
+// Error names the URL once: an error that already names it (most do, to
+// read well on their own) is not prefixed with it again.
+func (e *attemptError) Error() string {
+	msg := e.err.Error()
+	if strings.Contains(msg, e.url) {
+		return msg
+	}
+	return e.url + ": " + msg
+}
+
 func (e *attemptError) Unwrap() error { return e.err }
 
-// statusError is an unexpected HTTP status.
-type statusError struct {
-	url    string
-	status int
+// StatusError is an HTTP status a mirror answered that is not the
+// expected one. It matches ErrNotFound for 404, 410 and 403, and ErrServer
+// for 5xx, 429 and 408 (errors.Is).
+type StatusError struct {
+	URL  string
+	Code int
 }
 
-func (e *statusError) Error() string {
-	return fmt.Sprintf("%s: HTTP %d %s", e.url, e.status, http.StatusText(e.status))
+func (e *StatusError) Error() string {
+	return fmt.Sprintf("%s: HTTP %d %s", e.URL, e.Code, http.StatusText(e.Code))
 }
 
-func (e *statusError) Is(target error) bool {
-	return target == ErrNotFound && isNotFound(e.status)
+func (e *StatusError) Is(target error) bool {
+	switch target {
+	case ErrNotFound:
+		return isNotFound(e.Code)
+	case ErrServer:
+		return isServerError(e.Code)
+	}
+	return false
 }
 
 func isNotFound(status int) bool {
 	return status == http.StatusNotFound || status == http.StatusGone || status == http.StatusForbidden
 }
 
+// isServerError: the statuses that are worth retrying later.
+func isServerError(status int) bool {
+	return status >= 500 || status == http.StatusTooManyRequests || status == http.StatusRequestTimeout
+}
+
 func classifyStatus(u string, resp *http.Response, max time.Duration) *attemptError {
 	st := resp.StatusCode
-	e := &attemptError{url: u, err: &statusError{url: u, status: st}}
-	switch {
-	case isNotFound(st):
-	case st >= 500, st == http.StatusTooManyRequests, st == http.StatusRequestTimeout:
+	e := &attemptError{url: u, err: &StatusError{URL: u, Code: st}}
+	if isServerError(st) {
 		e.retry = true
 		e.retryAfter = parseRetryAfter(resp.Header.Get("Retry-After"), max)
 	}
@@ -377,27 +402,45 @@ func (g *stallGuard) translate(ctx context.Context, u string, err error) error {
 // mirrorsError reports the failure of every mirror. It unwraps to the most
 // telling of them: ErrNotFound only if every mirror said so, ErrHashMismatch
 // only if every mirror that had the file served it wrong, otherwise the last
-// mirror's error that is not a 404.
+// mirror's error that is not a 404. what says what was being done
+// ("fetching manifest.json"); document marks a document (Get), of which
+// nothing partial is kept.
 type mirrorsError struct {
-	what    string
-	errs    []error
-	primary error
+	what     string
+	errs     []error
+	primary  error
+	document bool
 }
 
 func (e *mirrorsError) Error() string {
 	var b strings.Builder
-	fmt.Fprintf(&b, "%s: all %d mirror(s) failed", e.what, len(e.errs))
-	for _, err := range e.errs {
-		b.WriteString("; ")
+	b.WriteString(e.what)
+	if len(e.errs) > 1 {
+		fmt.Fprintf(&b, ": all %d mirrors failed", len(e.errs))
+	}
+	for i, err := range e.errs {
+		if i == 0 && len(e.errs) == 1 {
+			b.WriteString(": ")
+		} else {
+			b.WriteString("; ")
+		}
 		b.WriteString(err.Error())
 	}
+	kept := "; the bytes received are kept for the next run"
+	if e.document {
+		kept = ""
+	}
 	switch {
+	case errors.Is(e.primary, ErrNotFound) && e.document:
+		b.WriteString(" (the repository does not have this file: check the server URL)")
 	case errors.Is(e.primary, ErrNotFound):
 		b.WriteString(" (the repository does not have this file: check the mirror URLs or refresh the manifest)")
 	case errors.Is(e.primary, ErrHashMismatch):
 		b.WriteString(" (the mirrors serve corrupt or tampered data: report it to the publisher)")
+	case errors.Is(e.primary, ErrServer):
+		b.WriteString(" (the server reports an error: retry later" + kept + ")")
 	default:
-		b.WriteString(" (check the network and retry later; a partial download is kept)")
+		b.WriteString(" (check the network and retry later" + kept + ")")
 	}
 	return b.String()
 }
@@ -420,7 +463,7 @@ func newMirrorsError(what string, errs []error) error {
 	}
 	switch {
 	case allNotFound:
-		primary = ErrNotFound
+		primary = errs[len(errs)-1] // matches ErrNotFound, keeps its status
 	case allHash:
 		primary = ErrHashMismatch
 	}
@@ -459,11 +502,14 @@ func (d *Downloader) Get(ctx context.Context, p string, max int64) ([]byte, erro
 	ctx, cancel := dd.withDeadline(ctx)
 	defer cancel()
 	var data []byte
-	err = dd.tryMirrors(ctx, "get "+p, urls, max, func(u string, b *mirrorBudget) *attemptError {
+	err = dd.tryMirrors(ctx, "fetching "+p, urls, max, func(u string, b *mirrorBudget) *attemptError {
 		var aerr *attemptError
 		data, aerr = dd.getOnce(ctx, u, p, max, b)
 		return aerr
 	}, nil)
+	if me, ok := err.(*mirrorsError); ok {
+		me.document = true
+	}
 	if err != nil {
 		return nil, err
 	}
@@ -586,7 +632,7 @@ func (d *Downloader) Fetch(ctx context.Context, art manifest.Artifact, dest stri
 	ctx, cancel := dd.withDeadline(ctx)
 	defer cancel()
 	fs := &fetchState{d: dd, art: art, dest: dest, part: dest + PartSuffix, side: dest + SidecarSuffix, sum: hex.EncodeToString(art.SHA256[:])}
-	what := "fetch " + art.Path
+	what := "downloading " + art.Path
 	// Each attempt sizes its mirror's budget by the bytes the part lacks.
 	return dd.tryMirrors(ctx, what, urls, 0, func(u string, b *mirrorBudget) *attemptError {
 		return fs.attempt(ctx, u, b)

@@ -765,7 +765,7 @@ func TestFetchLocalError(t *testing.T) {
 			if err == nil {
 				t.Fatal("Fetch succeeded through a blocked local path")
 			}
-			if strings.Contains(err.Error(), "mirror(s) failed") || strings.Contains(err.Error(), "check the network") {
+			if strings.Contains(err.Error(), "mirrors failed") || strings.Contains(err.Error(), "check the network") {
 				t.Errorf("a local failure is reported as a mirror failure: %v", err)
 			}
 			if n1, n2 := len(s1.requests(path)), len(s2.requests(path)); n1 > 1 || n2 != 0 {

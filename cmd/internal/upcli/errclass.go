@@ -38,7 +38,7 @@ var exitCodes = []struct {
 	{exitUsage, "usage: unknown command or flag, bad flag value, stray argument, incomplete or invalid configuration"},
 	{exitUpdateReady, "check: an update is ready"},
 	{exitRefused, "refused: a signature, expiry, replay, hash or size check failed, or the release cannot be installed here"},
-	{exitNetwork, "network: no mirror reachable, the file is not on the mirrors, the download stalled or was too slow"},
+	{exitNetwork, "network: no mirror reachable, a server error, the file is not on the mirrors, the download stalled or was too slow"},
 	{exitLocalIO, "local I/O: disk full, permissions, a damaged state, journal or staged file, an unsafe app or backup directory"},
 	{exitRolledBack, "rolled back: the new version did not confirm; the old one is back and the new one marked bad"},
 	{exitBusy, "busy: another deltaup holds the lock, an update is pending, or the app directory changed meanwhile"},
@@ -106,8 +106,8 @@ var errorClasses = []struct {
 	{"stalled", []error{apply.ErrStalled}, exitNetwork},
 	{"deadline", []error{context.DeadlineExceeded}, exitNetwork},
 	{"no-route", []error{apply.ErrNoRoute}, exitError},
-	{"network", nil, exitNetwork}, // a net.Error: connection refused, DNS, reset, TLS, timeout
-	{"error", nil, exitError},     // anything else
+	{"network", []error{apply.ErrServer}, exitNetwork}, // also a net.Error: connection refused, DNS, reset, TLS, timeout
+	{"error", nil, exitError},                          // anything else
 }
 
 // errorClass returns the class of err for --json output ("error" if none)

@@ -33,6 +33,11 @@ func TestErrorClass(t *testing.T) {
 		{fmt.Errorf("get: %w", apply.ErrStalled), "stalled", exitNetwork},
 		{fmt.Errorf("get manifest.json: %w", apply.ErrNotFound), "not-found", exitNetwork},
 		{fmt.Errorf("apply: fetching manifest.json: %w", deadPort), "network", exitNetwork},
+		// A server error (5xx, and 429 or 408 until the retries ran out) is the mirror's trouble.
+		{fmt.Errorf("apply: fetching manifest.json: %w", &apply.StatusError{URL: "http://m/manifest.json", Code: 503}), "network", exitNetwork},
+		{fmt.Errorf("downloading a: %w", &apply.StatusError{URL: "http://m/a", Code: 429}), "network", exitNetwork},
+		{fmt.Errorf("apply: fetching manifest.json: %w", &apply.StatusError{URL: "http://m/manifest.json", Code: 404}), "not-found", exitNetwork},
+		{&apply.StatusError{URL: "http://m/a", Code: 401}, "error", exitError},
 		{fmt.Errorf("stopped: %w", context.Canceled), "canceled", exitInterrupted},
 		{fmt.Errorf("x: %w", apply.ErrNotPortable), "not-portable", exitRefused},
 		{fmt.Errorf("x: %w", apply.ErrLocked), "locked", exitBusy},
