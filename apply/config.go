@@ -270,13 +270,7 @@ func (fc *FileConfig) Merge(c *Config) error {
 	if c.Channel == "" {
 		c.Channel = fc.Channel
 	}
-	if c.BackupDir == "" && fc.BackupDir != "" {
-		b := filepath.FromSlash(fc.BackupDir)
-		if !filepath.IsAbs(b) && fc.Dir != "" {
-			b = filepath.Join(filepath.Dir(filepath.Clean(fc.Dir)), b)
-		}
-		c.BackupDir = b
-	}
+	fc.mergeBackupDir(c)
 	if len(c.Relaunch) == 0 {
 		c.Relaunch = append([]string(nil), fc.Relaunch...)
 	}
@@ -292,6 +286,18 @@ func (fc *FileConfig) Merge(c *Config) error {
 		c.PublicKey = k
 	}
 	return nil
+}
+
+// mergeBackupDir sets c.BackupDir, when not set, from BackupDir (relative
+// to the application directory's parent).
+func (fc *FileConfig) mergeBackupDir(c *Config) {
+	if c.BackupDir == "" && fc.BackupDir != "" {
+		b := filepath.FromSlash(fc.BackupDir)
+		if !filepath.IsAbs(b) && fc.Dir != "" {
+			b = filepath.Join(filepath.Dir(filepath.Clean(fc.Dir)), b)
+		}
+		c.BackupDir = b
+	}
 }
 
 // publicKey resolves PubKey: the key text itself, else a file.

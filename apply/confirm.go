@@ -44,13 +44,53 @@ func Confirm(backupDir string) error {
 // confirmPoll is how often WaitConfirm reads the journal.
 var confirmPoll = 50 * time.Millisecond
 
+// ErrNotConfirmed: the relaunched new version did not confirm (Confirm):
+// it exited first, or was still running when the time ran out, or was
+// started MaxRelaunches times without confirming. The error is a
+// *NotConfirmedError, which says which.
+var ErrNotConfirmed = errors.New("apply: the new version did not confirm")
+
+// NotConfirmedError says why a relaunched version did not confirm.
+type NotConfirmedError struct {
+	Version string // the new version
+	Program string // the relaunched program (argv[0]); "" if unknown
+	// Exit is how the program ended before confirming; nil when it still
+	// ran at the timeout (Install then stops it) or was not watched.
+	Exit    *ProcessExit
+	Timeout time.Duration
+	Stopped bool // Install stopped the program still running at the timeout
+	// Starts, when not 0, is how many starts without a confirmation made
+	// Install give up on the version without starting it again.
+	Starts int
+}
+
+func (e *NotConfirmedError) Error() string {
+	who := e.Version
+	if e.Program != "" {
+		who = e.Program + " (" + e.Version + ")"
+	}
+	switch {
+	case e.Starts > 0:
+		return fmt.Sprintf("%s was started %d times without confirming", who, e.Starts)
+	case e.Exit != nil:
+		return fmt.Sprintf("%s %s without confirming", who, e.Exit)
+	}
+	if e.Stopped {
+		return fmt.Sprintf("%s did not confirm within %v and was stopped", who, e.Timeout)
+	}
+	return fmt.Sprintf("%s did not confirm within %v", who, e.Timeout)
+}
+
+func (e *NotConfirmedError) Is(target error) bool { return target == ErrNotConfirmed }
+
 // WaitConfirm waits until the journal of j.BackupDir says "confirmed"
-// (true), the relaunched child exits (exited receives or is closed, see
-// ProcessExited; nil means not watched) or timeout passes (false; the journal is read once
-// more at the end, so a confirmation just before the exit counts). The
-// caller rolls back on false. A timeout <= 0 means until j.ConfirmBy. An unreadable journal or ctx's end is an
-// error.
-func WaitConfirm(ctx context.Context, j *Journal, timeout time.Duration, exited <-chan error) (bool, error) {
+// (nil), the relaunched child exits (exited receives, see ProcessExited;
+// nil means not watched) or timeout passes: then it returns a
+// *NotConfirmedError (errors.Is ErrNotConfirmed) that says which, and the
+// caller rolls back. The journal is read once more at the end, so a
+// confirmation just before the exit counts. A timeout <= 0 means until
+// j.ConfirmBy. An unreadable journal or ctx's end is returned as it is.
+func WaitConfirm(ctx context.Context, j *Journal, timeout time.Duration, exited <-chan ProcessExit) error {
 	if timeout <= 0 && !j.ConfirmBy.IsZero() {
 		timeout = time.Until(j.ConfirmBy)
 	}
@@ -58,39 +98,91 @@ func WaitConfirm(ctx context.Context, j *Journal, timeout time.Duration, exited 
 	defer deadline.Stop()
 	tick := time.NewTicker(confirmPoll)
 	defer tick.Stop()
-	check := func() (bool, error) {
+	nc := &NotConfirmedError{Version: j.To, Timeout: timeout}
+	if len(j.Relaunch) > 0 {
+		nc.Program = j.Relaunch[0]
+	}
+	check := func() error {
 		cur, err := LoadJournal(j.BackupDir)
 		if err != nil {
-			return false, err
+			return err
 		}
-		return cur.State == JournalConfirmed, nil
+		if cur.State == JournalConfirmed {
+			return nil
+		}
+		return nc
+	}
+	exitedFirst := func(e ProcessExit, ok bool) error {
+		if !ok {
+			e = ProcessExit{Code: -1, Err: errors.New("exit status unknown")}
+		}
+		nc.Exit = &e
+		return check()
 	}
 	for {
-		if ok, err := check(); ok || err != nil {
-			return ok, err
+		if err := check(); err != nc {
+			return err
 		}
 		select {
 		case <-ctx.Done():
-			return false, ctx.Err()
-		case <-exited:
-			return check()
+			return ctx.Err()
+		case e, ok := <-exited:
+			return exitedFirst(e, ok)
 		case <-deadline.C:
+			select { // an exit at the deadline is the better reason
+			case e, ok := <-exited:
+				return exitedFirst(e, ok)
+			default:
+			}
 			return check()
 		case <-tick.C:
 		}
 	}
 }
 
-// ProcessExited returns a channel that receives the child's exit error (nil
-// on success) and is then closed; it waits for (reaps) the process.
-func ProcessExited(p *os.Process) <-chan error {
-	ch := make(chan error, 1)
+// ProcessExit is how a relaunched process ended.
+type ProcessExit struct {
+	// Code is the exit code; -1 when a signal ended the process or
+	// waiting for it failed (Err).
+	Code int
+	// Signal names the signal that ended it ("killed"), "" if none.
+	Signal string
+	// After is how long it ran, from the call to ProcessExited.
+	After time.Duration
+	Err   error
+}
+
+// String says how the process ended: "exited with code 3 after 1.2s",
+// "was ended by signal killed after 2s".
+func (e ProcessExit) String() string {
+	after := e.After.Round(time.Millisecond)
+	if e.After >= time.Second {
+		after = e.After.Round(100 * time.Millisecond)
+	}
+	switch {
+	case e.Err != nil:
+		return fmt.Sprintf("exited (%v)", e.Err)
+	case e.Signal != "":
+		return fmt.Sprintf("was ended by signal %s after %v", e.Signal, after)
+	}
+	return fmt.Sprintf("exited with code %d after %v", e.Code, after)
+}
+
+// ProcessExited returns a channel that receives how the child ended and
+// is then closed; it waits for (reaps) the process.
+func ProcessExited(p *os.Process) <-chan ProcessExit {
+	start := time.Now()
+	ch := make(chan ProcessExit, 1)
 	go func() {
 		st, err := p.Wait()
-		if err == nil && !st.Success() {
-			err = fmt.Errorf("apply: relaunched process: %s", st)
+		e := ProcessExit{Code: -1, After: time.Since(start), Err: err}
+		if err == nil {
+			e.Code = st.ExitCode()
+			if e.Code < 0 {
+				e.Signal = strings.TrimPrefix(st.String(), "signal: ")
+			}
 		}
-		ch <- err
+		ch <- e
 		close(ch)
 	}()
 	return ch

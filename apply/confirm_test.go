@@ -6,6 +6,7 @@ import (
 	"os"
 	"path/filepath"
 	"runtime"
+	"strings"
 	"testing"
 	"time"
 )
@@ -22,16 +23,15 @@ func swappedFixture(t *testing.T) (*fixture, *Journal) {
 
 func TestConfirmInTime(t *testing.T) {
 	f, j := swappedFixture(t)
-	exited := make(chan error, 1)
+	exited := make(chan ProcessExit, 1)
 	go func() { // the relaunched app: starts, confirms, keeps running
 		time.Sleep(30 * time.Millisecond)
 		if err := Confirm(f.backup); err != nil {
 			t.Error(err)
 		}
 	}()
-	ok, err := WaitConfirm(context.Background(), j, 5*time.Second, exited)
-	if err != nil || !ok {
-		t.Fatalf("WaitConfirm: %v %v", ok, err)
+	if err := WaitConfirm(context.Background(), j, 5*time.Second, exited); err != nil {
+		t.Fatalf("WaitConfirm: %v", err)
 	}
 	if err := Confirm(f.backup); err != nil { // twice: no-op
 		t.Fatal(err)
@@ -51,18 +51,19 @@ func TestConfirmInTime(t *testing.T) {
 
 func TestConfirmChildExitsEarly(t *testing.T) {
 	f, j := swappedFixture(t)
-	exited := make(chan error, 1)
+	exited := make(chan ProcessExit, 1)
 	go func() {
 		time.Sleep(30 * time.Millisecond)
-		exited <- errors.New("exit status 1")
+		exited <- ProcessExit{Code: 1, After: 30 * time.Millisecond}
 	}()
-	start := time.Now()
-	ok, err := WaitConfirm(context.Background(), j, 10*time.Second, exited)
-	if err != nil || ok {
-		t.Fatalf("WaitConfirm: %v %v", ok, err)
+	// The timeout is a safety net: the exit, not the time, ends the wait.
+	err := WaitConfirm(context.Background(), j, time.Minute, exited)
+	nc, ok := errors.AsType[*NotConfirmedError](err)
+	if !ok || !errors.Is(err, ErrNotConfirmed) || nc.Exit == nil || nc.Exit.Code != 1 {
+		t.Fatalf("WaitConfirm: %v, want the exit with code 1 as the reason", err)
 	}
-	if time.Since(start) > 2*time.Second {
-		t.Fatal("did not notice the exit")
+	if want := "exited with code 1 after 30ms without confirming"; !strings.Contains(err.Error(), want) {
+		t.Fatalf("WaitConfirm: %q, want it to say %q", err, want)
 	}
 	if err := Rollback(context.Background(), f.load(t), nil); err != nil {
 		t.Fatal(err)
@@ -75,28 +76,27 @@ func TestConfirmChildExitsEarly(t *testing.T) {
 
 func TestConfirmConfirmThenExit(t *testing.T) {
 	f, j := swappedFixture(t)
-	exited := make(chan error)
+	exited := make(chan ProcessExit)
 	go func() {
 		if err := Confirm(f.backup); err != nil {
 			t.Error(err)
 		}
 		close(exited)
 	}()
-	ok, err := WaitConfirm(context.Background(), j, 5*time.Second, exited)
-	if err != nil || !ok {
-		t.Fatalf("WaitConfirm: %v %v", ok, err)
+	if err := WaitConfirm(context.Background(), j, 5*time.Second, exited); err != nil {
+		t.Fatalf("WaitConfirm: %v", err)
 	}
 }
 
 func TestConfirmTimeout(t *testing.T) {
 	f, j := swappedFixture(t)
-	ok, err := WaitConfirm(context.Background(), j, 150*time.Millisecond, nil)
-	if err != nil || ok {
-		t.Fatalf("WaitConfirm: %v %v", ok, err)
+	err := WaitConfirm(context.Background(), j, 150*time.Millisecond, nil)
+	if nc, ok := errors.AsType[*NotConfirmedError](err); !ok || nc.Exit != nil || !strings.Contains(err.Error(), "did not confirm within 150ms") {
+		t.Fatalf("WaitConfirm: %v, want a timeout", err)
 	}
 	ctx, cancel := context.WithCancel(context.Background())
 	cancel()
-	if _, err := WaitConfirm(ctx, j, time.Second, nil); !errors.Is(err, context.Canceled) {
+	if err := WaitConfirm(ctx, j, time.Second, nil); !errors.Is(err, context.Canceled) {
 		t.Fatalf("cancelled: %v", err)
 	}
 	if f.load(t).State != JournalSwapped {
@@ -136,9 +136,9 @@ func TestConfirmRelaunch(t *testing.T) {
 		t.Fatal(err)
 	}
 	select {
-	case err := <-ProcessExited(p):
-		if err == nil {
-			t.Fatal("exit status 3 reported as success")
+	case e := <-ProcessExited(p):
+		if e.Code != 3 || e.Err != nil || !strings.HasPrefix(e.String(), "exited with code 3 after ") {
+			t.Fatalf("exit status 3 reported as %+v (%s)", e, e)
 		}
 	case <-time.After(10 * time.Second):
 		t.Fatal("child did not exit")

@@ -36,9 +36,10 @@ var (
 	// be verified after installing them: on Windows, releases must be
 	// published with PortableModes (mkdelta publish --portable-modes).
 	ErrNotPortable = errors.New("apply: release not installable on this system")
-	// ErrRolledBack: the new version did not confirm in time and the old one
-	// was restored; the version is marked bad.
-	ErrRolledBack = errors.New("apply: new version failed to start and was rolled back")
+	// ErrRolledBack: the new version did not confirm (ErrNotConfirmed, or
+	// it could not be started) and the old one was restored; the version
+	// is marked bad.
+	ErrRolledBack = errors.New("apply: the update was rolled back")
 )
 
 // Updater runs the whole update: check, consent, download and stage in the
@@ -243,7 +244,7 @@ func (u *Updater) Install(ctx context.Context) (*Installed, error) {
 		}
 	} else {
 		if j.Relaunches >= MaxRelaunches {
-			return out, u.rollback(ctx, j, fsys, st, cfg, out, fmt.Errorf("%s was started %d times without confirming", j.To, j.Relaunches))
+			return out, u.rollback(ctx, j, fsys, st, cfg, out, &NotConfirmedError{Version: j.To, Program: j.Relaunch[0], Starts: j.Relaunches})
 		}
 		timeout := u.ConfirmTimeout
 		if timeout == 0 {
@@ -257,23 +258,24 @@ func (u *Updater) Install(ctx context.Context) (*Installed, error) {
 		proc, err := Relaunch(cfg.AppDir, j.Relaunch)
 		out.Relaunched = err == nil
 		if err != nil {
-			return out, u.rollback(ctx, j, fsys, st, cfg, out, fmt.Errorf("relaunching %v: %w", j.Relaunch, err))
+			return out, u.rollback(ctx, j, fsys, st, cfg, out, err) // names the program
 		}
 		exited := ProcessExited(proc)
-		ok, err := WaitConfirm(ctx, j, timeout, exited)
-		if err != nil {
-			return out, err
-		}
-		if !ok {
-			// A new version still running without confirming is hung:
-			// stop it before its files go back (Windows holds running files).
-			if proc.Kill() == nil {
+		err = WaitConfirm(ctx, j, timeout, exited)
+		if nc, ok := errors.AsType[*NotConfirmedError](err); ok {
+			if nc.Exit == nil && proc.Kill() == nil {
+				// A new version still running without confirming is hung:
+				// stop it before its files go back (Windows holds running files).
+				nc.Stopped = true
 				select {
 				case <-exited:
 				case <-time.After(5 * time.Second):
 				}
 			}
-			return out, u.rollback(ctx, j, fsys, st, cfg, out, fmt.Errorf("%s did not confirm within %v", j.To, timeout))
+			return out, u.rollback(ctx, j, fsys, st, cfg, out, nc)
+		}
+		if err != nil {
+			return out, err
 		}
 	}
 	j, err = Resume(ctx, cfg.AppDir, cfg.BackupDir, fsys) // confirmed: clean up
@@ -389,7 +391,12 @@ func (u *Updater) rollback(ctx context.Context, j *Journal, fsys FS, st *State, 
 		}
 	}
 	Resume(ctx, cfg.AppDir, cfg.BackupDir, fsys) // clean up the rolled-back journal
-	return fmt.Errorf("%w: %v; %s is marked bad and will not be offered again until a newer version", ErrRolledBack, why, j.To)
+	what := ""
+	if errors.Is(why, ErrNotConfirmed) {
+		what = "; the new version must confirm (`deltaup confirm`, apply.Confirm) once it has started, within the confirm timeout"
+	}
+	return fmt.Errorf("%w: %w; the app directory is %s and %s is marked bad: it is not offered again until a newer version (`deltaup unmark %s` or apply.UnmarkBad clears the mark)%s",
+		ErrRolledBack, why, versionName(j.From), j.To, j.To, what)
 }
 
 // RollbackNow restores the old version of a swapped (or half-swapped)
