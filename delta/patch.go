@@ -407,7 +407,7 @@ func (o *ApplyOptions) validate() error {
 // checkNewSize refuses a declared new size over the cap.
 func (o *ApplyOptions) checkNewSize(n int64) error {
 	if n > o.MaxNewSize {
-		return fmt.Errorf("%w: new file of %d bytes exceeds the cap of %d (raise it with --max-size / ApplyOptions.MaxNewSize only for a patch you trust)", ErrTooLarge, n, o.MaxNewSize)
+		return fmt.Errorf("%w: new file of %d bytes exceeds the cap of %d", ErrTooLarge, n, o.MaxNewSize)
 	}
 	return nil
 }
