@@ -37,6 +37,11 @@ var (
 	// ErrUnknownVersion: the installed tree matches no release of the
 	// manifest (modified locally, or not installed from this repository).
 	ErrUnknownVersion = errors.New("apply: installed version unknown")
+	// ErrNotInstalled: the application directory does not look like an
+	// installation of the app (no client state, the version not detected,
+	// most entries belong to no release): nothing is updated there unless
+	// Config.Current names the installed version.
+	ErrNotInstalled = errors.New("apply: not an installation of the app")
 )
 
 // HistoryPath is the repository path of the manifest with sequence seq
@@ -234,9 +239,19 @@ func releaseByDigest(m *manifest.Manifest, d [32]byte) *manifest.Release {
 type CheckResult struct {
 	Manifest *manifest.Manifest
 	// Current is the installed version ("" when unknown: the tree matches
-	// no release); Detected reports that it was found by scanning.
+	// no release); Detected reports that it was found by scanning: the
+	// tree has every entry of that release unchanged, and maybe entries of
+	// the user's besides (Extra).
 	Current  string
 	Detected bool
+	// Closest, when Current is unknown, is the release the tree differs
+	// least from (see Status); Modified and Missing list the paths of it
+	// that differ (sorted). Extra lists the entries on disk that no release
+	// installed (the Current or Closest release lists none of them): the
+	// update leaves them in place, or moves them into the backup directory
+	// when the new release needs their paths; it never deletes them.
+	Closest                  string
+	Modified, Missing, Extra []string
 	// Floor, when Current is unknown, is the highest version the client
 	// knows it has at least (Config.RecordedVersion, Config.MinVersion,
 	// State.Installed; "" when none): no target below it is offered unless
@@ -275,6 +290,7 @@ func CheckUpdate(ctx context.Context, cfg *Config, f Fetcher, st *State) (*Check
 	if err != nil {
 		return nil, err
 	}
+	fresh := st.Sequence == 0 && st.Installed == ""
 	m, err := FetchManifest(ctx, cfg, f, st)
 	if err != nil {
 		return nil, err
@@ -290,6 +306,9 @@ func CheckUpdate(ctx context.Context, cfg *Config, f Fetcher, st *State) (*Check
 		case err == nil:
 			res.Current, res.Detected = v, true
 		case errors.Is(err, ErrUnknownVersion):
+			if err := res.closest(ctx, cfg, f, fresh); err != nil {
+				return nil, err
+			}
 		default:
 			return nil, err
 		}
@@ -343,6 +362,36 @@ func CheckUpdate(ctx context.Context, cfg *Config, f Fetcher, st *State) (*Check
 		return nil, err
 	}
 	return res, nil
+}
+
+// closest handles a tree that matches no release exactly: it compares it
+// with every release (Status, fetching file lists with f). A release whose
+// every entry is on disk unchanged is the installed version, the rest are
+// the user's entries (Extra). Otherwise the closest release and what
+// differs are recorded; a directory that does not look like an
+// installation (fresh client state, and more entries that belong to no
+// release than entries that match) is refused with ErrNotInstalled.
+func (res *CheckResult) closest(ctx context.Context, cfg *Config, f Fetcher, fresh bool) error {
+	rep, err := Status(ctx, cfg.AppDir, res.Manifest, func(r *manifest.Release) ([]byte, error) {
+		return f.Get(ctx, r.FileList.Path, manifest.MaxFileListSize)
+	})
+	if err != nil {
+		return err
+	}
+	if rep.Version == "" {
+		return nil
+	}
+	res.Extra = rep.Extra
+	if len(rep.Modified) == 0 && len(rep.Missing) == 0 {
+		res.Current, res.Detected = rep.Version, true
+		return nil
+	}
+	res.Closest, res.Modified, res.Missing = rep.Version, rep.Modified, rep.Missing
+	if matched := rep.Entries - len(rep.Modified) - len(rep.Extra); fresh && len(rep.Extra) > matched {
+		return fmt.Errorf("%w: %s does not look like an installation of %s: %d of its %d entries belong to no release (closest: %s, %d entries match) and the backup directory holds no state; nothing was changed; check --app-dir, or give --current VERSION if it is an installation",
+			ErrNotInstalled, cfg.AppDir, res.Manifest.App, len(rep.Extra), rep.Entries, rep.Version, matched)
+	}
+	return nil
 }
 
 // Check runs CheckUpdate with the state kept in cfg.BackupDir: it loads

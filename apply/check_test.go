@@ -557,14 +557,28 @@ func TestCheckUpdate(t *testing.T) {
 		t.Errorf("current 1.1.0 given: %+v, %v", res, err)
 	}
 
-	// A modified tree: unknown version, only the archive.
+	// A modified tree: unknown version, only the archive; the closest
+	// release and what differs are reported.
 	cfg3 := *s.cfg
 	cfg3.AppDir, cfg3.BackupDir = filepath.Join(t.TempDir(), "app"), ""
 	s.repo.install(t, "1.1.0", cfg3.AppDir)
+	os.WriteFile(filepath.Join(cfg3.AppDir, "README.md"), []byte("edited\n"), 0o644)
 	os.WriteFile(filepath.Join(cfg3.AppDir, "extra.txt"), []byte("x"), 0o644)
 	res, err = Check(context.Background(), &cfg3, s.fetcher())
-	if err != nil || res.Current != "" || res.Route == nil || len(res.Route.Steps) != 1 || res.Route.Steps[0].Kind != StepArchive || res.Route.Saving != 0 {
+	if err != nil || res.Current != "" || res.Route == nil || len(res.Route.Steps) != 1 || res.Route.Steps[0].Kind != StepArchive || res.Route.Saving != 0 ||
+		res.Closest != "1.1.0" || !slices.Equal(res.Modified, []string{"README.md"}) || !slices.Equal(res.Extra, []string{"extra.txt"}) {
 		t.Errorf("modified tree: %+v %v", res, err)
+	}
+
+	// A file of the user's added to an installed release: still that
+	// release (the patch route), the file reported as extra.
+	cfg4 := *s.cfg
+	cfg4.AppDir, cfg4.BackupDir = filepath.Join(t.TempDir(), "app"), ""
+	s.repo.install(t, "1.1.0", cfg4.AppDir)
+	os.WriteFile(filepath.Join(cfg4.AppDir, "extra.txt"), []byte("x"), 0o644)
+	res, err = Check(context.Background(), &cfg4, s.fetcher())
+	if err != nil || res.Current != "1.1.0" || !res.Detected || !slices.Equal(res.Extra, []string{"extra.txt"}) || res.Route == nil || res.Route.Steps[0].Kind != StepPatch {
+		t.Errorf("a user's file added: %+v %v", res, err)
 	}
 }
 

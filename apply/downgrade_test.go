@@ -129,7 +129,9 @@ func TestCheckNoDowngrade(t *testing.T) {
 			}
 			cfg := d.config(t, c.installed, c.deltaup, srv)
 			if c.edit {
-				ckWriteFiles(t, cfg.AppDir, map[string]string{"extra.txt": "added by the user"})
+				// An edited file of the release (an added file of the user's
+				// alone would still be detected as its release).
+				ckWriteFiles(t, cfg.AppDir, map[string]string{"README.md": "edited by the user\n"})
 			}
 			if c.set != nil {
 				c.set(cfg)

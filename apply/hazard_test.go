@@ -1010,7 +1010,7 @@ func testArtifactSwapped(t *testing.T, valid bool) {
 		}
 		return b
 	}}
-	sr, err := Stage(ctx, cfg.AppDir, cfg.BackupDir, res.Manifest, res.Route, target, sw)
+	sr, err := Stage(ctx, cfg.AppDir, cfg.BackupDir, res.Manifest, res.Route, target, nil, sw)
 	if err == nil {
 		t.Fatalf("Stage used swapped artifacts: %+v", sr)
 	}
@@ -1053,14 +1053,14 @@ func TestHazardMixedRoute(t *testing.T) {
 	arch, _ := preferredArchive(rel)
 	mixed := &Route{From: ckVersions[0], To: rel.Version, Steps: []Step{p.Steps[0],
 		{Kind: StepArchive, From: ckVersions[1], To: rel.Version, Format: arch.Format, Artifact: arch.Artifact}}}
-	if _, err := stagePatches(ctx, cfg.AppDir, cfg.BackupDir, &Route{Steps: mixed.Steps[1:]}, d, &StageResult{}); err == nil || !strings.Contains(err.Error(), "mixes patches and archives") {
+	if _, err := stagePatches(ctx, cfg.AppDir, cfg.BackupDir, &Route{Steps: mixed.Steps[1:]}, nil, d, &StageResult{}); err == nil || !strings.Contains(err.Error(), "mixes patches and archives") {
 		t.Fatalf("stagePatches on an archive hop: %v", err)
 	}
 	target, err := releaseEntries(ctx, d, rel)
 	if err != nil {
 		t.Fatal(err)
 	}
-	sr, err := Stage(ctx, cfg.AppDir, cfg.BackupDir, m, mixed, target, d)
+	sr, err := Stage(ctx, cfg.AppDir, cfg.BackupDir, m, mixed, target, nil, d)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -1085,15 +1085,18 @@ func TestHazardAppChangedBeforeInstall(t *testing.T) {
 			s, u, _, _, newD := hzPrepared(t)
 			app := s.cfg.AppDir
 			var err error
+			added := "" // a file of the user's: it stays after the update
 			switch how {
 			case "file added":
-				err = os.WriteFile(filepath.Join(app, "lib", "app.log"), []byte("log line\n"), 0o644)
+				added = filepath.Join(app, "lib", "app.log")
+				err = os.WriteFile(added, []byte("log line\n"), 0o644)
 			case "untouched file edited":
 				err = os.WriteFile(filepath.Join(app, "README.md"), []byte("edited\n"), 0o644)
 			case "file removed":
 				err = os.Remove(filepath.Join(app, "README.md"))
 			case "file added in a changed directory":
-				err = os.WriteFile(filepath.Join(app, "data", "cache.bin"), []byte("cache"), 0o644)
+				added = filepath.Join(app, "data", "cache.bin")
+				err = os.WriteFile(added, []byte("cache"), 0o644)
 			}
 			if err != nil {
 				t.Fatal(err)
@@ -1115,6 +1118,12 @@ func TestHazardAppChangedBeforeInstall(t *testing.T) {
 			}
 			if in, err := u.Install(context.Background()); err != nil || !in.Confirmed {
 				t.Fatalf("Install again: %+v %v", in, err)
+			}
+			if added != "" {
+				if _, err := os.Stat(added); err != nil {
+					t.Fatalf("the user's file is gone: %v", err)
+				}
+				must(t, os.Remove(added))
 			}
 			if ckDigest(t, app) != newD {
 				t.Fatal("app directory is not the new tree")

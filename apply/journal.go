@@ -60,15 +60,20 @@ const (
 // OpKind is the kind of a swap operation.
 type OpKind string
 
-// Operation kinds. Order in a journal: every OpRemove (deepest path first),
-// then every OpMkdir (shallowest first), then OpFile and OpSymlink in path
-// order. Removals come first so that a path whose type changes (file ↔ dir)
-// is free before the new entry is created.
+// Operation kinds. Order in a journal: every OpDisplace, then every
+// OpRemove (deepest path first), then every OpMkdir (shallowest first), then
+// OpFile and OpSymlink in path order. Removals come first so that a path
+// whose type changes (file ↔ dir) is free before the new entry is created.
 const (
-	OpRemove  OpKind = "remove"  // move the old entry at Path to the rollback area (empty dirs: delete)
-	OpMkdir   OpKind = "mkdir"   // create the directory Path (or set its mode)
-	OpFile    OpKind = "file"    // install the staged file Path (old one moved to the rollback area)
-	OpSymlink OpKind = "symlink" // install the symlink Path -> Target (old one moved to the rollback area)
+	// OpDisplace moves an entry that no release installed (a user's file)
+	// out of the way of the new release into the displaced area, where it
+	// is kept (never deleted by the updater) and reported; a rollback puts
+	// it back.
+	OpDisplace OpKind = "displace"
+	OpRemove   OpKind = "remove"  // move the old entry at Path to the rollback area (empty dirs: delete)
+	OpMkdir    OpKind = "mkdir"   // create the directory Path (or set its mode)
+	OpFile     OpKind = "file"    // install the staged file Path (old one moved to the rollback area)
+	OpSymlink  OpKind = "symlink" // install the symlink Path -> Target (old one moved to the rollback area)
 )
 
 // OldEntry is what the old tree had at an operation's path.
@@ -136,6 +141,10 @@ type Journal struct {
 	// crashes at each start) are counted too. See MaxRelaunches.
 	Relaunches int  `json:"relaunches,omitempty"`
 	Recovered  bool `json:"recovered,omitempty"` // rebuilt from the disk after both copies were corrupt
+	// Displaced is where OpDisplace keeps the user's entries the new
+	// release needed the paths of (absolute, backupDir/displaced/NAME);
+	// "" when the plan displaces nothing. Cleanup leaves it in place.
+	Displaced string `json:"displaced,omitempty"`
 }
 
 func modeString(m fs.FileMode) string { return fmt.Sprintf("%04o", m.Perm()) }
@@ -172,7 +181,16 @@ const unknownVersionDir = "unknown"
 // installed tree matches no release (a locally modified app updated from
 // the full archive); its rollback area is then backupDir/rollback/unknown
 // (no semver version has that name).
-func BuildJournal(appDir, backupDir, from, to string, oldEntries, newEntries []tree.Entry, staged string, relaunch []string) (*Journal, error) {
+//
+// oldEntries is the whole app directory as scanned. owned tells which of
+// its paths a release installed (the installed release's file list); the
+// others are the user's (a settings file, a log, a plugin): they are left
+// in place, and a directory of a release that holds one is not removed;
+// where the new tree needs the path of a user's entry (or of a directory
+// above it), the entry is moved into a displaced area of the backup
+// directory (OpDisplace) and kept there, never deleted. owned nil means
+// every entry was installed by a release (nothing is the user's).
+func BuildJournal(appDir, backupDir, from, to string, oldEntries, newEntries []tree.Entry, staged string, relaunch []string, owned func(path string) bool) (*Journal, error) {
 	var err error
 	if appDir, err = filepath.Abs(appDir); err != nil {
 		return nil, err
@@ -234,9 +252,13 @@ func BuildJournal(appDir, backupDir, from, to string, oldEntries, newEntries []t
 		od := tree.Digest(oldEntries)
 		j.OldDigest = hex.EncodeToString(od[:])
 	}
+	keep := planUserEntries(j, oldEntries, olds, news, owned)
 	// Removals: old entries absent from the new tree or whose type changes.
 	var removes []Op
 	for _, e := range oldEntries {
+		if _, ok := olds[e.Path]; !ok || keep[e.Path] {
+			continue // the user's, or a directory holding a user's entry
+		}
 		if n, ok := news[e.Path]; ok && (n.Type == e.Type || (n.Type != tree.Dir && e.Type != tree.Dir)) {
 			continue // same kind (file/symlink swap within the op itself)
 		}
@@ -273,6 +295,63 @@ func BuildJournal(appDir, backupDir, from, to string, oldEntries, newEntries []t
 	}
 	j.Ops = append(j.Ops, files...)
 	return j, nil
+}
+
+// planUserEntries sorts the old entries no release installed (owned false)
+// into those left in place and those in the new tree's way, which get an
+// OpDisplace each (the topmost only: a displaced directory takes its
+// contents along) and j.Displaced. Both leave olds, so that nothing else is
+// planned for them; a user's directory where the new tree has a directory
+// stays in olds (it becomes the release's directory, its contents stay the
+// user's). It returns the directories that hold an entry left in place:
+// they are not removed.
+func planUserEntries(j *Journal, oldEntries []tree.Entry, olds, news map[string]tree.Entry, owned func(string) bool) map[string]bool {
+	keep := map[string]bool{}
+	if owned == nil {
+		return keep
+	}
+	inWay := func(e tree.Entry) bool {
+		if n, ok := news[e.Path]; ok {
+			return n.Type != tree.Dir || e.Type != tree.Dir
+		}
+		for d := path.Dir(e.Path); d != "."; d = path.Dir(d) {
+			if n, ok := news[d]; ok && n.Type != tree.Dir {
+				return true
+			}
+		}
+		return false
+	}
+	sorted := slices.Clone(oldEntries)
+	slices.SortFunc(sorted, func(a, b tree.Entry) int { return strings.Compare(a.Path, b.Path) })
+	var moved []string // displaced directories: their contents go along
+	for _, e := range sorted {
+		if owned(e.Path) {
+			continue
+		}
+		if slices.ContainsFunc(moved, func(m string) bool { return strings.HasPrefix(e.Path, m+"/") }) {
+			delete(olds, e.Path)
+			continue
+		}
+		if inWay(e) {
+			j.Ops = append(j.Ops, Op{Kind: OpDisplace, Path: e.Path, Old: oldOf(e)})
+			if e.Type == tree.Dir {
+				moved = append(moved, e.Path)
+			}
+			delete(olds, e.Path)
+			continue
+		}
+		if n, ok := news[e.Path]; ok && n.Type == tree.Dir && e.Type == tree.Dir {
+			continue
+		}
+		delete(olds, e.Path)
+		for d := path.Dir(e.Path); d != "."; d = path.Dir(d) {
+			keep[d] = true
+		}
+	}
+	if len(j.Ops) > 0 {
+		j.Displaced = filepath.Join(displacedDir(j.BackupDir), j.To+"-"+time.Now().UTC().Format("20060102T150405.000000000Z"))
+	}
+	return keep
 }
 
 // isWithin reports whether p is dir or inside it (both absolute, clean).
@@ -448,6 +527,9 @@ func (j *Journal) check() error {
 	if j.Staged != filepath.Join(j.BackupDir, stagingDir, j.To) || j.Rollback != filepath.Join(j.BackupDir, "rollback", rbName) {
 		return bad("staged tree %s or rollback area %s is not where the updater puts them in %s", j.Staged, j.Rollback, j.BackupDir)
 	}
+	if j.Displaced != "" && (filepath.Dir(j.Displaced) != displacedDir(j.BackupDir) || tree.CheckPath(filepath.Base(j.Displaced)) != nil) {
+		return bad("displaced area %s is not in %s", j.Displaced, displacedDir(j.BackupDir))
+	}
 	switch j.State {
 	case JournalStaged, JournalSwapping, JournalSwapped, JournalConfirmed, JournalRollingBack, JournalRolledBack:
 	default:
@@ -461,9 +543,12 @@ func (j *Journal) check() error {
 			return bad("%v", err)
 		}
 		switch op.Kind {
-		case OpRemove:
+		case OpRemove, OpDisplace:
 			if op.Old == nil {
-				return bad("remove %s without old entry", op.Path)
+				return bad("%s %s without old entry", op.Kind, op.Path)
+			}
+			if op.Kind == OpDisplace && j.Displaced == "" {
+				return bad("displace %s without a displaced area", op.Path)
 			}
 		case OpMkdir, OpFile:
 			if _, err := parseMode(op.Mode); err != nil {
@@ -503,4 +588,20 @@ func removeJournal(fsys FS, backupDir string) error {
 		}
 	}
 	return fsys.SyncDir(backupDir)
+}
+
+// displacedDir is the parent of every displaced area of backupDir.
+func displacedDir(backupDir string) string { return filepath.Join(backupDir, "displaced") }
+
+// Displacements lists the entries the plan moves (or moved) out of the new
+// release's way into j.Displaced, as slash-separated paths relative to the
+// app directory.
+func (j *Journal) Displacements() []string {
+	var out []string
+	for _, op := range j.Ops {
+		if op.Kind == OpDisplace {
+			out = append(out, op.Path)
+		}
+	}
+	return out
 }

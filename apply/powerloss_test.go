@@ -488,7 +488,7 @@ func plFixture(t testing.TB, oldN, newN []tnode) *fixture {
 	writeTree(t, f.staged, newN)
 	old, nw := scanTree(t, f.app), scanTree(t, f.staged)
 	f.oldD, f.newD = tree.Digest(old), tree.Digest(nw)
-	j, err := BuildJournal(f.app, f.backup, "1.0", "2.0", old, nw, f.staged, []string{"app", "--updated"})
+	j, err := BuildJournal(f.app, f.backup, "1.0", "2.0", old, nw, f.staged, []string{"app", "--updated"}, nil)
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -43,15 +43,17 @@ const (
 // reason (a locally modified file, a bad patch) it falls back to the full
 // archive and says why, except when the local disk is full or read-only
 // (ErrLocalIO: the archive would need more room still). The app directory
-// is only read.
-func Stage(ctx context.Context, appDir, backupDir string, m *manifest.Manifest, route *Route, target []tree.Entry, f ArtifactFetcher) (*StageResult, error) {
+// is only read, and of it only the paths owned reports as installed by a
+// release (nil: every path): the user's own files are not part of the old
+// tree a patch applies to.
+func Stage(ctx context.Context, appDir, backupDir string, m *manifest.Manifest, route *Route, target []tree.Entry, owned func(string) bool, f ArtifactFetcher) (*StageResult, error) {
 	to, err := m.Release(route.To)
 	if err != nil {
 		return nil, err
 	}
 	res := &StageResult{}
 	if route.usesPatches() {
-		dir, err := stagePatches(ctx, appDir, backupDir, route, f, res)
+		dir, err := stagePatches(ctx, appDir, backupDir, route, owned, f, res)
 		if err == nil {
 			if err = checkTree(ctx, dir, to.TreeDigest); err == nil {
 				res.Dir, res.Route = dir, "patches"
@@ -92,8 +94,12 @@ func download(ctx context.Context, backupDir string, art manifest.Artifact, f Ar
 	return dest, nil
 }
 
-func stagePatches(ctx context.Context, appDir, backupDir string, route *Route, f ArtifactFetcher, res *StageResult) (string, error) {
+func stagePatches(ctx context.Context, appDir, backupDir string, route *Route, owned func(string) bool, f ArtifactFetcher, res *StageResult) (string, error) {
 	src := appDir
+	var opts *delta.BundleApplyOptions
+	if owned != nil {
+		opts = &delta.BundleApplyOptions{SkipOld: func(rel string) bool { return !owned(rel) }}
+	}
 	for i, st := range route.Steps {
 		if st.Kind != StepPatch {
 			return "", fmt.Errorf("apply: route mixes patches and archives at hop %d", i)
@@ -109,13 +115,13 @@ func stagePatches(ctx context.Context, appDir, backupDir string, route *Route, f
 		if err := os.RemoveAll(out); err != nil {
 			return "", err
 		}
-		if _, err := delta.ApplyBundleFile(ctx, src, p, out, nil); err != nil {
+		if _, err := delta.ApplyBundleFile(ctx, src, p, out, opts); err != nil {
 			return "", fmt.Errorf("patch %s -> %s: %w", st.From, st.To, err)
 		}
 		if src != appDir {
 			os.RemoveAll(src)
 		}
-		src = out
+		src, opts = out, nil
 	}
 	return src, nil
 }

@@ -45,6 +45,12 @@ const tmpPrefix = ".deltaup-tmp-"
 var journalSaveEvery = 250 * time.Millisecond
 
 func (j *Journal) appPath(rel string) string { return filepath.Join(j.AppDir, filepath.FromSlash(rel)) }
+
+// dpPath is where OpDisplace keeps the user's entry rel.
+func (j *Journal) dpPath(rel string) string {
+	return filepath.Join(j.Displaced, filepath.FromSlash(rel))
+}
+
 func (j *Journal) rbPath(rel string) string {
 	return filepath.Join(j.Rollback, filepath.FromSlash(rel))
 }
@@ -155,6 +161,11 @@ func Swap(ctx context.Context, j *Journal, fsys FS) error {
 // opDone reports whether op's effect is on the disk.
 func opDone(j *Journal, fsys FS, op *Op) (bool, error) {
 	p := j.appPath(op.Path)
+	if op.Kind == OpDisplace {
+		// Done once the entry is in the displaced area (a later op may
+		// have put the release's entry at its path since).
+		return exists(fsys, j.dpPath(op.Path))
+	}
 	fi, err := fsys.Lstat(p)
 	if notExist(err) {
 		return op.Kind == OpRemove, nil
@@ -287,6 +298,21 @@ func doOp(ctx context.Context, j *Journal, fsys FS, op *Op) error {
 	p := j.appPath(op.Path)
 	parent := filepath.Dir(p)
 	switch op.Kind {
+	case OpDisplace:
+		if _, err := fsys.Lstat(p); notExist(err) {
+			return nil // gone meanwhile (the user's own doing): nothing to keep
+		}
+		dst := j.dpPath(op.Path)
+		if err := mkdirAllSynced(fsys, filepath.Dir(dst), j.BackupDir); err != nil {
+			return err
+		}
+		if err := retryTransient(ctx, func() error { return fsys.Rename(p, dst) }); err != nil {
+			return err
+		}
+		if err := fsys.SyncDir(filepath.Dir(dst)); err != nil {
+			return err
+		}
+		return fsys.SyncDir(parent)
 	case OpRemove:
 		if op.Old.Type == tree.Dir {
 			if err := retryTransient(ctx, func() error { return fsys.Remove(p) }); err != nil {
@@ -538,7 +564,10 @@ func RecoverJournal(ctx context.Context, appDir, backupDir string, fsys FS) (*Jo
 	if err != nil {
 		return nil, err
 	}
-	j, err := BuildJournal(appDir, backupDir, from, to, cur, newEntries, staged, nil)
+	// What the old release installed is unknown here: everything not in
+	// the new tree goes to the rollback area, which Cleanup then keeps
+	// (moved to the displaced area) instead of deleting it.
+	j, err := BuildJournal(appDir, backupDir, from, to, cur, newEntries, staged, nil, nil)
 	if err != nil {
 		return nil, err
 	}
@@ -572,12 +601,22 @@ func Cleanup(j *Journal, fsys FS) error {
 	if j.State != JournalConfirmed && j.State != JournalRolledBack {
 		return fmt.Errorf("%w: cannot clean up in state %q", ErrJournalState, j.State)
 	}
+	if j.Recovered && j.State == JournalConfirmed {
+		// A recovered plan could not tell the user's files from the old
+		// release's: what it moved away is kept, never deleted.
+		if err := keepRecovered(j, fsys); err != nil {
+			return err
+		}
+	}
 	for _, d := range []string{j.Rollback, j.Staged} {
 		if err := fsys.RemoveAll(d); err != nil {
 			return err
 		}
 	}
 	_ = fsys.RemoveAll(j.discardDir()) // best effort: may still be in use
+	if j.State == JournalRolledBack {
+		removeIfNoFiles(fsys, j.Displaced) // emptied by the rollback
+	}
 	return removeJournal(fsys, j.BackupDir)
 }
 
@@ -638,6 +677,21 @@ func Rollback(ctx context.Context, j *Journal, fsys FS) error {
 func undoOp(ctx context.Context, j *Journal, fsys FS, op *Op) error {
 	p := j.appPath(op.Path)
 	parent := filepath.Dir(p)
+	if op.Kind == OpDisplace {
+		dst := j.dpPath(op.Path)
+		if saved, err := exists(fsys, dst); err != nil || !saved {
+			return err // never moved, or put back already
+		}
+		if there, err := exists(fsys, p); err != nil {
+			return err
+		} else if there {
+			return fmt.Errorf("%w: %s holds an entry where the displaced %s goes back", ErrSwapConflict, p, dst)
+		}
+		if err := retryTransient(ctx, func() error { return fsys.Rename(dst, p) }); err != nil {
+			return err
+		}
+		return fsys.SyncDir(parent)
+	}
 	rb := j.rbPath(op.Path)
 	var here bool // p holds the op's new kind of entry
 	fi, err := fsys.Lstat(p)
@@ -675,6 +729,11 @@ func undoOp(ctx context.Context, j *Journal, fsys FS, op *Op) error {
 			return fsys.SyncDir(parent)
 		}
 		if here {
+			// Only the op's own new entry goes: what else is there (a
+			// user's entry whose displacement was not reached) stays.
+			if mine, err := opDone(j, fsys, op); err != nil || !mine {
+				return err
+			}
 			if err := discard(ctx, j, fsys, op.Path); err != nil {
 				return err
 			}
@@ -727,6 +786,48 @@ func undoOp(ctx context.Context, j *Journal, fsys FS, op *Op) error {
 		return fsys.SyncDir(parent)
 	}
 	return fmt.Errorf("%w: op %q", ErrJournalCorrupt, op.Kind)
+}
+
+// keepRecovered moves the rollback area of a recovered journal into the
+// displaced area (BACKUP/displaced/FROM-recovered-TIME), where it stays.
+func keepRecovered(j *Journal, fsys FS) error {
+	if ok, err := exists(fsys, j.Rollback); err != nil || !ok {
+		return err
+	}
+	dst := filepath.Join(displacedDir(j.BackupDir), filepath.Base(j.Rollback)+"-recovered-"+time.Now().UTC().Format("20060102T150405.000000000Z"))
+	if err := mkdirAllSynced(fsys, filepath.Dir(dst), j.BackupDir); err != nil {
+		return err
+	}
+	if err := fsys.Rename(j.Rollback, dst); err != nil {
+		return err
+	}
+	return fsys.SyncDir(filepath.Dir(dst))
+}
+
+// removeIfNoFiles deletes the directory dir (and its parent displaced/
+// when that is then empty) if no file or link lies below it: a displaced
+// area emptied by a rollback. Best effort.
+func removeIfNoFiles(fsys FS, dir string) {
+	if dir == "" {
+		return
+	}
+	files := false
+	err := filepath.WalkDir(dir, func(_ string, d fs.DirEntry, err error) error {
+		if err != nil {
+			return err
+		}
+		if !d.IsDir() {
+			files = true
+			return filepath.SkipAll
+		}
+		return nil
+	})
+	if err != nil || files {
+		return
+	}
+	if fsys.RemoveAll(dir) == nil {
+		_ = fsys.Remove(filepath.Dir(dir)) // only if empty
+	}
 }
 
 // mkdirAllSynced creates dir and its missing parents below stop (which must

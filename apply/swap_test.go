@@ -116,7 +116,7 @@ func newFixture(t testing.TB, oldN, newN []tnode) *fixture {
 	}
 	old, nw := scanTree(t, f.app), scanTree(t, f.staged)
 	f.oldD, f.newD = tree.Digest(old), tree.Digest(nw)
-	j, err := BuildJournal(f.app, f.backup, "1.0", "2.0", old, nw, f.staged, []string{"app", "--updated"})
+	j, err := BuildJournal(f.app, f.backup, "1.0", "2.0", old, nw, f.staged, []string{"app", "--updated"}, nil)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -504,19 +504,19 @@ func TestBuildJournalRefuses(t *testing.T) {
 	old, nw := scanTree(t, f.app), scanTree(t, f.staged)
 	cases := map[string]func() error{
 		"staged outside backup": func() error {
-			_, err := BuildJournal(f.app, f.backup, "1.0", "2.0", old, nw, f.app, nil)
+			_, err := BuildJournal(f.app, f.backup, "1.0", "2.0", old, nw, f.app, nil, nil)
 			return err
 		},
 		"backup inside app": func() error {
-			_, err := BuildJournal(f.app, filepath.Join(f.app, "b"), "1.0", "2.0", old, nw, filepath.Join(f.app, "b", "s"), nil)
+			_, err := BuildJournal(f.app, filepath.Join(f.app, "b"), "1.0", "2.0", old, nw, filepath.Join(f.app, "b", "s"), nil, nil)
 			return err
 		},
 		"relaunch escapes": func() error {
-			_, err := BuildJournal(f.app, f.backup, "1.0", "2.0", old, nw, f.staged, []string{"../evil"})
+			_, err := BuildJournal(f.app, f.backup, "1.0", "2.0", old, nw, f.staged, []string{"../evil"}, nil)
 			return err
 		},
 		"bad version": func() error {
-			_, err := BuildJournal(f.app, f.backup, "../1.0", "2.0", old, nw, f.staged, nil)
+			_, err := BuildJournal(f.app, f.backup, "../1.0", "2.0", old, nw, f.staged, nil, nil)
 			return err
 		},
 	}

@@ -21,9 +21,6 @@ import (
 // otherUID is the less privileged user the root-only cases give files to.
 const otherUID = 65534
 
-// trBackup returns the default backup directory of s.
-func trBackup(s *ckSetup) string { return s.cfg.AppDir + BackupSuffix }
-
 // trRefused checks the aftermath of a refused operation: the error's
 // class, the app directory exactly the old tree, no journal, and the
 // victim directory (where a planted link points) byte for byte the same.
@@ -341,7 +338,7 @@ func trPlantJournal(t *testing.T, s *ckSetup, appDir string, state JournalState)
 	must(t, err)
 	nw, err := tree.Scan(context.Background(), staged, appScan)
 	must(t, err)
-	j, err := BuildJournal(appDir, backup, ckVersions[0], last, old, nw, staged, nil)
+	j, err := BuildJournal(appDir, backup, ckVersions[0], last, old, nw, staged, nil, nil)
 	must(t, err)
 	j.State = state
 	must(t, j.Save())
@@ -413,6 +410,10 @@ func TestHazardCorruptJournalOtherData(t *testing.T) {
 				t.Fatalf("Install: %v", err)
 			} else if ckDigest(t, s.cfg.AppDir) != ckDigest(t, s.repo.trees[ckVersionsLast()]) {
 				t.Fatal("the recovered swap did not end in the new tree")
+			} else if kept, _ := filepath.Glob(filepath.Join(s.cfg.BackupDir, "displaced", ckVersions[0]+"-recovered-*")); len(kept) != 1 {
+				// What the recovery moved away could have been the user's:
+				// kept, not deleted.
+				t.Fatalf("the recovered rollback area was not kept: %v", kept)
 			}
 			if after := hzSnapshot(t, data); after != before {
 				t.Fatalf("DATA changed:\n%s", hzDiff(before, after))
@@ -515,13 +516,6 @@ func TestHazardSharedDirUnprivileged(t *testing.T) {
 	must(t, err)
 	if st := fi.Sys().(*syscall.Stat_t); st.Uid != uint32(os.Geteuid()) || fi.Mode().Perm() != 0o700 {
 		t.Fatalf("backup dir: uid %d mode %v", st.Uid, fi.Mode())
-	}
-}
-
-func must(t testing.TB, err error) {
-	t.Helper()
-	if err != nil {
-		t.Fatal(err)
 	}
 }
 

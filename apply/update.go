@@ -155,14 +155,18 @@ func (u *Updater) Prepare(ctx context.Context) (*Prepared, error) {
 			return nil, fmt.Errorf("%w: release %s records permission bits this system cannot keep, e.g. %s: it can be installed here only if published with `mkdelta publish --portable-modes`", ErrNotPortable, rel.Version, bad)
 		}
 	}
-	if p.Stage, err = Stage(ctx, cfg.AppDir, cfg.BackupDir, res.Manifest, res.Route, target, d); err != nil {
+	owned, err := installedPaths(ctx, d, res)
+	if err != nil {
+		return nil, err
+	}
+	if p.Stage, err = Stage(ctx, cfg.AppDir, cfg.BackupDir, res.Manifest, res.Route, target, owned, d); err != nil {
 		return nil, err
 	}
 	old, err := tree.Scan(ctx, cfg.AppDir, appScan)
 	if err != nil {
 		return nil, err
 	}
-	j, err := BuildJournal(cfg.AppDir, cfg.BackupDir, res.Current, res.Target, old, target, p.Stage.Dir, cfg.Relaunch)
+	j, err := BuildJournal(cfg.AppDir, cfg.BackupDir, res.Current, res.Target, old, target, p.Stage.Dir, cfg.Relaunch, owned)
 	if err != nil {
 		return nil, err
 	}
@@ -174,6 +178,33 @@ func (u *Updater) Prepare(ctx context.Context) (*Prepared, error) {
 	}
 	p.Journal = j
 	return p, nil
+}
+
+// installedPaths tells which paths of the app directory a release installed:
+// those the installed release lists (res.Current, else the closest release
+// the tree was compared with); everything else there is the user's. With
+// neither known, nothing in the app directory counts as installed.
+func installedPaths(ctx context.Context, f Fetcher, res *CheckResult) (func(string) bool, error) {
+	v := res.Current
+	if v == "" {
+		v = res.Closest
+	}
+	if v == "" {
+		return func(string) bool { return false }, nil
+	}
+	rel, err := res.Manifest.Release(v)
+	if err != nil {
+		return nil, err
+	}
+	es, err := releaseEntries(ctx, f, rel)
+	if err != nil {
+		return nil, err
+	}
+	set := make(map[string]bool, len(es))
+	for _, e := range es {
+		set[e.Path] = true
+	}
+	return func(p string) bool { return set[p] }, nil
 }
 
 // releaseEntries returns the release's file list, fetching and checking its

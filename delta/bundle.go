@@ -176,6 +176,12 @@ type BundleApplyOptions struct {
 	// NoSync skips the fsyncs of the files and directories written (for
 	// tests, or a caller that syncs the tree itself).
 	NoSync bool
+	// SkipOld, when set, leaves out of the OLD tree the entries it
+	// reports true for (slash-separated paths relative to the OLD root; a
+	// skipped directory takes its contents along): the OLD tree the bundle
+	// was made from is then looked for among the rest, e.g. an installed
+	// release beside the user's own files.
+	SkipOld func(rel string) bool
 }
 
 func (o *BundleApplyOptions) validate() error {

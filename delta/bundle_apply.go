@@ -47,8 +47,8 @@ func treeRoot(dir string) (string, error) {
 
 // scanTree scans and hashes the tree at root; problems with its contents
 // (unsafe or colliding names, escaping links, special files) wrap class.
-func scanTree(ctx context.Context, root, which string, class error, modes tree.Modes) ([]tree.Entry, error) {
-	es, err := tree.Scan(ctx, root, tree.ScanOptions{Hash: true, Modes: modes})
+func scanTree(ctx context.Context, root, which string, class error, modes tree.Modes, skip func(string) bool) ([]tree.Entry, error) {
+	es, err := tree.Scan(ctx, root, tree.ScanOptions{Hash: true, Modes: modes, Skip: skip})
 	if err != nil {
 		if class != nil && (errors.Is(err, tree.ErrUnsafePath) || errors.Is(err, tree.ErrLinkEscape) ||
 			errors.Is(err, tree.ErrCollision) || errors.Is(err, tree.ErrUnsupported)) {
@@ -107,7 +107,7 @@ func ApplyBundle(ctx context.Context, oldDir string, r io.Reader, outDir string,
 	if err != nil {
 		return info, err
 	}
-	oldEs, err := scanTree(ctx, oldRoot, "old", ErrOldMismatch, tree.ModesDefault)
+	oldEs, err := scanTree(ctx, oldRoot, "old", ErrOldMismatch, tree.ModesDefault, o.SkipOld)
 	if err != nil {
 		return info, err
 	}

@@ -101,11 +101,11 @@ func DiffBundle(ctx context.Context, oldDir, newDir string, w io.Writer, opts *B
 	if err != nil {
 		return st, err
 	}
-	oldEs, err := scanTree(ctx, oldRoot, "old", nil, o.Modes)
+	oldEs, err := scanTree(ctx, oldRoot, "old", nil, o.Modes, nil)
 	if err != nil {
 		return st, err
 	}
-	newEs, err := scanTree(ctx, newRoot, "new", nil, o.Modes)
+	newEs, err := scanTree(ctx, newRoot, "new", nil, o.Modes, nil)
 	if err != nil {
 		return st, err
 	}
