@@ -31,6 +31,9 @@ const (
 	fNoReexec
 	fConfirmTimeout
 	fTrustShared
+	fOnline
+	fAll
+	fInvokedAs // hidden: the command the user ran, for the re-executed copy
 
 	// fRepo: the flags that locate the app and trust its repository
 	// (deltaup.json may give them instead), and the one that accepts a
@@ -47,10 +50,23 @@ type clientCommand struct {
 	summary string // one line, for deltaup --help
 	about   string // for deltaup NAME --help
 	args    string // the synopsis after the flags ("" for none)
+	posArgs bool   // takes positional arguments (args says which)
 	flags   int    // the f* flags it defines
 	exits   []int  // the exit codes it can return
+	// offline: the command does not need the repository unless asked
+	// (status --online); run calls setup itself when it does.
+	offline bool
 	run     func(*clientRun) int
 }
+
+// confirmHelp says what a relaunched app must do, in the help of the
+// commands that relaunch it.
+const confirmHelp = "The relaunched app must confirm that it runs, with `deltaup confirm --app-dir DIR`\n" +
+	"(apply.Confirm(backupDir) in Go), within --confirm-timeout. If it exits first or\n" +
+	"the time runs out, the update is rolled back, the old version relaunched and the\n" +
+	"new version marked bad (`deltaup status` lists it, `deltaup unmark` clears it).\n" +
+	"The error says which: \"bin/app (2.0.0) exited with code 3 after 40ms without\n" +
+	"confirming\" or \"... did not confirm within 30s\"."
 
 var clientCommands = []*clientCommand{
 	{name: "check", summary: "check for an update and print the download plan",
@@ -65,7 +81,7 @@ var clientCommands = []*clientCommand{
 		about: "Carries forward an update a crash left pending, then checks for a new version,\n" +
 			"downloads it (resumably), builds and verifies it in the backup directory,\n" +
 			"swaps it in from a copy of deltaup in the backup directory, relaunches the app\n" +
-			"(--relaunch) and waits for it to confirm, or rolls back.\n\n" +
+			"(--relaunch) and waits for it to confirm, or rolls back.\n\n" + confirmHelp + "\n\n" +
 			"On a terminal (standard input and standard error) it asks before downloading,\n" +
 			"unless --yes or --json is given. Without a terminal (a service, cron, a pipe,\n" +
 			"</dev/null) it never asks and proceeds, as with --yes: run `deltaup check`\n" +
@@ -76,8 +92,9 @@ var clientCommands = []*clientCommand{
 	{name: "resume", summary: "carry a pending update forward (after a crash, or from the backup copy)",
 		about: "Finishes a swap a crash or a kill interrupted, or starts it when the update is\n" +
 			"staged: the app directory ends exactly the old or exactly the new version.\n" +
-			"`deltaup update` runs it from its copy in the backup directory.",
-		flags: fRepo | fJSON | fConfirmTimeout,
+			"`deltaup update` runs it from its copy in the backup directory; its messages\n" +
+			"then name `update`.\n\n" + confirmHelp,
+		flags: fRepo | fJSON | fConfirmTimeout | fInvokedAs,
 		exits: []int{exitOK, exitError, exitUsage, exitLocalIO, exitRolledBack, exitBusy, exitInterrupted},
 		run:   runResume},
 	{name: "confirm", summary: "tell deltaup the relaunched app runs (keeps the new version)",
@@ -92,13 +109,28 @@ var clientCommands = []*clientCommand{
 		flags: fRepo | fJSON,
 		exits: []int{exitOK, exitError, exitUsage, exitLocalIO, exitBusy, exitInterrupted},
 		run:   runRollback},
-	{name: "status", summary: "show the installed version, modified or missing files, a pending update",
-		about: "Hashes the app directory against the releases of the signed manifest and\n" +
-			"prints the installed version, the files modified, missing or extra, and a\n" +
-			"pending update.",
-		flags: fRepo | fJSON,
-		exits: []int{exitOK, exitError, exitUsage, exitRefused, exitNetwork, exitLocalIO, exitInterrupted},
-		run:   runStatus},
+	{name: "status", summary: "show the installed version, the versions marked bad, a pending update",
+		about: "Prints, without the network, the installed version as last detected or applied\n" +
+			"(state.json in the backup directory), the version deltaup.json of the app\n" +
+			"directory records when it differs, the versions marked bad and a pending\n" +
+			"update. With --online it also fetches the signed manifest and hashes the app\n" +
+			"directory against its releases: the version the files are, and the files\n" +
+			"modified, missing or extra (the repository flags are needed only then).",
+		flags:   fRepo | fJSON | fOnline,
+		exits:   []int{exitOK, exitError, exitUsage, exitRefused, exitNetwork, exitLocalIO, exitInterrupted},
+		offline: true,
+		run:     runStatus},
+	{name: "unmark", summary: "offer versions marked bad again",
+		args:    "VERSION... | --all",
+		posArgs: true,
+		about: "Removes versions from those marked bad by a rollback (`deltaup status` and\n" +
+			"`deltaup check` list them), so that check and update offer them again: after\n" +
+			"the app was fixed to confirm, say. Needs no repository. A version that is not\n" +
+			"marked bad is reported and left alone (exit 0).",
+		flags:   fAppDir | fBackupDir | fJSON | fAll,
+		exits:   []int{exitOK, exitError, exitUsage, exitLocalIO, exitBusy},
+		offline: true,
+		run:     runUnmark},
 }
 
 func findClientCommand(name string) *clientCommand {
@@ -117,8 +149,10 @@ type clientFlags struct {
 	servers                                              []string
 	relaunch                                             string
 	limitRate                                            units.Rate
-	json, yes, noReexec, help, trustShared               bool
+	json, yes, noReexec, help, trustShared, online, all  bool
 	confirmTimeout                                       time.Duration
+	invokedAs                                            string
+	args                                                 []string // positional (posArgs)
 }
 
 // register defines on fs the flags of which (f* bits), in a fixed order.
@@ -159,6 +193,8 @@ func (c *clientFlags) register(fs *flag.FlagSet, which int) {
 		{fYes, &c.yes, "yes", "y", "do not ask before downloading (never asked without a terminal)"},
 		{fNoReexec, &c.noReexec, "no-reexec", "", "install in this process instead of re-executing from the backup directory"},
 		{fTrustShared, &c.trustShared, "trust-shared-dirs", "", "update although other users can write the app directory or a directory above it (refused by default)"},
+		{fOnline, &c.online, "online", "", "also fetch the manifest and hash the app directory against its releases"},
+		{fAll, &c.all, "all", "", "every version marked bad"},
 	}
 	for _, f := range bools {
 		if which&f.bit != 0 {
@@ -166,7 +202,11 @@ func (c *clientFlags) register(fs *flag.FlagSet, which int) {
 		}
 	}
 	if which&fConfirmTimeout != 0 {
-		fs.DurationVar(&c.confirmTimeout, "confirm-timeout", apply.DefaultConfirmTimeout, "how long the relaunched app has to confirm, a `DURATION` such as 90s or 5m")
+		fs.DurationVar(&c.confirmTimeout, "confirm-timeout", apply.DefaultConfirmTimeout, "how long the relaunched app has to confirm (deltaup confirm), a `DURATION` such as 90s or 5m")
+	}
+	if which&fInvokedAs != 0 {
+		fs.StringVar(&c.invokedAs, "invoked-as", "", "the command the user ran (update), for messages")
+		_ = fs.MarkHidden("invoked-as")
 	}
 	fs.BoolVarP(&c.help, "help", "h", false, "show this help")
 }
@@ -192,6 +232,9 @@ func flagUsages(fs *flag.FlagSet) string {
 	var lines []line
 	width := 0
 	fs.VisitAll(func(f *flag.Flag) {
+		if f.Hidden {
+			return
+		}
 		left := "      --" + f.Name
 		if f.Shorthand != "" {
 			left = "  -" + f.Shorthand + ", --" + f.Name
@@ -242,8 +285,11 @@ func parseClient(cmd *clientCommand, args []string, stdout, stderr io.Writer) (c
 	if dash := fs.ArgsLenAtDash(); dash >= 0 {
 		pos, extra = pos[:dash], pos[dash:]
 	}
-	if len(pos) > 0 {
+	if len(pos) > 0 && !cmd.posArgs {
 		return fail(fmt.Errorf("unexpected argument %q: %s takes flags only", pos[0], cmd.name))
+	}
+	if c.invokedAs != "" && c.invokedAs != "update" {
+		return fail(fmt.Errorf("--invoked-as %q: only update re-executes resume", c.invokedAs))
 	}
 	if len(extra) > 0 && (cmd.flags&fRelaunch == 0 || c.relaunch == "") {
 		what := "the arguments after -- are for --relaunch PATH, which is not given"
@@ -252,6 +298,7 @@ func parseClient(cmd *clientCommand, args []string, stdout, stderr io.Writer) (c
 		}
 		return fail(fmt.Errorf("unexpected argument %q: %s", extra[0], what))
 	}
+	c.args = pos
 	return c, extra, exitOK, false
 }
 
@@ -261,6 +308,7 @@ type clientRun struct {
 	cmd    *clientCommand
 	flags  *clientFlags
 	extra  []string // the relaunch arguments after --
+	name   string   // the command to name in messages (--invoked-as, else cmd.name)
 	r      *reporter
 	stdout io.Writer
 	stderr io.Writer

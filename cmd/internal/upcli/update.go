@@ -11,6 +11,7 @@ import (
 	"os/signal"
 	"path"
 	"path/filepath"
+	"slices"
 	"strconv"
 	"strings"
 	"time"
@@ -70,7 +71,7 @@ func (c *clientFlags) appDirOrExe() (string, error) {
 
 // args returns the flags that recreate cfg for the re-executed copy.
 func resumeArgs(cfg *apply.Config, c *clientFlags) []string {
-	a := []string{"resume", "--app-dir", cfg.AppDir, "--backup-dir", cfg.BackupDir, "--app", cfg.App,
+	a := []string{"resume", "--invoked-as", "update", "--app-dir", cfg.AppDir, "--backup-dir", cfg.BackupDir, "--app", cfg.App,
 		"--confirm-timeout", c.confirmTimeout.String()}
 	for _, s := range cfg.Servers {
 		a = append(a, "--server", s)
@@ -142,9 +143,12 @@ func deltaupClient(cmd *clientCommand, args []string, stdout, stderr io.Writer) 
 	}
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt)
 	defer stop()
-	cr := &clientRun{ctx: ctx, cmd: cmd, flags: c, extra: extra, stdout: stdout, stderr: stderr, stdin: os.Stdin,
+	cr := &clientRun{ctx: ctx, cmd: cmd, flags: c, extra: extra, name: cmd.name, stdout: stdout, stderr: stderr, stdin: os.Stdin,
 		r: &reporter{out: stdout, err: stderr, json: c.json}}
-	if cmd.flags&fRepo == fRepo {
+	if c.invokedAs != "" {
+		cr.name = c.invokedAs
+	}
+	if cmd.flags&fRepo == fRepo && !cmd.offline {
 		if err := cr.setup(); err != nil {
 			return cr.fail(err)
 		}
@@ -167,7 +171,7 @@ func (cr *clientRun) setup() error {
 }
 
 // fail reports err and returns the exit code of its class.
-func (cr *clientRun) fail(err error) int { return cr.r.fail(cr.cmd.name, err) }
+func (cr *clientRun) fail(err error) int { return cr.r.fail(cr.name, err) }
 
 func runCheck(cr *clientRun) int {
 	ctx, cfg, d := cr.ctx, cr.cfg, cr.d
@@ -175,19 +179,36 @@ func runCheck(cr *clientRun) int {
 	if err != nil {
 		return cr.fail(err)
 	}
+	// Check saved the state: the versions marked bad are in it.
+	bad := []string{}
+	if st, err := apply.LoadState(cfg.BackupDir); err == nil && len(st.Bad) > 0 {
+		bad = st.Bad
+	}
 	if res.UpToDate {
-		cr.r.event("up-to-date", map[string]any{"current": res.Current}, fmt.Sprintf("up to date (%s)", orUnknown(res.Current)))
+		cr.r.event("up-to-date", map[string]any{"current": res.Current, "bad": bad}, fmt.Sprintf("up to date (%s)", orUnknown(res.Current))+badText(bad))
 		return exitOK
 	}
 	cr.r.event("update-ready", map[string]any{"current": res.Current, "target": res.Target, "bytes": res.Route.Bytes,
-		"full_bytes": res.Route.FullBytes, "steps": len(res.Route.Steps)},
-		fmt.Sprintf("update ready: %s → %s via %s", orUnknown(res.Current), res.Target, describeRoute(res.Route)))
+		"full_bytes": res.Route.FullBytes, "steps": len(res.Route.Steps), "bad": bad},
+		fmt.Sprintf("update ready: %s → %s via %s", orUnknown(res.Current), res.Target, describeRoute(res.Route))+badText(bad))
 	return exitUpdateReady
+}
+
+// badText is the line that lists the versions marked bad ("" for none),
+// with a newline before it.
+func badText(bad []string) string {
+	switch len(bad) {
+	case 0:
+		return ""
+	case 1:
+		return fmt.Sprintf("\nmarked bad: %s (rolled back; skipped by check and update until `deltaup unmark %s`)", bad[0], bad[0])
+	}
+	return fmt.Sprintf("\nmarked bad: %s (rolled back; skipped by check and update until `deltaup unmark VERSION` or `deltaup unmark --all`)", strings.Join(bad, ", "))
 }
 
 func runUpdate(cr *clientRun) int {
 	ctx, cfg, u := cr.ctx, cr.cfg, cr.u
-	c, r, cmd := cr.flags, cr.r, cr.cmd.name
+	c, r, cmd := cr.flags, cr.r, cr.name
 	if cfg.LimitRate > 0 {
 		r.event("limit-rate", map[string]any{"bytes_per_s": cfg.LimitRate},
 			"downloads limited to "+units.FormatRate(cfg.LimitRate))
@@ -249,18 +270,25 @@ func runResume(cr *clientRun) int {
 	if pid, err := strconv.Atoi(os.Getenv(apply.EnvParentPID)); err == nil {
 		apply.WaitParent(ctx, pid)
 	}
-	return install(ctx, u, cr.r, cr.cmd.name)
+	return install(ctx, u, cr.r, cr.name)
+}
+
+// localDirs returns the app and backup directories from the flags and
+// deltaup.json, for the commands that need no repository.
+func (cr *clientRun) localDirs() (appDir, backupDir string, err error) {
+	appDir, err = cr.flags.appDirOrExe()
+	if err != nil {
+		return "", "", err
+	}
+	appDir, backupDir, _, err = apply.LocalDirs(appDir, cr.flags.backupDir)
+	return appDir, backupDir, err
 }
 
 func runConfirm(cr *clientRun) int {
 	// Needs no repository: the relaunched app says it runs.
-	appDir, err := cr.flags.appDirOrExe()
+	_, backupDir, err := cr.localDirs()
 	if err != nil {
 		return cr.fail(err)
-	}
-	backupDir := cr.flags.backupDir
-	if backupDir == "" {
-		backupDir = filepath.Clean(appDir) + apply.BackupSuffix
 	}
 	if err := apply.Confirm(backupDir); err != nil {
 		return cr.fail(err)
@@ -280,9 +308,47 @@ func runRollback(cr *clientRun) int {
 	return exitOK
 }
 
+// runStatus reports what is known locally and, with --online, what the
+// files are against the releases of the manifest.
 func runStatus(cr *clientRun) int {
+	appDir, backupDir, err := cr.localDirs()
+	if err != nil {
+		return cr.fail(err)
+	}
+	ls, err := apply.ReadLocalStatus(appDir, backupDir)
+	if err != nil {
+		return cr.fail(err)
+	}
+	bad := ls.Bad
+	if bad == nil {
+		bad = []string{}
+	}
+	pending, pendingText := "", ""
+	if j := ls.Pending; j != nil {
+		pending = fmt.Sprintf("%s → %s (%s)", orUnknown(j.From), j.To, j.State)
+		pendingText = "\npending update: " + pending + ": `deltaup resume` carries it forward"
+	}
+	fields := map[string]any{"online": cr.flags.online, "installed": ls.Installed, "recorded": ls.Recorded,
+		"bad": bad, "pending": pending}
+	if !cr.flags.online {
+		text := "installed: " + orUnknown(ls.Installed) + " (as last detected or applied; `deltaup status --online` checks the files)"
+		if ls.Installed == "" {
+			text = "installed: unknown version (nothing recorded yet; `deltaup status --online` finds it)"
+		}
+		if ls.Recorded != "" && ls.Recorded != ls.Installed {
+			text += fmt.Sprintf("\n%s in the app directory says %s", apply.ConfigFileName, ls.Recorded)
+		}
+		cr.r.event("status", fields, text+badText(bad)+pendingText)
+		return exitOK
+	}
+	if err := cr.setup(); err != nil {
+		return cr.fail(err)
+	}
 	ctx, cfg, d := cr.ctx, cr.cfg, cr.d
-	st, _ := apply.LoadState(cfg.BackupDir)
+	st, err := apply.LoadState(cfg.BackupDir)
+	if err != nil {
+		return cr.fail(err)
+	}
 	m, err := apply.FetchManifest(ctx, cfg, d, st)
 	if err != nil {
 		return cr.fail(err)
@@ -290,10 +356,6 @@ func runStatus(cr *clientRun) int {
 	rep, err := apply.Status(ctx, cfg.AppDir, m, nil)
 	if err != nil {
 		return cr.fail(err)
-	}
-	pending := ""
-	if j, err := apply.LoadJournal(cfg.BackupDir); err == nil {
-		pending = fmt.Sprintf("%s → %s (%s)", j.From, j.To, j.State)
 	}
 	text := fmt.Sprintf("installed: %s", orUnknown(rep.Version))
 	if !rep.Exact {
@@ -308,19 +370,85 @@ func runStatus(cr *clientRun) int {
 			text += "\n  extra:    " + p
 		}
 	}
-	if pending != "" {
-		text += "\npending update: " + pending
-	}
-	cr.r.event("status", map[string]any{"version": rep.Version, "exact": rep.Exact, "modified": rep.Modified,
-		"missing": rep.Missing, "extra": rep.Extra, "pending": pending}, text)
+	fields["version"], fields["exact"] = rep.Version, rep.Exact
+	fields["modified"], fields["missing"], fields["extra"] = rep.Modified, rep.Missing, rep.Extra
+	cr.r.event("status", fields, text+badText(bad)+pendingText)
 	return exitOK
+}
+
+// runUnmark removes versions from those marked bad.
+func runUnmark(cr *clientRun) int {
+	c := cr.flags
+	switch {
+	case c.all && len(c.args) > 0:
+		return cr.fail(&usageError{fmt.Errorf("give VERSION... or --all, not both (see deltaup unmark --help)")})
+	case !c.all && len(c.args) == 0:
+		return cr.fail(&usageError{fmt.Errorf("which versions? give VERSION... or --all (see deltaup unmark --help)")})
+	}
+	for _, v := range c.args {
+		if _, err := manifest.Compare(v, v); err != nil {
+			return cr.fail(&usageError{fmt.Errorf("%q: %w (see deltaup unmark --help)", v, err)})
+		}
+	}
+	appDir, backupDir, err := cr.localDirs()
+	if err != nil {
+		return cr.fail(err)
+	}
+	removed, err := apply.UnmarkBad(appDir, backupDir, c.args...)
+	if err != nil {
+		return cr.fail(err)
+	}
+	var notMarked, lines []string
+	for _, v := range c.args {
+		if !slices.ContainsFunc(removed, func(r string) bool { return sameVersion(r, v) }) {
+			notMarked = append(notMarked, v)
+			lines = append(lines, v+" was not marked bad")
+		}
+	}
+	switch {
+	case len(removed) == 1:
+		lines = append(lines, "unmarked "+removed[0]+": check and update offer it again")
+	case len(removed) > 1:
+		lines = append(lines, "unmarked "+strings.Join(removed, ", ")+": check and update offer them again")
+	case c.all:
+		lines = append(lines, "no version was marked bad")
+	}
+	cr.r.event("unmarked", map[string]any{"versions": nonNil(removed), "not_marked": nonNil(notMarked)}, strings.Join(lines, "\n"))
+	return exitOK
+}
+
+// sameVersion compares by semver precedence (the versions are valid).
+func sameVersion(a, b string) bool {
+	c, err := manifest.Compare(a, b)
+	return err == nil && c == 0
+}
+
+func nonNil(s []string) []string {
+	if s == nil {
+		return []string{}
+	}
+	return s
 }
 
 func install(ctx context.Context, u *apply.Updater, r *reporter, cmd string) int {
 	in, err := u.Install(ctx)
 	if err != nil {
 		if errors.Is(err, apply.ErrRolledBack) && in != nil && in.Journal != nil {
-			r.event("rolled-back", map[string]any{"restored": in.Journal.From, "bad": in.Journal.To}, "")
+			fields := map[string]any{"restored": in.Journal.From, "bad": in.Journal.To}
+			if nc, ok := errors.AsType[*apply.NotConfirmedError](err); ok {
+				switch {
+				case nc.Starts > 0:
+					fields["cause"], fields["starts"] = "starts", nc.Starts
+				case nc.Exit != nil:
+					fields["cause"], fields["exit_code"], fields["after_s"] = "exited", nc.Exit.Code, nc.Exit.After.Seconds()
+					if nc.Exit.Signal != "" {
+						fields["signal"] = nc.Exit.Signal
+					}
+				default:
+					fields["cause"], fields["timeout_s"] = "timeout", nc.Timeout.Seconds()
+				}
+			}
+			r.event("rolled-back", fields, "")
 		}
 		return r.fail(cmd, err)
 	}
