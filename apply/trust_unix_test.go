@@ -550,6 +550,7 @@ func TestHazardDownloadLinks(t *testing.T) {
 		must(t, os.Symlink(target, dest+SidecarSuffix+".tmp"))
 	}
 	before := hzSnapshot(t, victim)
+	t.Logf("%d artifacts, %d planted links", len(arts), 2*len(arts))
 	u := &Updater{Config: *s.cfg}
 	ctx := context.Background()
 	if _, err := u.Prepare(ctx); err != nil {
