@@ -15,21 +15,44 @@ import (
 // identifiers that fit in 64 bits (beyond that the semver library would
 // compare them as text).
 func parseVersion(s string) (*semver.Version, error) {
+	return parseVersionAs(s, s)
+}
+
+// parseVersionAs is parseVersion naming the version shown in its errors
+// (what the user wrote, before NormalizeVersion dropped a "v").
+func parseVersionAs(s, shown string) (*semver.Version, error) {
 	if len(s) > MaxVersionLen {
-		return nil, fmt.Errorf("version %q is longer than %d bytes", s, MaxVersionLen)
+		return nil, fmt.Errorf("version %q is longer than %d bytes", shown, MaxVersionLen)
 	}
 	v, err := semver.StrictNewVersion(s)
 	if err != nil {
-		return nil, fmt.Errorf("version %q is not a strict semantic version like 1.2.3 or 1.2.3-rc.1: %v", s, err)
+		return nil, fmt.Errorf("version %q is not a strict semantic version like 1.2.3 or 1.2.3-rc.1: %v", shown, err)
 	}
 	for _, id := range strings.Split(v.Prerelease(), ".") {
 		if id != "" && strings.Trim(id, "0123456789") == "" {
 			if _, err := strconv.ParseUint(id, 10, 64); err != nil {
-				return nil, fmt.Errorf("version %q: numeric prerelease identifier %s does not fit in 64 bits", s, id)
+				return nil, fmt.Errorf("version %q: numeric prerelease identifier %s does not fit in 64 bits", shown, id)
 			}
 		}
 	}
 	return v, nil
+}
+
+// NormalizeVersion reads a version as a person or a tag writes it: one
+// leading "v" or "V" (git tags like v1.2.3) is dropped, and the rest must
+// be a strict semantic version (see Compare). It returns the version as
+// manifests record it, without the prefix: "v1.2.3-rc.1" gives
+// "1.2.3-rc.1". Anything else is refused as by Compare ("1.2", "v01.2.3",
+// "vv1.2.3", " 1.2.3").
+func NormalizeVersion(s string) (string, error) {
+	t := s
+	if len(t) > 1 && (t[0] == 'v' || t[0] == 'V') && t[1] >= '0' && t[1] <= '9' {
+		t = t[1:]
+	}
+	if _, err := parseVersionAs(t, s); err != nil {
+		return "", err
+	}
+	return t, nil
 }
 
 // versionKey identifies a version up to semver equality (build metadata

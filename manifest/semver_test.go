@@ -2,6 +2,7 @@ package manifest
 
 import (
 	"errors"
+	"strings"
 	"testing"
 	"time"
 
@@ -61,6 +62,42 @@ func TestCompare(t *testing.T) {
 		}
 		if _, err := Compare("1.0.0", bad); err == nil {
 			t.Errorf("Compare accepted %q as second argument", bad)
+		}
+	}
+}
+
+func TestNormalizeVersion(t *testing.T) {
+	for _, c := range []struct {
+		in, want string // want "" means refused
+		errHas   string
+	}{
+		{"1.2.3", "1.2.3", ""},
+		{"v1.2.3", "1.2.3", ""},
+		{"V1.2.3", "1.2.3", ""},
+		{"v1.2.3-rc.1+build.5", "1.2.3-rc.1+build.5", ""},
+		{"1.0.0-v2", "1.0.0-v2", ""},
+		{"v1.2", "", `version "v1.2" is not a strict semantic version`},
+		{"vv1.2.3", "", `version "vv1.2.3" is not`},
+		{"v", "", `version "v" is not`},
+		{"", "", `version "" is not`},
+		{"v01.2.3", "", `version "v01.2.3" is not`},
+		{" v1.2.3", "", "is not"},
+		{"v 1.2.3", "", "is not"},
+		{"version1.2.3", "", "is not"},
+		{"1.2.3v", "", "is not"},
+		{"v1.0.0-99999999999999999999", "", `version "v1.0.0-99999999999999999999": numeric prerelease identifier`},
+		{"v1.0.0-" + strings.Repeat("a", MaxVersionLen-5), "", "longer than"},
+		{"v1.0.0-" + strings.Repeat("a", MaxVersionLen-6), "1.0.0-" + strings.Repeat("a", MaxVersionLen-6), ""},
+	} {
+		got, err := NormalizeVersion(c.in)
+		if c.want == "" {
+			if err == nil || !strings.Contains(err.Error(), c.errHas) {
+				t.Errorf("NormalizeVersion(%q) = %q, %v; want an error with %q", c.in, got, err, c.errHas)
+			}
+			continue
+		}
+		if err != nil || got != c.want {
+			t.Errorf("NormalizeVersion(%q) = %q, %v; want %q", c.in, got, err, c.want)
 		}
 	}
 }
