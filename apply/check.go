@@ -215,7 +215,7 @@ func DetectVersion(ctx context.Context, appDir string, m *manifest.Manifest, fil
 	if r := releaseByDigest(m, d); r != nil {
 		return r.Version, nil
 	}
-	return "", fmt.Errorf("%w: the tree in %s matches none of the %d releases of %s (modified, or not installed from this repository): an update will download the full archive; `deltaup status` lists the differences", ErrUnknownVersion, appDir, len(m.Releases), m.App)
+	return "", fmt.Errorf("%w: the tree in %s matches none of the %d releases of %s (modified, or not installed from this repository): an update will download the full archive; `deltaup status --online` lists the differences", ErrUnknownVersion, appDir, len(m.Releases), m.App)
 }
 
 func scanApp(ctx context.Context, appDir string) ([]tree.Entry, [32]byte, error) {
@@ -410,6 +410,9 @@ func Check(ctx context.Context, cfg *Config, f Fetcher) (*CheckResult, error) {
 		return nil, err
 	}
 	res, err := CheckUpdate(ctx, cfg, f, st)
+	if errors.Is(err, ErrNotInstalled) {
+		dropFreshBackup(cfg.BackupDir)
+	}
 	if err != nil {
 		return nil, err
 	}

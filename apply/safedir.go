@@ -267,6 +267,31 @@ func claimedApp(back string) (string, error) {
 	return owner, nil
 }
 
+// dropFreshBackup removes the backup directory made for an app directory
+// that turned out to be no installation (ErrNotInstalled, which needs a
+// fresh state): when it holds nothing but the updater's bookkeeping (lock,
+// claim, state file), those files and the directory go, so that a command
+// pointed at the wrong folder leaves nothing behind. Best effort.
+func dropFreshBackup(dir string) {
+	ents, err := os.ReadDir(dir)
+	if err != nil {
+		return
+	}
+	for _, e := range ents {
+		switch e.Name() {
+		case LockFileName, ClaimFileName, StateFileName:
+			if e.Type().IsRegular() {
+				continue
+			}
+		}
+		return
+	}
+	for _, e := range ents {
+		_ = os.Remove(filepath.Join(dir, e.Name()))
+	}
+	_ = os.Remove(dir)
+}
+
 // readFileNoFollow reads the file at p, at most max bytes (more is an
 // error), refusing a link (openNoFollow).
 func readFileNoFollow(p string, max int64) ([]byte, error) {

@@ -108,12 +108,17 @@ type Prepared struct {
 // downloads it, builds the complete new version in the backup directory,
 // verifies it and saves the need_update journal. The app directory is only
 // read. It holds the update lock while it runs.
-func (u *Updater) Prepare(ctx context.Context) (*Prepared, error) {
+func (u *Updater) Prepare(ctx context.Context) (_ *Prepared, err error) {
 	cfg, d, _, unlock, err := u.lockedSetup()
 	if err != nil {
 		return nil, err
 	}
-	defer unlock()
+	defer func() {
+		unlock()
+		if errors.Is(err, ErrNotInstalled) {
+			dropFreshBackup(cfg.BackupDir)
+		}
+	}()
 	if j, err := LoadJournal(cfg.BackupDir); err == nil {
 		return nil, fmt.Errorf("%w: %s to %s is in state %s: run `deltaup resume` (apply.Resume)", ErrPending, j.From, j.To, j.State)
 	} else if !errors.Is(err, fs.ErrNotExist) {

@@ -214,6 +214,9 @@ func TestWrongFolderUntouched(t *testing.T) {
 	if after := hzSnapshot(t, wrong); after != before {
 		t.Fatalf("the folder changed:\n%s", hzDiff(before, after))
 	}
+	if _, err := os.Lstat(wrong + BackupSuffix); err == nil {
+		t.Fatal("a refused command left a backup directory behind")
+	}
 	u.Config.Current = ckVersions[0]
 	if _, err := u.Prepare(ctx); err != nil {
 		t.Fatalf("with --current: %v", err)

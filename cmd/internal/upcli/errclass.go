@@ -92,6 +92,7 @@ var errorClasses = []struct {
 	{"locked", []error{apply.ErrLocked}, exitBusy},
 	{"app-changed", []error{apply.ErrAppChanged, apply.ErrSwapConflict}, exitBusy},
 	{"config", []error{apply.ErrConfig}, exitUsage},
+	{"not-installed", []error{apply.ErrNotInstalled}, exitUsage},
 	{"downgrade", []error{apply.ErrDowngrade}, exitRefused},
 	{"refused", []error{apply.ErrRefused}, exitRefused},
 	{"unsafe-path", []error{apply.ErrUnsafePath}, exitRefused},

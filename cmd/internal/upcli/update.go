@@ -188,10 +188,26 @@ func runCheck(cr *clientRun) int {
 		cr.r.event("up-to-date", map[string]any{"current": res.Current, "bad": bad}, fmt.Sprintf("up to date (%s)", orUnknown(res.Current))+badText(bad))
 		return exitOK
 	}
+	treeNote(cr.r, res)
 	cr.r.event("update-ready", map[string]any{"current": res.Current, "target": res.Target, "bytes": res.Route.Bytes,
 		"full_bytes": res.Route.FullBytes, "steps": len(res.Route.Steps), "bad": bad},
 		fmt.Sprintf("update ready: %s → %s via %s", orUnknown(res.Current), res.Target, describeRoute(res.Route))+badText(bad))
 	return exitUpdateReady
+}
+
+// treeNote says how the app directory differs from the releases, when it
+// does: the user's own files (kept by the update) and, for a tree that
+// matches no release, the closest one and why the route is what it is.
+func treeNote(r *reporter, res *apply.CheckResult) {
+	if len(res.Extra) > 0 {
+		r.event("extra", map[string]any{"paths": res.Extra},
+			fmt.Sprintf("%d file(s) in the app directory belong to no release and are kept: %s", len(res.Extra), strings.Join(res.Extra, ", ")))
+	}
+	if res.Current == "" && res.Closest != "" {
+		r.event("modified", map[string]any{"closest": res.Closest, "modified": res.Modified, "missing": res.Missing},
+			fmt.Sprintf("the app directory matches no release: closest %s with %d modified and %d missing file(s) (`deltaup status --online` lists them), so patches from %s cannot be used",
+				res.Closest, len(res.Modified), len(res.Missing), res.Closest))
+	}
 }
 
 // badText is the line that lists the versions marked bad ("" for none),
@@ -232,6 +248,7 @@ func runUpdate(cr *clientRun) int {
 		r.event("up-to-date", map[string]any{"current": p.Check.Current}, fmt.Sprintf("up to date (%s)", orUnknown(p.Check.Current)))
 		return exitOK
 	}
+	treeNote(r, p.Check)
 	how := describeRoute(p.Check.Route)
 	if p.Stage.Fallback != "" {
 		how = "full archive, because the patch route failed: " + p.Stage.Fallback
@@ -243,6 +260,13 @@ func runUpdate(cr *clientRun) int {
 		// the swap replaces.
 		if err := apply.ReexecFromBackup(cfg.BackupDir, resumeArgs(cfg, c)); err != nil {
 			return r.fail(cmd, err)
+		}
+		if os.Getenv(apply.EnvResume) != "1" {
+			// Windows: the copy was started and waits for this process
+			// to exit (its executable must not be in use); it does the
+			// swap and prints the rest. On Unix the copy replaced this
+			// process and nothing returns here.
+			return exitOK
 		}
 	}
 	return install(ctx, u, r, cmd)
@@ -455,6 +479,12 @@ func install(ctx context.Context, u *apply.Updater, r *reporter, cmd string) int
 	if in.Journal == nil {
 		r.event("nothing-pending", map[string]any{}, "nothing to resume")
 		return exitOK
+	}
+	if moved := in.Journal.Displacements(); len(moved) > 0 {
+		// The user's files the new release needed the paths of: kept.
+		r.event("displaced", map[string]any{"paths": moved, "dir": in.Journal.Displaced},
+			fmt.Sprintf("moved %d file(s) of yours that %s needed the place of into %s (kept there): %s",
+				len(moved), in.Journal.To, in.Journal.Displaced, strings.Join(moved, ", ")))
 	}
 	r.event("installed", map[string]any{"version": in.Journal.To}, fmt.Sprintf("installed %s in %s", in.Journal.To, in.Journal.AppDir))
 	return exitOK
