@@ -10,6 +10,7 @@ import (
 	"os"
 	"path/filepath"
 	"slices"
+	"strings"
 	"time"
 
 	"github.com/deltaup/deltaup/delta"
@@ -30,7 +31,7 @@ const (
 type PublishOptions struct {
 	Repo    string // repository directory; created when missing
 	App     string // application name (manifest rules: [A-Za-z0-9][A-Za-z0-9._-]*)
-	Version string // semantic version of the new release
+	Version string // semantic version of the new release; a leading v is dropped (v1.2.3 is 1.2.3)
 	Channel string // default DefaultChannel ("stable")
 	Key     manifest.PrivateKey
 	// PatchesFrom is how many of the channel's versions below Version get a
@@ -53,6 +54,11 @@ type PublishOptions struct {
 	// each platform's build as its own app or channel. A whole channel
 	// should use one setting.
 	PortableModes bool
+	// AllowOlder publishes a version lower than the newest release of its
+	// channel (a fix for an older line, say). Without it Publish refuses
+	// with ErrOlder: clients already on the newest never install it, and
+	// it is usually a mistyped version.
+	AllowOlder bool
 	// Validity is how long the new manifest is valid; 0 means
 	// DefaultValidity. Clients refuse an expired manifest: publish (or
 	// re-sign) before it runs out.
@@ -81,9 +87,11 @@ func (o *PublishOptions) validate() error {
 	case o.Validity < 0:
 		return errors.New("releasetools: negative Validity")
 	}
-	if _, err := manifest.Compare(o.Version, o.Version); err != nil {
-		return fmt.Errorf("releasetools: version %q: %w", o.Version, err)
+	v, err := manifest.NormalizeVersion(o.Version)
+	if err != nil {
+		return fmt.Errorf("releasetools: %w", err)
 	}
+	o.Version = v
 	if o.Channel == "" {
 		o.Channel = DefaultChannel
 	}
@@ -137,8 +145,11 @@ type PublishResult struct {
 // archives, verified against the current manifest first), and a new signed
 // manifest with the next sequence number. Republishing an existing version
 // succeeds without change when the tree is identical and fails with
-// ErrVersionExists otherwise. One Publish at a time per repository (a lock
-// file); see the package comment for crash safety.
+// ErrVersionExists otherwise, and so does a version published in another
+// channel. A version lower than the newest of its channel is refused with
+// ErrOlder unless AllowOlder is set. One Publish at a time per repository
+// (the lock file LockPath, beside it); see the package comment for crash
+// safety.
 //
 // Cost: one archive pass per format over the tree, one extraction and one
 // DiffBundle per patch.
@@ -156,11 +167,18 @@ func Publish(ctx context.Context, newDir string, opts PublishOptions) (*PublishR
 	if err := os.MkdirAll(o.Repo, 0o755); err != nil {
 		return nil, err
 	}
-	unlock, err := lockRepo(o.Repo)
+	lockPath, err := LockPath(o.Repo)
+	if err != nil {
+		return nil, err
+	}
+	unlock, err := lockFile(lockPath)
 	if err != nil {
 		return nil, err
 	}
 	defer unlock()
+	if err := dropLegacyLock(o.Repo); err != nil {
+		return nil, err
+	}
 
 	pub := o.Key.Public()
 	cur, err := loadManifest(o.Repo, pub, o.App)
@@ -177,11 +195,20 @@ func Publish(ctx context.Context, newDir string, opts PublishOptions) (*PublishR
 	digest := tree.Digest(entries)
 	if cur.m != nil {
 		if r, err := cur.m.Release(o.Version); err == nil {
+			if r.Channel != o.Channel {
+				return nil, fmt.Errorf("%w: %s %s is in channel %q, not %q; a version belongs to one channel: publish it under a new version", ErrVersionExists, o.App, r.Version, r.Channel, o.Channel)
+			}
 			if r.TreeDigest == digest {
 				logf("%s %s is already published with this tree: nothing to do", o.App, o.Version)
 				return &PublishResult{Sequence: cur.m.Sequence, Unchanged: true, Release: *r, Took: time.Since(start)}, nil
 			}
 			return nil, fmt.Errorf("%w: %s %s (tree digest %x, the new tree's is %x); publish it under a new version", ErrVersionExists, o.App, o.Version, r.TreeDigest[:8], digest[:8])
+		}
+		if rs := cur.m.Sorted(o.Channel); len(rs) > 0 && !o.AllowOlder {
+			newest := rs[len(rs)-1].Version
+			if c, err := manifest.Compare(o.Version, newest); err == nil && c < 0 {
+				return nil, fmt.Errorf("%w: %s %s is lower than %s, the newest of channel %q (clients on %s never install it)", ErrOlder, o.App, o.Version, newest, o.Channel, newest)
+			}
 		}
 	}
 
@@ -215,7 +242,8 @@ func Publish(ctx context.Context, newDir string, opts PublishOptions) (*PublishR
 			}
 		}
 		bases = PatchBases(bases, o.PatchesFrom, !o.NoMilestones)
-		tmp, err := os.MkdirTemp(o.Repo, ".publish-")
+		// Beside the repository, not inside it, where it would be served.
+		tmp, err := os.MkdirTemp(filepath.Dir(lockPath), "."+filepath.Base(strings.TrimSuffix(lockPath, LockSuffix))+".publish-")
 		if err != nil {
 			return nil, err
 		}

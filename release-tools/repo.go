@@ -12,6 +12,10 @@
 //	patches/APP-FROM-to-TO.dupb       directory bundle from FROM to TO
 //	filelists/APP-VERSION.files.json  file list of a large release
 //
+// Nothing else belongs inside: a static host serves every file there.
+// Publish locks the repository with REPO.deltaup-lock beside it (LockPath)
+// and extracts older trees beside it too, never inside.
+//
 // Publishing writes every new artifact under a new name first, then the
 // manifest history entry, then the root signature, then the root manifest,
 // each with write-temp, fsync, rename, fsync-dir. A crash at any point leaves
@@ -42,7 +46,13 @@ const (
 	PatchesDir   = "patches"
 	FileListsDir = "filelists"
 	HistoryDir   = "manifests"
-	lockName     = ".deltaup-publish.lock"
+	// LockSuffix names the publish lock beside the repository directory:
+	// REPO.deltaup-lock (LockPath).
+	LockSuffix = ".deltaup-lock"
+	// LegacyLockName is the lock file older versions kept inside the
+	// repository, where it was served: Publish removes it, Verify warns
+	// about it.
+	LegacyLockName = ".deltaup-publish.lock"
 )
 
 // Errors of this package, matchable with errors.Is.
@@ -53,7 +63,30 @@ var (
 	// (another app's manifest, a signature that does not verify, another
 	// publish running).
 	ErrRepo = errors.New("releasetools: repository problem")
+	// ErrOlder: the version is lower than the newest release of its
+	// channel, and PublishOptions.AllowOlder is not set.
+	ErrOlder = errors.New("releasetools: version lower than the newest release of its channel")
 )
+
+// LockPath returns the file that Publish locks while it writes into repo:
+// REPO.deltaup-lock in the directory that holds repo (symbolic links in
+// repo resolved, so every path to one repository finds the same lock).
+// It lies outside the repository because a static host serves everything
+// inside. repo must exist.
+func LockPath(repo string) (string, error) {
+	dir, err := filepath.EvalSymlinks(repo)
+	if err != nil {
+		return "", err
+	}
+	if dir, err = filepath.Abs(dir); err != nil {
+		return "", err
+	}
+	parent, base := filepath.Dir(dir), filepath.Base(dir)
+	if parent == dir {
+		return "", fmt.Errorf("%w: %s is the root of a file system: the lock goes beside the repository, so make the repository a directory below it", ErrRepo, repo)
+	}
+	return filepath.Join(parent, base+LockSuffix), nil
+}
 
 // ArchivePath is the repository path of a version's full archive.
 func ArchivePath(app, version, format string) string {

@@ -1,6 +1,7 @@
 package releasetools
 
 import (
+	"bytes"
 	"context"
 	"errors"
 	"fmt"
@@ -9,9 +10,11 @@ import (
 	"os"
 	"path"
 	"path/filepath"
+	"regexp"
 	"sort"
 	"time"
 
+	"aead.dev/minisign"
 	"github.com/deltaup/deltaup/delta"
 	"github.com/deltaup/deltaup/internal/tree"
 	"github.com/deltaup/deltaup/manifest"
@@ -43,6 +46,12 @@ type VerifyReport struct {
 	Releases, Archives, Patches int      // how many were checked
 	Faults                      []Fault  // every problem; empty means the repository is sound
 	Orphans                     []string // artifact files no release references (harmless leftovers)
+	// Strays lie outside the repository layout (at the top level, or in
+	// manifests/), yet a static host serves them: the lock file of an
+	// older mkdelta, temporary files of an interrupted publish, anything
+	// copied there by mistake. A directory is listed once, as "DIR/". A
+	// minisign secret key among them is a Fault as well.
+	Strays []string
 }
 
 // OK reports whether no fault was found.
@@ -173,7 +182,76 @@ func Verify(ctx context.Context, repo string, pub manifest.PublicKey, opts Verif
 		}
 	}
 	rep.Orphans = orphans(repo, referenced)
+	if rep.Strays, err = strays(repo); err != nil {
+		return nil, err
+	}
+	for _, p := range rep.Strays {
+		if isSecretKey(filepath.Join(repo, filepath.FromSlash(p))) {
+			fault(p, errors.New("a minisign secret key, served to anyone: remove it, and make a new key pair (mkdelta keygen) if it was ever served"))
+		}
+	}
 	return rep, nil
+}
+
+// strays lists what lies in repo outside the layout: at the top level
+// anything but the root pair and the artifact and history directories, in
+// manifests/ anything but SEQ.json and SEQ.json.minisig.
+func strays(repo string) ([]string, error) {
+	var out []string
+	list := func(dir string, keep func(name string, isDir bool) bool) error {
+		des, err := os.ReadDir(filepath.Join(repo, filepath.FromSlash(dir)))
+		if err != nil {
+			if dir != "" && errors.Is(err, fs.ErrNotExist) {
+				return nil
+			}
+			return err
+		}
+		for _, de := range des {
+			if keep(de.Name(), de.IsDir()) {
+				continue
+			}
+			p := path.Join(dir, de.Name())
+			if de.IsDir() {
+				p += "/"
+			}
+			out = append(out, p)
+		}
+		return nil
+	}
+	err := list("", func(name string, isDir bool) bool {
+		switch name {
+		case manifest.ManifestName, manifest.SignatureName:
+			return !isDir
+		case ArchivesDir, PatchesDir, FileListsDir, HistoryDir:
+			return isDir
+		}
+		return false
+	})
+	if err != nil {
+		return nil, err
+	}
+	err = list(HistoryDir, func(name string, isDir bool) bool {
+		return !isDir && historyName.MatchString(name)
+	})
+	sort.Strings(out)
+	return out, err
+}
+
+var historyName = regexp.MustCompile(`^[0-9]+\.json(\.minisig)?$`)
+
+// isSecretKey reports whether the file at p is a minisign secret key
+// (encrypted or not).
+func isSecretKey(p string) bool {
+	fi, err := os.Lstat(p)
+	if err != nil || !fi.Mode().IsRegular() || fi.Size() > 4096 {
+		return false
+	}
+	b, err := os.ReadFile(p)
+	if err != nil {
+		return false
+	}
+	var k minisign.PrivateKey
+	return bytes.HasPrefix(b, []byte("untrusted comment:")) && minisign.IsEncrypted(b) || k.UnmarshalText(b) == nil
 }
 
 func checkPatch(ctx context.Context, repo string, p manifest.Patch, base string, want [32]byte, out string) error {
