@@ -9,6 +9,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"slices"
 	"strings"
 	"time"
 
@@ -203,8 +204,13 @@ func relaunchPath(appDir, argv0 string) (string, error) {
 }
 
 // Relaunch starts argv (argv[0] relative to appDir, which must not leave
-// it) with appDir as its working directory and the current environment,
-// directly (never through a shell).
+// it) with appDir as its working directory and the current environment
+// without EnvResume and EnvParentPID, directly (never through a shell).
+// The app inherits standard input, output and error. The two variables
+// belong to the updater's copy in the backup directory: an app that
+// inherited them and ran `deltaup update` later would skip the re-exec
+// (and swap from the executable it replaces), and `deltaup resume` would
+// wait for the updater that waits for its confirmation.
 func Relaunch(appDir string, argv []string) (*os.Process, error) {
 	if len(argv) == 0 {
 		return nil, errors.New("apply: empty relaunch command")
@@ -219,6 +225,9 @@ func Relaunch(appDir string, argv []string) (*os.Process, error) {
 	}
 	cmd := exec.Command(exe, argv[1:]...)
 	cmd.Dir = abs
+	cmd.Env = slices.DeleteFunc(os.Environ(), func(kv string) bool {
+		return strings.HasPrefix(kv, EnvResume+"=") || strings.HasPrefix(kv, EnvParentPID+"=")
+	})
 	cmd.Stdin, cmd.Stdout, cmd.Stderr = os.Stdin, os.Stdout, os.Stderr
 	if err := cmd.Start(); err != nil {
 		return nil, fmt.Errorf("apply: relaunching %s: %w", exe, err)
