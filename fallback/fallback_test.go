@@ -182,6 +182,17 @@ func TestGolden(t *testing.T) {
 			}
 		}
 	}
+	// The framed tar.zst of the fixture plus two files that take frames
+	// of their own (pinned by hash only).
+	framedSrc := t.TempDir()
+	makeTree(t, framedSrc, append(goldenTree(),
+		file("big/a.bin", 0o644, string(pseudoRandom(7, 40<<10))),
+		file("big/b.bin", 0o644, string(pseudoRandom(8, 70<<10)))))
+	framed, fst := writeArchive(t, framedSrc, fallback.TarZst, &fallback.WriteOptions{Framed: true})
+	if len(fst.Frames) != 4 {
+		t.Errorf("framed fixture: %d frames, want 4", len(fst.Frames))
+	}
+	lines = append(lines, fmt.Sprintf("%x  tiny-framed.tar.zst", sha256.Sum256(framed)))
 	sumsFile := filepath.Join(goldenDir, "tiny.sha256")
 	if *update {
 		if err := os.WriteFile(sumsFile, []byte(strings.Join(lines, "\n")+"\n"), 0o644); err != nil {

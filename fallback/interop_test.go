@@ -7,6 +7,7 @@ package fallback_test
 import (
 	"bytes"
 	"context"
+	"fmt"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -55,14 +56,17 @@ func TestInteropGNUTarExtractsOurs(t *testing.T) {
 	makeTree(t, src, roundTripTree())
 	_, want := scan(t, src)
 	for _, tc := range []struct {
+		name   string
 		format fallback.Format
+		framed bool
 		args   []string // tar arguments before the archive
 	}{
-		{fallback.TarZst, []string{"--zstd", "-xpf"}},
-		{fallback.TarGz, []string{"-xzpf"}},
+		{"tar.zst", fallback.TarZst, false, []string{"--zstd", "-xpf"}},
+		{"tar.zst framed", fallback.TarZst, true, []string{"--zstd", "-xpf"}},
+		{"tar.gz", fallback.TarGz, false, []string{"-xzpf"}},
 	} {
-		t.Run(tc.format.String(), func(t *testing.T) {
-			arc, _ := writeArchive(t, src, tc.format, nil)
+		t.Run(tc.name, func(t *testing.T) {
+			arc, st := writeArchive(t, src, tc.format, &fallback.WriteOptions{Framed: tc.framed})
 			dir := t.TempDir()
 			a := filepath.Join(dir, "a"+tc.format.Ext())
 			if err := os.WriteFile(a, arc, 0o644); err != nil {
@@ -70,6 +74,30 @@ func TestInteropGNUTarExtractsOurs(t *testing.T) {
 			}
 			if tc.format == fallback.TarZst {
 				run(t, "zstd", "-q", "-t", a)
+			}
+			if tc.framed {
+				if len(st.Frames) < 2 {
+					t.Fatalf("%d frames", len(st.Frames))
+				}
+				// Each frame alone is a valid zstd file to the CLI, and
+				// the pieces it decodes to make the archive's tar stream.
+				var pieces []byte
+				for i, f := range st.Frames {
+					p := filepath.Join(dir, fmt.Sprintf("frame%d.zst", i))
+					if err := os.WriteFile(p, arc[f.Offset:f.Offset+f.Size], 0o644); err != nil {
+						t.Fatal(err)
+					}
+					run(t, "zstd", "-q", "-d", "-f", p, "-o", p+".tar")
+					b, err := os.ReadFile(p + ".tar")
+					if err != nil || int64(len(b)) != f.TarSize {
+						t.Fatalf("frame %d: zstd -d gave %d bytes (%v), want %d", i, len(b), err, f.TarSize)
+					}
+					pieces = append(pieces, b...)
+				}
+				run(t, "zstd", "-q", "-d", "-f", a, "-o", filepath.Join(dir, "whole.tar"))
+				if whole, _ := os.ReadFile(filepath.Join(dir, "whole.tar")); !bytes.Equal(whole, pieces) {
+					t.Errorf("the frames' pieces differ from zstd -d of the whole archive")
+				}
 			}
 			gnu := filepath.Join(dir, "gnu")
 			os.Mkdir(gnu, 0o755)

@@ -6,6 +6,7 @@ import (
 	"crypto/sha256"
 	"errors"
 	"fmt"
+	"hash"
 	"io"
 	"os"
 	"strings"
@@ -44,6 +45,35 @@ type WriteOptions struct {
 	// Modes says which permission bits are recorded (tree.ScanOptions.Modes);
 	// tree.ModesPortable makes an archive for Windows clients.
 	Modes tree.Modes
+	// Framed writes a tar.zst archive as independent zstd frames (see
+	// Frame and FrameTarget) instead of one: a client can then fetch and
+	// decompress the frames holding the files it lacks, and nothing else.
+	// Files no longer share a compression window, which costs little on
+	// trees of distinct binaries and much on trees of similar files (Go's
+	// tool directory: 34% of the tar size instead of 22%; prettier's
+	// package: 24.5% instead of 12.6%). Ignored for tar.gz.
+	Framed bool
+}
+
+// FrameTarget is how a tar.zst archive is cut into frames: consecutive
+// entries share a frame while their tar bytes (headers, data, padding) stay
+// within FrameTarget; an entry larger than that has a frame of its own. So
+// a client can fetch one small file for at most about FrameTarget
+// compressed bytes, and one large file for its own compressed size. Part
+// of the format's determinism, like ZstdWindow.
+const FrameTarget = 32 << 10
+
+// Frame is one independent zstd frame of a tar.zst archive: the archive
+// bytes [Offset, Offset+Size) decompress, on their own, to the tar bytes
+// [TarOffset, TarOffset+TarSize), which hold exactly the entries
+// Stats.Entries[First:First+Count] (their headers, data and padding) and,
+// in the last frame, the end-of-archive marker. The frames are contiguous:
+// the archive is their concatenation, and so is the tar stream.
+type Frame struct {
+	Offset, Size       int64
+	SHA256             [32]byte // of the compressed bytes
+	First, Count       int
+	TarOffset, TarSize int64
 }
 
 // Stats describes an archive Write made.
@@ -59,6 +89,9 @@ type Stats struct {
 	TarBytes int64
 	// ArchiveBytes is the number of bytes written to w.
 	ArchiveBytes int64
+	// Frames are the zstd frames of a tar.zst archive, in order (one
+	// unless WriteOptions.Framed); nil for tar.gz.
+	Frames []Frame
 }
 
 // Write archives the tree at root as a tar stream compressed in format and
@@ -81,7 +114,12 @@ type Stats struct {
 //
 // zstd: one frame at klauspost's SpeedBestCompression, ZstdWindow (32 MiB)
 // window, content checksum, single-threaded (encoder concurrency 1), no
-// content size in the header. gzip: one member at level GzipLevel (9), empty
+// content size in the header. With opts.Framed, one such frame per group of
+// consecutive entries (see FrameTarget), each frame compressed on its own
+// and ending at an entry boundary, the end-of-archive marker in the last:
+// the concatenation is still an ordinary tar.zst (`tar --zstd -xf` and
+// `zstd -d` read it), and Stats.Frames says where each frame lies and
+// which entries it holds. gzip: one member at level GzipLevel (9), empty
 // name and comment, MTIME 0, OS 255.
 //
 // Write refuses trees that Extract would refuse: unsafe names and
@@ -134,11 +172,8 @@ func Write(ctx context.Context, w io.Writer, root string, format Format, opts *W
 	defer rt.Close()
 
 	aw := &countWriter{w: w}
-	comp, err := newCompressor(aw, format)
-	if err != nil {
-		return st, err
-	}
-	tc := &countWriter{w: comp}
+	out := newFramer(aw, format, opts.Framed)
+	tc := &countWriter{w: out}
 	tw := tar.NewWriter(tc)
 	buf := make([]byte, 256<<10)
 	for i := range entries {
@@ -161,6 +196,21 @@ func Write(ctx context.Context, w io.Writer, root string, format Format, opts *W
 		default:
 			return st, fmt.Errorf("fallback: %s: %w", e.Path, tree.ErrUnsupported)
 		}
+		// Frames end at entry boundaries: the previous entry's padding
+		// goes out (Flush) before a frame is closed.
+		size := entryTarSize(e)
+		big := size > FrameTarget
+		if out.cut(big, size) {
+			if err := tw.Flush(); err != nil {
+				return st, fmt.Errorf("fallback: %w", err)
+			}
+			if err := out.closeFrame(tc.n); err != nil {
+				return st, err
+			}
+		}
+		if err := out.openFrame(i, tc.n); err != nil {
+			return st, err
+		}
 		if err := writeHeader(tw, hdr); err != nil {
 			return st, fmt.Errorf("fallback: writing header of %s: %w", e.Path, err)
 		}
@@ -169,15 +219,125 @@ func Write(ctx context.Context, w io.Writer, root string, format Format, opts *W
 				return st, err
 			}
 		}
+		out.added(size, big && i < len(entries)-1) // the last entry keeps the end marker company
+	}
+	if err := out.openFrame(len(entries), tc.n); err != nil {
+		return st, err
 	}
 	if err := tw.Close(); err != nil {
 		return st, fmt.Errorf("fallback: %w", err)
 	}
-	if err := comp.Close(); err != nil {
-		return st, fmt.Errorf("fallback: %w", err)
+	if err := out.closeFrame(tc.n); err != nil {
+		return st, err
 	}
-	st.Entries, st.TarBytes, st.ArchiveBytes = entries, tc.n, aw.n
+	st.Entries, st.TarBytes, st.ArchiveBytes, st.Frames = entries, tc.n, aw.n, out.frames
 	return st, nil
+}
+
+// entryTarSize is about the tar bytes of e: its header and padded data
+// (a PAX header, rare, adds a little).
+func entryTarSize(e *tree.Entry) int64 {
+	return 512 + (e.Size+511)&^511
+}
+
+// framer is the compressed side of Write: gzip as one member, or zstd as
+// frames cut at entry boundaries (see Frame). Write calls cut before each
+// entry, openFrame (a no-op while a frame is open), then added; closeFrame
+// ends the frame.
+type framer struct {
+	out    *countWriter
+	format Format
+	framed bool
+
+	gz     io.WriteCloser
+	enc    *zstd.Encoder
+	h      hash.Hash
+	open   bool
+	frame  Frame
+	tar    int64 // estimated tar bytes of the open frame
+	full   bool  // the open frame takes no more entries
+	frames []Frame
+}
+
+func newFramer(out *countWriter, format Format, framed bool) *framer {
+	return &framer{out: out, format: format, framed: framed, h: sha256.New()}
+}
+
+// cut reports whether the open frame must be closed before an entry of
+// about size tar bytes (big: it gets a frame of its own).
+func (f *framer) cut(big bool, size int64) bool {
+	if f.format != TarZst || !f.framed || !f.open || f.frame.Count == 0 {
+		return false
+	}
+	return f.full || big || f.tar+size > FrameTarget
+}
+
+// openFrame starts a frame holding entries from first on, at tar offset
+// tarOff, unless one is open.
+func (f *framer) openFrame(first int, tarOff int64) error {
+	if f.open {
+		return nil
+	}
+	if f.format == TarGz {
+		if f.gz == nil {
+			gz, err := newCompressor(f.out, TarGz)
+			if err != nil {
+				return err
+			}
+			f.gz = gz
+		}
+		f.open = true
+		return nil
+	}
+	if f.enc == nil {
+		enc, err := newCompressor(nil, TarZst)
+		if err != nil {
+			return err
+		}
+		f.enc = enc.(*zstd.Encoder)
+	}
+	f.h.Reset()
+	f.enc.Reset(io.MultiWriter(f.out, f.h))
+	f.open, f.tar, f.full = true, 0, false
+	f.frame = Frame{Offset: f.out.n, First: first, TarOffset: tarOff}
+	return nil
+}
+
+// added counts an entry of about size tar bytes into the open frame;
+// full closes the frame before the next entry.
+func (f *framer) added(size int64, full bool) {
+	f.frame.Count++
+	f.tar += size
+	f.full = full
+}
+
+// closeFrame ends the open frame at tar offset tarOff.
+func (f *framer) closeFrame(tarOff int64) error {
+	if !f.open {
+		return nil
+	}
+	f.open = false
+	if f.format == TarGz {
+		if err := f.gz.Close(); err != nil {
+			return fmt.Errorf("fallback: %w", err)
+		}
+		return nil
+	}
+	if err := f.enc.Close(); err != nil {
+		return fmt.Errorf("fallback: %w", err)
+	}
+	f.frame.Size = f.out.n - f.frame.Offset
+	f.frame.TarSize = tarOff - f.frame.TarOffset
+	copy(f.frame.SHA256[:], f.h.Sum(nil))
+	f.frames = append(f.frames, f.frame)
+	return nil
+}
+
+func (f *framer) Write(p []byte) (int, error) {
+	if f.format == TarGz {
+		return f.gz.Write(p)
+	}
+	return f.enc.Write(p)
 }
 
 // writeHeader writes hdr as USTAR when archive/tar can encode it so, else
