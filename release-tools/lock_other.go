@@ -19,7 +19,7 @@ func lockFile(p string) (func(), error) {
 		return nil, fmt.Errorf("%w: %s exists: another publish is running, or one crashed (then remove the file)", ErrRepo, p)
 	}
 	if err != nil {
-		return nil, fmt.Errorf("releasetools: creating the publish lock: %w", err)
+		return nil, fmt.Errorf("releasetools: creating the publish lock beside the repository (the directory that holds it must be writable): %w", err)
 	}
 	return func() { f.Close(); os.Remove(p) }, nil
 }

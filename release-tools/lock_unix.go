@@ -21,7 +21,7 @@ func lockFile(p string) (func(), error) {
 	for range 100 {
 		f, err := os.OpenFile(p, os.O_CREATE|os.O_RDWR, 0o644)
 		if err != nil {
-			return nil, fmt.Errorf("releasetools: creating the publish lock: %w", err)
+			return nil, fmt.Errorf("releasetools: creating the publish lock beside the repository (the directory that holds it must be writable): %w", err)
 		}
 		if err := syscall.Flock(int(f.Fd()), syscall.LOCK_EX|syscall.LOCK_NB); err != nil {
 			f.Close()

@@ -65,7 +65,7 @@ var (
 	ErrRepo = errors.New("releasetools: repository problem")
 	// ErrOlder: the version is lower than the newest release of its
 	// channel, and PublishOptions.AllowOlder is not set.
-	ErrOlder = errors.New("releasetools: version lower than the newest release of its channel")
+	ErrOlder = errors.New("releasetools: older version")
 )
 
 // LockPath returns the file that Publish locks while it writes into repo:

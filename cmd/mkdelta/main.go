@@ -1,9 +1,17 @@
-// Command mkdelta is the release side of deltaup: it diffs an old and a new
-// file into a patch.
+// Command mkdelta is the release side of deltaup: it diffs files and
+// directory trees into patches, and publishes releases into a repository
+// that any static web host serves.
 //
-//	mkdelta OLD NEW -o PATCH [--format native|bsdiff40]
+//	mkdelta [diff] OLD NEW -o PATCH [--format native|bsdiff40]
+//	mkdelta [diff] OLD_DIR NEW_DIR -o BUNDLE
+//	mkdelta keygen -o BASE [--password-file FILE]
+//	mkdelta publish --repo DIR --app NAME --version V --key BASE.key NEW_DIR
+//	mkdelta verify --repo DIR --pubkey BASE.pub
+//	mkdelta --help | --version
 //
-// The code lives in cmd/internal/cli, where the script tests run it.
+// `mkdelta COMMAND --help` lists a command's flags and exit codes: 0
+// success, 1 failure, 2 usage error, 3 (verify) the repository failed a
+// check. The code lives in cmd/internal/cli, where the script tests run it.
 package main
 
 import (

@@ -7,127 +7,122 @@ import (
 	"io"
 	"os"
 	"os/signal"
+	"slices"
 	"strings"
 	"time"
 
+	"aead.dev/minisign"
 	"github.com/deltaup/deltaup/manifest"
 	releasetools "github.com/deltaup/deltaup/release-tools"
-	flag "github.com/spf13/pflag"
 )
 
-// mkdeltaSubcommand runs `mkdelta keygen|publish|verify ...`; ok is false
-// when args[0] names no subcommand.
-func mkdeltaSubcommand(args []string, stdout, stderr io.Writer) (code int, ok bool) {
-	if len(args) == 0 {
-		return 0, false
-	}
-	switch args[0] {
-	case "keygen":
-		return mkdeltaKeygen(args[1:], stdout, stderr), true
-	case "publish":
-		return mkdeltaPublish(args[1:], stdout, stderr), true
-	case "verify":
-		return mkdeltaVerify(args[1:], stdout, stderr), true
-	}
-	return 0, false
-}
-
-// parseFlags parses fs and reports usage errors in one line.
-func parseFlags(fs *flag.FlagSet, args []string, stderr io.Writer) (code int, done bool) {
-	if err := fs.Parse(args); err != nil {
-		if err == flag.ErrHelp {
-			return 0, true
-		}
-		fmt.Fprintf(stderr, "%s: %v (see %s --help)\n", fs.Name(), err, fs.Name())
-		return 2, true
-	}
-	return 0, false
-}
-
+// readPassword reads the password of --password-file: its first line.
 func readPassword(file string) ([]byte, error) {
-	if file == "" {
-		return nil, nil
-	}
 	b, err := os.ReadFile(file)
 	if err != nil {
-		return nil, err
+		return nil, fmt.Errorf("--password-file: %w", err)
 	}
 	pw := []byte(strings.TrimRight(string(b), "\r\n"))
 	if len(pw) == 0 {
-		return nil, fmt.Errorf("password file %s is empty", file)
+		return nil, fmt.Errorf("--password-file %s is empty: write the password into it", file)
 	}
 	return pw, nil
 }
 
-func mkdeltaKeygen(args []string, stdout, stderr io.Writer) int {
-	fs := flag.NewFlagSet("mkdelta keygen", flag.ContinueOnError)
-	fs.SetOutput(stderr)
+// passwordFileHowTo says how to make a password file, for the messages
+// that ask for one.
+const passwordFileHowTo = "a file holding the password on one line, readable only by you: (umask 077; read -rs p && printf '%s\\n' \"$p\" > FILE)"
+
+func mkdeltaKeygen(name string, args []string, stdout, stderr io.Writer) int {
+	cmd := findMkCommand("keygen")
+	fs := newFlags(name)
 	base := fs.StringP("output", "o", "", "write `BASE`.key and BASE.pub (required)")
-	pwFile := fs.String("password-file", "", "encrypt the secret key with the password in `FILE` (default: unencrypted, for CI)")
-	fs.Usage = func() {
-		fmt.Fprintf(stderr, "usage: mkdelta keygen -o BASE [--password-file FILE]\n\nWrites a minisign key pair: BASE.key (secret, mode 0600) and BASE.pub.\n\n")
-		fs.PrintDefaults()
-	}
-	if code, done := parseFlags(fs, args, stderr); done {
+	pwFile := fs.String("password-file", "", "encrypt the secret key with the password in `FILE` (its first line; default: unencrypted, for CI)")
+	if code, done := parseFlags(cmd, name, fs, args, 0, stdout, stderr); done {
 		return code
 	}
-	if *base == "" || fs.NArg() != 0 {
-		fmt.Fprintln(stderr, "mkdelta keygen: need -o BASE and no other arguments (see mkdelta keygen --help)")
-		return 2
+	if *base == "" {
+		return usageError(name, stderr, "need -o BASE")
 	}
-	pw, err := readPassword(*pwFile)
-	if err != nil {
-		fmt.Fprintln(stderr, "mkdelta keygen:", err)
-		return 1
+	var pw []byte
+	if *pwFile != "" {
+		var err error
+		if pw, err = readPassword(*pwFile); err != nil {
+			fmt.Fprintf(stderr, "%s: %v\n", name, err)
+			return exitFailure
+		}
 	}
 	pub, err := manifest.WriteKeyFiles(*base, pw)
 	if err != nil {
-		fmt.Fprintln(stderr, "mkdelta keygen:", err)
-		return 1
+		fmt.Fprintf(stderr, "%s: %v\n", name, err)
+		return exitFailure
 	}
 	fmt.Fprintf(stdout, "wrote %s.key and %s.pub (key ID %s)\n", *base, *base, pub.ID())
-	return 0
+	return exitOK
 }
 
-func mkdeltaPublish(args []string, stdout, stderr io.Writer) int {
-	fs := flag.NewFlagSet("mkdelta publish", flag.ContinueOnError)
-	fs.SetOutput(stderr)
+// readSecretKey reads the secret key at keyPath, with the password in
+// pwFile ("" for none); code is the exit code when it fails, after the
+// message on stderr.
+func readSecretKey(name, keyPath, pwFile string, stderr io.Writer) (key manifest.PrivateKey, code int, ok bool) {
+	text, err := os.ReadFile(keyPath)
+	if err != nil {
+		fmt.Fprintf(stderr, "%s: --key: %v\n", name, err)
+		return key, exitFailure, false
+	}
+	var pw []byte
+	switch enc := minisign.IsEncrypted(text); {
+	case enc && pwFile == "":
+		fmt.Fprintf(stderr, "%s: the secret key %s is encrypted: give its password with --password-file FILE, %s\n", name, keyPath, passwordFileHowTo)
+		return key, exitUsage, false
+	case !enc && pwFile != "":
+		fmt.Fprintf(stderr, "%s: the secret key %s is not encrypted: drop --password-file\n", name, keyPath)
+		return key, exitUsage, false
+	case enc:
+		if pw, err = readPassword(pwFile); err != nil {
+			fmt.Fprintf(stderr, "%s: %v\n", name, err)
+			return key, exitFailure, false
+		}
+	}
+	if key, err = manifest.ParsePrivateKey(text, pw); err != nil {
+		fmt.Fprintf(stderr, "%s: %s: %v\n", name, keyPath, err)
+		return key, exitFailure, false
+	}
+	return key, exitOK, true
+}
+
+func mkdeltaPublish(name string, args []string, stdout, stderr io.Writer) int {
+	cmd := findMkCommand("publish")
+	fs := newFlags(name)
 	repo := fs.String("repo", "", "repository `DIR` (created when missing; required)")
 	app := fs.String("app", "", "application `NAME` (required)")
-	version := fs.String("version", "", "semantic `VERSION` of the new release (required)")
+	version := fs.String("version", "", "semantic `VERSION` of the new release, like 1.2.3 or 1.3.0-rc.1; v1.2.3 is read as 1.2.3 (required)")
 	channel := fs.String("channel", releasetools.DefaultChannel, "release `CHANNEL`")
 	keyPath := fs.String("key", "", "minisign secret key `FILE` (BASE.key; required)")
-	pwFile := fs.String("password-file", "", "password of an encrypted key, in `FILE`")
+	pwFile := fs.String("password-file", "", "the password of an encrypted --key, in `FILE`")
+	allowOlder := fs.Bool("allow-older", false, "publish a version lower than the newest of the channel (a fix for an older line; clients on the newest never install it)")
 	patchesFrom := fs.Int("patches-from", releasetools.DefaultPatchesFrom, "make patches from the `N` closest lower versions of the channel (0: none)")
+	milestones := fs.Bool("milestones", true, "also make patches from the versions 4, 8, 16, … positions below when the new version's position is a multiple of that distance (log-many hops for clients far behind; --milestones=false: none)")
 	portable := fs.Bool("portable-modes", false, "record only the permission bits every OS keeps (files 0644/0444, directories 0755/0555): required for Windows builds, wrong for others (executables lose their exec bit)")
-	milestones := fs.Bool("milestones", true, "also make patches from the versions 4, 8, 16, … positions below when the new version's position is a multiple of that distance (log-many hops for clients far behind)")
-	validity := fs.Duration("validity", releasetools.DefaultValidity, "how long the new manifest stays valid")
+	validity := fs.Duration("validity", releasetools.DefaultValidity, "how long the new manifest stays valid, a `DURATION` such as 2160h")
 	quiet := fs.BoolP("quiet", "q", false, "print nothing on success")
-	fs.Usage = func() {
-		fmt.Fprintf(stderr, "usage: mkdelta publish --repo DIR --app NAME --version V [--channel stable] --key BASE.key [--patches-from N] [--milestones=false] [--portable-modes] NEW_DIR\n\nAdds the tree NEW_DIR to the repository: full archives, patches, a new signed manifest.\n\n")
-		fs.PrintDefaults()
-	}
-	if code, done := parseFlags(fs, args, stderr); done {
+	if code, done := parseFlags(cmd, name, fs, args, 1, stdout, stderr); done {
 		return code
 	}
-	if fs.NArg() != 1 || *repo == "" || *app == "" || *version == "" || *keyPath == "" {
-		fmt.Fprintln(stderr, "mkdelta publish: need --repo, --app, --version, --key and NEW_DIR (see mkdelta publish --help)")
-		return 2
+	if m := missing(required{"--repo", *repo != ""}, required{"--app", *app != ""}, required{"--version", *version != ""},
+		required{"--key", *keyPath != ""}, required{"NEW_DIR", fs.NArg() == 1}); m != "" {
+		return usageError(name, stderr, "need %s", m)
 	}
-	pw, err := readPassword(*pwFile)
+	v, err := manifest.NormalizeVersion(*version)
 	if err != nil {
-		fmt.Fprintln(stderr, "mkdelta publish:", err)
-		return 1
+		return usageError(name, stderr, "--version: %v", err)
 	}
-	keyText, err := os.ReadFile(*keyPath)
-	if err != nil {
-		fmt.Fprintln(stderr, "mkdelta publish:", err)
-		return 1
+	if *patchesFrom < 0 {
+		return usageError(name, stderr, "--patches-from %d: give 0 (no patches) or more", *patchesFrom)
 	}
-	key, err := manifest.ParsePrivateKey(keyText, pw)
-	if err != nil {
-		fmt.Fprintf(stderr, "mkdelta publish: %s: %v\n", *keyPath, err)
-		return 1
+	key, code, ok := readSecretKey(name, *keyPath, *pwFile, stderr)
+	if !ok {
+		return code
 	}
 	n := *patchesFrom
 	if n == 0 {
@@ -140,51 +135,57 @@ func mkdeltaPublish(args []string, stdout, stderr io.Writer) int {
 		log = stdout
 	}
 	res, err := releasetools.Publish(ctx, fs.Arg(0), releasetools.PublishOptions{
-		Repo: *repo, App: *app, Version: *version, Channel: *channel, Key: key,
+		Repo: *repo, App: *app, Version: v, Channel: *channel, Key: key, AllowOlder: *allowOlder,
 		PatchesFrom: n, NoMilestones: !*milestones, PortableModes: *portable, Validity: *validity, Log: log,
 	})
 	if err != nil {
-		fmt.Fprintf(stderr, "mkdelta publish: %v\n", err)
-		return 1
+		msg := err.Error()
+		if errors.Is(err, releasetools.ErrOlder) {
+			msg += ": pass --allow-older to publish it anyway"
+		}
+		fmt.Fprintf(stderr, "%s: %s\n", name, msg)
+		return exitFailure
 	}
 	if !*quiet {
 		if res.Unchanged {
-			fmt.Fprintf(stdout, "%s %s: already published with this tree (manifest sequence %d)\n", *app, *version, res.Sequence)
+			fmt.Fprintf(stdout, "%s %s: already published with this tree (manifest sequence %d)\n", *app, v, res.Sequence)
 		} else {
 			fmt.Fprintf(stdout, "%s %s published: %d archives, %d patches, manifest sequence %d, in %.2fs\n",
-				*app, *version, len(res.Release.Archives), len(res.Release.Patches), res.Sequence, res.Took.Seconds())
+				*app, v, len(res.Release.Archives), len(res.Release.Patches), res.Sequence, res.Took.Seconds())
 		}
 	}
-	return 0
+	return exitOK
 }
 
-func mkdeltaVerify(args []string, stdout, stderr io.Writer) int {
-	fs := flag.NewFlagSet("mkdelta verify", flag.ContinueOnError)
-	fs.SetOutput(stderr)
+func mkdeltaVerify(name string, args []string, stdout, stderr io.Writer) int {
+	cmd := findMkCommand("verify")
+	fs := newFlags(name)
 	repo := fs.String("repo", "", "repository `DIR` (required)")
 	pubPath := fs.String("pubkey", "", "minisign public key `FILE` (BASE.pub; required)")
 	app := fs.String("app", "", "require this application `NAME`")
 	verbose := fs.BoolP("verbose", "v", false, "print every artifact checked")
-	fs.Usage = func() {
-		fmt.Fprintf(stderr, "usage: mkdelta verify --repo DIR --pubkey BASE.pub\n\nChecks the signature, every artifact's size and hash, and that every archive and patch rebuilds exactly the tree the manifest lists.\n\n")
-		fs.PrintDefaults()
-	}
-	if code, done := parseFlags(fs, args, stderr); done {
+	if code, done := parseFlags(cmd, name, fs, args, 0, stdout, stderr); done {
 		return code
 	}
-	if fs.NArg() != 0 || *repo == "" || *pubPath == "" {
-		fmt.Fprintln(stderr, "mkdelta verify: need --repo and --pubkey (see mkdelta verify --help)")
-		return 2
+	if m := missing(required{"--repo", *repo != ""}, required{"--pubkey", *pubPath != ""}); m != "" {
+		return usageError(name, stderr, "need %s", m)
+	}
+	if fi, err := os.Stat(*repo); err != nil || !fi.IsDir() {
+		if err == nil {
+			err = errors.New("not a directory")
+		}
+		fmt.Fprintf(stderr, "%s: --repo %s: %v\n", name, *repo, err)
+		return exitFailure
 	}
 	text, err := os.ReadFile(*pubPath)
 	if err != nil {
-		fmt.Fprintln(stderr, "mkdelta verify:", err)
-		return 1
+		fmt.Fprintf(stderr, "%s: --pubkey: %v\n", name, err)
+		return exitFailure
 	}
 	pub, err := manifest.ParsePublicKey(text)
 	if err != nil {
-		fmt.Fprintf(stderr, "mkdelta verify: %s: %v\n", *pubPath, err)
-		return 1
+		fmt.Fprintf(stderr, "%s: %s: %v\n", name, *pubPath, err)
+		return exitFailure
 	}
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt)
 	defer stop()
@@ -195,23 +196,30 @@ func mkdeltaVerify(args []string, stdout, stderr io.Writer) int {
 	start := time.Now()
 	rep, err := releasetools.Verify(ctx, *repo, pub, opts)
 	if err != nil {
-		msg := err.Error()
 		if errors.Is(err, releasetools.ErrRepo) {
-			msg = strings.TrimPrefix(msg, "releasetools: repository problem: ")
+			fmt.Fprintf(stderr, "%s: %s\n", name, strings.TrimPrefix(err.Error(), "releasetools: repository problem: "))
+			return exitRepoBad
 		}
-		fmt.Fprintf(stderr, "mkdelta verify: %s\n", msg)
-		return 1
+		fmt.Fprintf(stderr, "%s: %v\n", name, err)
+		return exitFailure
 	}
+	var faulty []string
 	for _, f := range rep.Faults {
-		fmt.Fprintf(stderr, "mkdelta verify: FAULT %s\n", f)
+		fmt.Fprintf(stderr, "%s: FAULT %s\n", name, f)
+		faulty = append(faulty, f.Path)
+	}
+	for _, s := range rep.Strays {
+		if !slices.Contains(faulty, s) {
+			fmt.Fprintf(stderr, "%s: warning: %s is no part of the repository, yet a static host serves it: remove it\n", name, s)
+		}
 	}
 	for _, o := range rep.Orphans {
 		fmt.Fprintf(stdout, "note: %s is not referenced by any release (left by an interrupted publish?)\n", o)
 	}
 	if !rep.OK() {
-		return 1
+		return exitRepoBad
 	}
 	fmt.Fprintf(stdout, "%s: sequence %d, %d releases, %d archives, %d patches verified, valid until %s (%.2fs)\n",
 		rep.App, rep.Sequence, rep.Releases, rep.Archives, rep.Patches, rep.Expires.Format(time.RFC3339), time.Since(start).Seconds())
-	return 0
+	return exitOK
 }
