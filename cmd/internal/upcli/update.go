@@ -266,6 +266,10 @@ func runUpdate(cr *clientRun) int {
 			// to exit (its executable must not be in use); it does the
 			// swap and prints the rest. On Unix the copy replaced this
 			// process and nothing returns here.
+			copyDir := filepath.Join(cfg.BackupDir, "bin")
+			r.event("handed-over", map[string]any{"dir": copyDir},
+				fmt.Sprintf("the swap continues in the copy of deltaup in %s once this process has exited: it prints the result here, "+
+					"but its exit status does not reach the caller (`deltaup status` shows the installed version)", copyDir))
 			return exitOK
 		}
 	}
