@@ -33,7 +33,10 @@ func lockFile(p string) (func(), error) {
 		fi, ferr := f.Stat()
 		pi, perr := os.Stat(p)
 		if ferr == nil && perr == nil && os.SameFile(fi, pi) {
-			return func() { os.Remove(p); f.Close() }, nil
+			// LOCK_UN before the close: a child process forked meanwhile
+			// (and not yet exec'd) shares the open file and would hold
+			// the lock past the close.
+			return func() { os.Remove(p); _ = syscall.Flock(int(f.Fd()), syscall.LOCK_UN); f.Close() }, nil
 		}
 		f.Close()
 		if ferr != nil {
