@@ -232,6 +232,10 @@ func Publish(ctx context.Context, newDir string, opts PublishOptions) (*PublishR
 		rel.Archives = append(rel.Archives, manifest.Archive{Format: fname, Artifact: art})
 		logf("archive %s: %d bytes", rp, art.Size)
 	}
+	// The framed tar.zst and its frame index, for clients repairing a few files.
+	if err := publishFrames(ctx, &o, newDir, &rel, logf); err != nil {
+		return nil, err
+	}
 
 	// Patches from the closest lower versions of the channel.
 	if cur.m != nil && o.PatchesFrom > 0 {

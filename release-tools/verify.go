@@ -163,6 +163,15 @@ func Verify(ctx context.Context, repo string, pub manifest.PublicKey, opts Verif
 				return nil, err
 			}
 		}
+		refs, err := verifyFrameIndex(ctx, repo, pub, m.App, r, entries)
+		for _, p := range refs {
+			referenced[p] = true
+		}
+		if err != nil {
+			fault(refs[0], err)
+		} else if len(refs) > 0 {
+			logf("ok %s", refs[0])
+		}
 	}
 	for _, v := range versions {
 		r := byVersion[v]
