@@ -132,13 +132,19 @@ func (c *Config) Validate() error {
 	if c.Channel == "" {
 		c.Channel = DefaultChannel
 	}
-	for _, v := range []struct{ field, val string }{{"Current", c.Current}, {"To", c.To}, {"RecordedVersion", c.RecordedVersion}, {"MinVersion", c.MinVersion}} {
-		if v.val == "" {
+	// Versions as tags write them (v1.2.3) are read as 1.2.3.
+	for _, v := range []struct {
+		field string
+		val   *string
+	}{{"Current", &c.Current}, {"To", &c.To}, {"RecordedVersion", &c.RecordedVersion}, {"MinVersion", &c.MinVersion}} {
+		if *v.val == "" {
 			continue
 		}
-		if _, err := manifest.Compare(v.val, v.val); err != nil {
+		n, err := manifest.NormalizeVersion(*v.val)
+		if err != nil {
 			return fmt.Errorf("%w: %s: %v", ErrConfig, v.field, err)
 		}
+		*v.val = n
 	}
 	if c.LimitRate < 0 {
 		return fmt.Errorf("%w: negative rate limit %d", ErrConfig, c.LimitRate)

@@ -41,6 +41,11 @@ func TestConfigValidate(t *testing.T) {
 	if err := c.Validate(); err != nil {
 		t.Errorf("second Validate: %v", err)
 	}
+	// Versions as tags write them are normalized.
+	c.Current, c.To, c.MinVersion = "v1.2.3", "V2.0.0-rc.1", "v1.0.0"
+	if err := c.Validate(); err != nil || c.Current != "1.2.3" || c.To != "2.0.0-rc.1" || c.MinVersion != "1.0.0" {
+		t.Errorf("v-prefixed versions: %v %q %q %q", err, c.Current, c.To, c.MinVersion)
+	}
 	for _, bad := range []struct {
 		name string
 		edit func(c *Config)

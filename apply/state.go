@@ -147,9 +147,15 @@ func (s *State) MarkBad(v string) {
 	}
 }
 
-// sameVersion compares by semver precedence, falling back to string
-// equality for strings that do not parse.
+// sameVersion compares by semver precedence (v1.2.3 reads as 1.2.3),
+// falling back to string equality for strings that do not parse.
 func sameVersion(a, b string) bool {
+	if n, err := manifest.NormalizeVersion(a); err == nil {
+		a = n
+	}
+	if n, err := manifest.NormalizeVersion(b); err == nil {
+		b = n
+	}
 	c, err := manifest.Compare(a, b)
 	if err != nil {
 		return a == b
