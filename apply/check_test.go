@@ -274,7 +274,7 @@ type ckSetup struct {
 
 func ckNewSetup(t testing.TB, installed string) *ckSetup {
 	t.Helper()
-	return ckSetupFor(t, ckNewRepo(t), installed)
+	return ckSetupFor(t, ckSharedRepo(t), installed)
 }
 
 // ckSetupFor is ckNewSetup on a given repository.

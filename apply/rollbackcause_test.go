@@ -35,7 +35,9 @@ func TestUpdateRollbackCause(t *testing.T) {
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {
 			repo := ckEmptyRepo(t)
-			for v, body := range map[string]string{"1.0.0": "exit 0", "2.0.0": tc.script} {
+			// In order: a lower version published after a higher one is refused.
+			for _, vb := range [][2]string{{"1.0.0", "exit 0"}, {"2.0.0", tc.script}} {
+				v, body := vb[0], vb[1]
 				dir := t.TempDir()
 				ckWriteFiles(t, dir, map[string]string{"bin/app": "x:#!/bin/sh\n" + body + "\n", "data.txt": v})
 				repo.trees[v] = dir
