@@ -321,7 +321,7 @@ tail -n "+$((before + 1))" "$ngx/slow.log" | sed 's/^/    nginx: /'
 got=$(served "$ngx/slow.log" "$before" "^/slow/esbuild/(patches|archives)/")
 [ "$got" -ge "$want" ] || die "staging kill: nginx served $got artifact bytes, less than the plan's $want"
 [ "$got" -le $((want + slack)) ] || die "staging kill: nginx served $got artifact bytes over both runs, more than plan $want + $slack"
-leftover=$(find "$dir.backup" -mindepth 1 -maxdepth 1 ! -name lock ! -name state.json -printf '%f ' || true)
+leftover=$(find "$dir.backup" -mindepth 1 -maxdepth 1 ! -name lock ! -name state.json ! -name app_dir -printf '%f ' || true)
 [ -z "$leftover" ] || die "staging kill: $dir.backup still holds: $leftover"
 log "OK rerun coped with the stale lock file and staged directory; served $got artifact bytes over both runs (plan $want, +$((got - want))); tree exact"
 
