@@ -268,6 +268,14 @@ type CheckResult struct {
 	UpToDate bool
 	// Route is the cheapest way to Target; nil when UpToDate.
 	Route *Route
+	// Reason, when Current is unknown, says why Route is what it is: the
+	// tree matches no release, or which files differ from Closest and
+	// whether repairing them from Closest's archive (a StepRepair, then
+	// patches) or the full archive costs less, or why no repair was
+	// possible (no frame index, no patch chain from Closest).
+	Reason string
+
+	lists map[string][]byte // file-list documents fetched by the check, by path
 }
 
 // CheckUpdate fetches and verifies the manifest (FetchManifest, which
@@ -361,6 +369,11 @@ func CheckUpdate(ctx context.Context, cfg *Config, f Fetcher, st *State) (*Check
 	if err != nil {
 		return nil, err
 	}
+	if res.Current == "" {
+		if err := res.planRepair(ctx, cfg, f, st.Bad); err != nil {
+			return nil, err
+		}
+	}
 	return res, nil
 }
 
@@ -372,11 +385,24 @@ func CheckUpdate(ctx context.Context, cfg *Config, f Fetcher, st *State) (*Check
 // installation (fresh client state, and more entries that belong to no
 // release than entries that match) is refused with ErrNotInstalled.
 func (res *CheckResult) closest(ctx context.Context, cfg *Config, f Fetcher, fresh bool) error {
+	kept := 0
 	rep, err := Status(ctx, cfg.AppDir, res.Manifest, func(r *manifest.Release) ([]byte, error) {
-		return f.Get(ctx, r.FileList.Path, manifest.MaxFileListSize)
+		doc, err := f.Get(ctx, r.FileList.Path, manifest.MaxFileListSize)
+		if err == nil && kept+len(doc) <= manifest.MaxFileListSize { // kept for a repair (planRepair)
+			if res.lists == nil {
+				res.lists = map[string][]byte{}
+			}
+			res.lists[r.FileList.Path], kept = doc, kept+len(doc)
+		}
+		return doc, err
 	})
 	if err != nil {
 		return err
+	}
+	if r, err := res.Manifest.Release(rep.Version); err == nil && r.FileList != nil && res.lists[r.FileList.Path] != nil {
+		res.lists = map[string][]byte{r.FileList.Path: res.lists[r.FileList.Path]}
+	} else {
+		res.lists = nil
 	}
 	if rep.Version == "" {
 		return nil

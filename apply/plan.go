@@ -13,6 +13,10 @@ import (
 const (
 	StepPatch   = "patch"   // apply a directory bundle From -> To
 	StepArchive = "archive" // extract the full archive of To
+	// StepRepair rebuilds release To from the app directory and the
+	// frames of To's framed archive that hold its damaged files (see
+	// Repair); only ever the first step of a route, before patches.
+	StepRepair = "repair"
 )
 
 // ErrNoRoute: the target has no usable archive, or is not in the manifest.
@@ -26,6 +30,20 @@ type Step struct {
 	// of an archive step, "" for a patch.
 	Format   string
 	Artifact manifest.Artifact
+	// Repair says what a repair step fetches and why; nil otherwise.
+	Repair *Repair
+}
+
+// String describes the step: "1.0.0→1.1.0", "full archive of 1.2.0",
+// "repair of 1.1.0 (1 file, 2 frames of its archive)".
+func (s Step) String() string {
+	switch {
+	case s.Kind == StepPatch:
+		return s.From + "→" + s.To
+	case s.Kind == StepRepair && s.Repair != nil:
+		return fmt.Sprintf("repair of %s (%s, %s of its archive)", s.To, count(len(s.Repair.Files), "file"), count(len(s.Repair.Frames), "frame"))
+	}
+	return "full archive of " + s.To
 }
 
 // Route is how to get from one version to another.

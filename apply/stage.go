@@ -23,9 +23,15 @@ type ArtifactFetcher interface {
 // StageResult says how the target version was built.
 type StageResult struct {
 	Dir        string   // the complete, verified target tree (inside the backup directory)
-	Route      string   // "patches" or "archive"
-	Fallback   string   // why the archive was used after a patch route failed ("" if not)
-	Downloaded []string // repository paths fetched
+	Route      string   // "patches", "repair" (a repair, then patches) or "archive"
+	Fallback   string   // why the archive was used after a patch or repair route failed ("" if not)
+	Downloaded []string // repository paths fetched (a byte range as PATH#bytes=FIRST-LAST)
+	// Repaired lists the files of the installed release a repair route
+	// rebuilt before patching, and Repair says it in a sentence
+	// ("repaired 1 modified file (lib/big.bin) from 1.1.0's archive:
+	// 3.1 MB in 1 frame"); both empty for other routes.
+	Repaired []RepairedFile
+	Repair   string
 }
 
 // Directories inside the backup directory.
@@ -36,11 +42,14 @@ const (
 
 // Stage builds version to of the app in the backup directory: hop by hop
 // along the route's patches, starting from the app directory, each hop into
-// a fresh directory (the previous one is removed); or by extracting the
+// a fresh directory (the previous one is removed); or, for a repair route,
+// first rebuilding the installed release from the app directory and the
+// frames of its archive that hold the damaged files (f must then be a
+// RangeFetcher; see Repair); or by extracting the
 // target's full archive. Every artifact is downloaded and verified before it
 // is opened, every hop verifies its whole tree, and the result is checked
-// against the target's signed file list. When a patch route fails for any
-// reason (a locally modified file, a bad patch) it falls back to the full
+// against the target's signed file list. When a patch or repair route fails for any
+// reason (a locally modified file, a bad patch, a damaged frame) it falls back to the full
 // archive and says why, except when the local disk is full or read-only
 // (ErrLocalIO: the archive would need more room still). The app directory
 // is only read, and of it only the paths owned reports as installed by a
@@ -52,11 +61,19 @@ func Stage(ctx context.Context, appDir, backupDir string, m *manifest.Manifest, 
 		return nil, err
 	}
 	res := &StageResult{}
-	if route.usesPatches() {
-		dir, err := stagePatches(ctx, appDir, backupDir, route, owned, f, res)
+	var build func() (string, error)
+	kind := "patches"
+	switch {
+	case route.usesRepair():
+		kind, build = "repair", func() (string, error) { return stageRepair(ctx, appDir, backupDir, route, f, res) }
+	case route.usesPatches():
+		build = func() (string, error) { return stagePatches(ctx, appDir, backupDir, route, owned, f, res) }
+	}
+	if build != nil {
+		dir, err := build()
 		if err == nil {
 			if err = checkTree(ctx, dir, to.TreeDigest); err == nil {
-				res.Dir, res.Route = dir, "patches"
+				res.Dir, res.Route = dir, kind
 				return res, nil
 			}
 		}
@@ -67,7 +84,7 @@ func Stage(ctx context.Context, appDir, backupDir string, m *manifest.Manifest, 
 			// The archive needs more room still: stop, keep the downloads.
 			return nil, localIO(err, backupDir)
 		}
-		res.Fallback = err.Error()
+		res.Fallback, res.Repaired, res.Repair = err.Error(), nil, ""
 	}
 	dir, err := stageArchive(ctx, backupDir, to, target, f, res)
 	if err != nil {
@@ -79,6 +96,10 @@ func Stage(ctx context.Context, appDir, backupDir string, m *manifest.Manifest, 
 
 func (r *Route) usesPatches() bool {
 	return len(r.Steps) > 0 && r.Steps[0].Kind == StepPatch
+}
+
+func (r *Route) usesRepair() bool {
+	return len(r.Steps) > 0 && r.Steps[0].Kind == StepRepair && r.Steps[0].Repair != nil
 }
 
 // download fetches art into the backup directory's download area.
