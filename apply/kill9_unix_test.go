@@ -168,7 +168,7 @@ func TestHazardKill9DuringInstall(t *testing.T) {
 		t.Skip("-short: skipping the kill -9 sweep")
 	}
 	ctx := context.Background()
-	s0 := hzPreparedSetup(t)
+	s0 := k9PreparedWithUserFiles(t)
 	count := &killFS{FS: OSFS{}, limit: -1}
 	if in, err := (&Updater{Config: *s0.cfg, FS: count}).Install(ctx); err != nil || !in.Confirmed {
 		t.Fatalf("counting Install: %+v %v", in, err)
@@ -181,9 +181,9 @@ func TestHazardKill9DuringInstall(t *testing.T) {
 		for k := 0; k <= n; k++ {
 			t.Run(fmt.Sprint(k), func(t *testing.T) {
 				t.Parallel()
-				s := hzPreparedSetup(t)
+				s := k9PreparedWithUserFiles(t)
 				oldD := ckDigest(t, s.cfg.AppDir)
-				newD := ckDigest(t, s.repo.trees[ckVersionsLast()])
+				newD := k9NewWithUserFiles(t, s)
 				child := func(at int) ([]byte, error, bool) { return kill9Child(s, "install", at) }
 				out, err, wasKilled := child(k)
 				switch {
@@ -231,7 +231,15 @@ func TestHazardKill9DuringInstall(t *testing.T) {
 						t.Fatalf("k=%d: Install after kill -9: %+v %v", k, in, err)
 					}
 					if ckDigest(t, s.cfg.AppDir) != newD {
-						t.Fatalf("k=%d: app directory after resuming is not exactly the new tree", k)
+						t.Fatalf("k=%d: app directory after resuming is not exactly the new tree plus the user's file", k)
+					}
+					// The user's file the new release needed the path of is kept.
+					moved, _ := filepath.Glob(filepath.Join(s.cfg.AppDir+BackupSuffix, "displaced", "*", "data", "v2.txt"))
+					if len(moved) != 1 {
+						t.Fatalf("k=%d: the displaced user's file: %v", k, moved)
+					}
+					if b, err := os.ReadFile(moved[0]); err != nil || string(b) != k9UserFiles["data/v2.txt"] {
+						t.Fatalf("k=%d: the displaced user's file: %q %v", k, b, err)
 					}
 				}
 				m := 0
@@ -248,6 +256,36 @@ func TestHazardKill9DuringInstall(t *testing.T) {
 		mixedSeen += r[1]
 	}
 	t.Logf("%d real kill -9 points; %d left a half-swapped app directory that the journal finished or undid", killed, mixedSeen)
+}
+
+// k9UserFiles are files of the user's in the app directory during the
+// kill -9 sweep: one beside the release (it stays), one at a path the new
+// release adds (it is displaced into the backup directory, and put back by
+// a rollback).
+var k9UserFiles = map[string]string{"settings.ini": "theme=dark\n", "data/v2.txt": "the user's own notes\n"}
+
+// k9PreparedWithUserFiles is hzPreparedSetup with k9UserFiles in the app
+// directory before Prepare.
+func k9PreparedWithUserFiles(t *testing.T) *ckSetup {
+	t.Helper()
+	s := ckNewSetup(t, ckVersions[0])
+	ckWriteFiles(t, s.cfg.AppDir, k9UserFiles)
+	if _, err := (&Updater{Config: *s.cfg}).Prepare(context.Background()); err != nil {
+		t.Fatal(err)
+	}
+	return s
+}
+
+// k9NewWithUserFiles is the digest of the new release plus the user's
+// file that stays in place (the other one is displaced).
+func k9NewWithUserFiles(t *testing.T, s *ckSetup) [32]byte {
+	t.Helper()
+	d := filepath.Join(t.TempDir(), "want")
+	if out, err := exec.Command("cp", "-a", s.repo.trees[ckVersionsLast()], d).CombinedOutput(); err != nil {
+		t.Fatalf("cp: %v %s", err, out)
+	}
+	ckWriteFiles(t, d, map[string]string{"settings.ini": k9UserFiles["settings.ini"]})
+	return ckDigest(t, d)
 }
 
 func btoi(b bool) int {
