@@ -20,6 +20,15 @@
 // each bundle with a full tar.zst and with the sum of per-file deltas, and
 // times mkdelta publish and verify. With --write its report is saved to
 // bench/RESULTS-trees.md, leaving the single-file bench/RESULTS.md alone.
+//
+// Repair mode measures the client's repair route (see repair.go):
+//
+//	go run ./bench --repair [--corpus DIR] [--write]
+//
+// It updates a 140-file tree with a damaged 9.9 MB file, a damaged or
+// missing small file, and compares the bytes with the patch route and the
+// full archive. With --write its section of bench/RESULTS.md is replaced
+// (the single-file --write keeps it).
 package main
 
 import (
@@ -54,6 +63,7 @@ type options struct {
 	tools  []string
 	write  bool
 	trees  bool // tree mode: directory bundles, publish and verify
+	repair bool // repair mode: the client's repair route on a 140-file tree
 }
 
 func main() {
@@ -71,6 +81,7 @@ func parseFlags(args []string, stderr io.Writer) (options, error) {
 	fs.StringSliceVar(&o.tools, "tools", nil, "comma-separated tools to run (default all: "+strings.Join(allTools, ",")+")")
 	fs.BoolVar(&o.write, "write", false, "also write the report to "+resultsFile+" ("+treeResultsFile+" with --trees)")
 	fs.BoolVar(&o.trees, "trees", false, "tree mode: benchmark directory bundles, mkdelta publish and verify on the prettier and esbuild trees")
+	fs.BoolVar(&o.repair, "repair", false, "repair mode: bytes of an update of a 140-file tree with a few damaged files (its section of "+resultsFile+" with --write)")
 	fs.Usage = func() {
 		fmt.Fprintf(stderr, "Usage: go run ./bench [flags]\n       go run ./bench --trees [--corpus DIR] [--runs N] [--write]\n\n"+
 			"Benchmarks deltaup against other delta tools on esbuild binaries,\n"+
@@ -85,10 +96,13 @@ func parseFlags(args []string, stderr io.Writer) (options, error) {
 	if o.runs < 1 {
 		return o, fmt.Errorf("--runs must be at least 1, got %d", o.runs)
 	}
-	if o.trees {
+	if o.trees && o.repair {
+		return o, fmt.Errorf("--trees and --repair are separate modes")
+	}
+	if o.trees || o.repair {
 		for _, f := range []string{"pairs", "tools"} {
 			if fs.Changed(f) {
-				return o, fmt.Errorf("--%s is for single-file mode, not --trees", f)
+				return o, fmt.Errorf("--%s is for single-file mode, not --trees or --repair", f)
 			}
 		}
 	}
@@ -107,6 +121,9 @@ func run(argv []string, stdout, stderr io.Writer) int {
 	}
 	if o.trees {
 		return runTrees(argv, o, stdout, stderr)
+	}
+	if o.repair {
+		return runRepair(argv, o, stdout, stderr)
 	}
 	pairs, err := selectPairs(o.pairs)
 	if err != nil {
@@ -169,7 +186,7 @@ func run(argv []string, stdout, stderr io.Writer) int {
 	fmt.Fprint(stdout, report)
 	if o.write {
 		path := filepath.Join(root, filepath.FromSlash(resultsFile))
-		if err := os.WriteFile(path, []byte(report), 0o644); err != nil {
+		if err := os.WriteFile(path, []byte(keepRepairSection(path, report)), 0o644); err != nil {
 			fmt.Fprintln(stderr, "bench:", err)
 			return exitError
 		}
