@@ -384,7 +384,7 @@ func buildRepaired(ctx context.Context, appDir, out string, rp *Repair, frames [
 		}
 	}
 	for i, s := range rp.Frames {
-		fh, err := os.Open(frames[i])
+		fh, err := openNoFollow(frames[i], os.O_RDONLY, 0)
 		if err != nil {
 			return err
 		}
