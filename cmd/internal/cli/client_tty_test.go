@@ -35,7 +35,8 @@ func TestUpdatePromptsOnlyOnATerminal(t *testing.T) {
 	writeTree(t, filepath.Join(work, "v1"), v1)
 	writeTree(t, filepath.Join(work, "v2"), v2)
 	mkdelta(t, "keygen", "-o", filepath.Join(work, "k"))
-	for v, dir := range map[string]string{"1.0.0": "v1", "1.1.0": "v2"} {
+	for _, vd := range [][2]string{{"1.0.0", "v1"}, {"1.1.0", "v2"}} { // in order: an older one after a newer one is refused
+		v, dir := vd[0], vd[1]
 		mkdelta(t, "publish", "-q", "--repo", filepath.Join(work, "site"), "--app", "demo", "--version", v,
 			"--key", filepath.Join(work, "k.key"), filepath.Join(work, dir))
 	}
