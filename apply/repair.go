@@ -47,13 +47,13 @@ type Repair struct {
 
 // RepairedFile is one file of a repair.
 type RepairedFile struct {
-	Path string
+	Path string `json:"path"`
 	// Why: "modified" (other content, or not a file), "missing", or
 	// "mode" (only the permission bits differ: nothing is fetched).
-	Why string
+	Why string `json:"why"`
 	// Frame is the index in Repair.Frames of the frame holding the
 	// file, -1 when nothing is fetched for it.
-	Frame int
+	Frame int `json:"frame"`
 }
 
 // Describe says what the repair does, e.g. "repaired 1 modified file
