@@ -41,7 +41,10 @@ func ckRemoveFrameIndexes(t testing.TB, dir string) {
 // (lib/big.bin, 300 KiB), a binary, and 30 small text files grouped in
 // frames; each version changes a few bytes of each large file and one
 // small file, so its patches are small.
-func rpTree(t testing.TB, n int, pubFile []byte) string {
+func rpTree(t testing.TB, n int, pubFile []byte) string { return rpTreeDocs(t, n, pubFile, 30) }
+
+// rpTreeDocs is rpTree with docs small files.
+func rpTreeDocs(t testing.TB, n int, pubFile []byte, docs int) string {
 	dir := t.TempDir()
 	big := ckNoiseSeed(11, 300<<10)
 	copy(big[1000+n*4096:], fmt.Sprintf("version %d", n))
@@ -53,7 +56,7 @@ func rpTree(t testing.TB, n int, pubFile []byte) string {
 		"deltaup.json": `{"app":"demo"}`,
 		"deltaup.pub":  string(pubFile),
 	}
-	for i := range 30 {
+	for i := range docs {
 		files[fmt.Sprintf("share/doc%02d.txt", i)] = strings.Repeat(fmt.Sprintf("document %d, a line of text; ", i), 40+i*5)
 	}
 	files["share/doc05.txt"] += fmt.Sprintf("edited in version %d\n", n)
@@ -65,10 +68,15 @@ func rpTree(t testing.TB, n int, pubFile []byte) string {
 // memory (Range requests, per-request byte counts, faults), installs
 // version installed and returns the setup and an Updater on it.
 func rpSetup(t *testing.T, installed string, edit func(repoDir string)) (*ckSetup, *repoServer, *Updater) {
+	return rpSetupDocs(t, installed, edit, 30)
+}
+
+// rpSetupDocs is rpSetup with trees of docs small files.
+func rpSetupDocs(t *testing.T, installed string, edit func(repoDir string), docs int) (*ckSetup, *repoServer, *Updater) {
 	t.Helper()
 	repo := ckEmptyRepo(t)
 	for i, v := range ckVersions {
-		repo.trees[v] = rpTree(t, i, repo.pubFile)
+		repo.trees[v] = rpTreeDocs(t, i, repo.pubFile, docs)
 		repo.publish(t, v, repo.trees[v])
 	}
 	serve := filepath.Join(t.TempDir(), "site")
@@ -219,6 +227,38 @@ func TestRepairRoute(t *testing.T) {
 			rpInstallAndCheck(t, s, u, ckVersionsLast(), c.user)
 		})
 	}
+}
+
+// TestRepairFileList: a release whose tree is in a file-list document
+// (over 200 entries) is repaired the same way; the check keeps the
+// closest release's file list for the repair instead of fetching it again.
+func TestRepairFileList(t *testing.T) {
+	s, srv, u := rpSetupDocs(t, "1.1.0", nil, 230)
+	m := s.repo.manifest(t)
+	rel, _ := m.Release("1.1.0")
+	if rel.FileList == nil {
+		t.Fatal("1.1.0 has no file-list document")
+	}
+	os.Remove(filepath.Join(s.cfg.AppDir, "share/doc123.txt"))
+	cfg := *s.cfg
+	if err := cfg.Validate(); err != nil {
+		t.Fatal(err)
+	}
+	res, err := CheckUpdate(context.Background(), &cfg, &Downloader{Mirrors: cfg.Servers}, &State{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !res.Route.usesRepair() || !strings.Contains(res.Reason, "1 missing file (share/doc123.txt)") {
+		t.Fatalf("route %v, reason %q", res.Route.Steps, res.Reason)
+	}
+	if n := len(srv.requests(rel.FileList.Path)); n != 1 {
+		t.Errorf("the check fetched 1.1.0's file list %d times", n)
+	}
+	p, err := u.Prepare(context.Background())
+	if err != nil || p.Stage.Route != "repair" || !slices.Equal(p.Stage.Repaired, []RepairedFile{{Path: "share/doc123.txt", Why: "missing", Frame: 0}}) {
+		t.Fatalf("prepare: %+v %v", p.Stage, err)
+	}
+	rpInstallAndCheck(t, s, u, ckVersionsLast(), nil)
 }
 
 // rpZstd compresses b alone as Write's frames are.
