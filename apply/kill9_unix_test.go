@@ -319,7 +319,7 @@ func TestHazardKill9DuringPrepare(t *testing.T) {
 				if scenario == "two hops" {
 					patchesFrom = 1
 				}
-				s := ckSetupFor(t, ckNewRepoPatches(t, patchesFrom), ckVersions[0])
+				s := ckSetupFor(t, ckSharedRepoPatches(t, patchesFrom), ckVersions[0])
 				if route == "archive" {
 					if err := os.WriteFile(filepath.Join(s.cfg.AppDir, "README.md"), []byte("edited by the user\n"), 0o644); err != nil {
 						t.Fatal(err)

@@ -6,15 +6,14 @@ import (
 	"testing"
 )
 
-// The published test repository (ckNewRepo) is built once per test binary
-// and shared, read-only, by every setup that does not need its own:
-// publishing it (three versions, archives and patches) was most of the
-// cost of a setup, and setups run a few hundred times.
+// The published test repositories (ckNewRepoPatches) are built once per
+// test binary and shared, read-only, by every setup that does not need its
+// own: publishing one (three versions, archives and patches) was most of
+// the cost of a setup, and setups run a few hundred times.
 var shared struct {
-	once sync.Once
-	dir  string // removed by TestMain
-	repo *ckRepo
-	err  string
+	mu    sync.Mutex
+	dir   string // removed by TestMain
+	repos map[int]*ckRepo
 }
 
 // persistTB is a testing.TB whose TempDir outlives the test: directories
@@ -30,28 +29,26 @@ func (p persistTB) TempDir() string {
 }
 
 // ckSharedRepo returns the shared repository of ckVersions.
-func ckSharedRepo(t testing.TB) *ckRepo {
+func ckSharedRepo(t testing.TB) *ckRepo { return ckSharedRepoPatches(t, 0) }
+
+// ckSharedRepoPatches returns the shared ckNewRepoPatches(patchesFrom).
+func ckSharedRepoPatches(t testing.TB, patchesFrom int) *ckRepo {
 	t.Helper()
-	shared.once.Do(func() {
+	shared.mu.Lock()
+	defer shared.mu.Unlock()
+	if r := shared.repos[patchesFrom]; r != nil {
+		return r
+	}
+	if shared.dir == "" {
 		d, err := os.MkdirTemp("", "deltaup-apply-repo-")
 		if err != nil {
-			shared.err = err.Error()
-			return
+			t.Fatal(err)
 		}
-		shared.dir = d
-		ok := false
-		defer func() {
-			if !ok && shared.err == "" {
-				shared.err = "building the shared test repository failed (see the first test that used it)"
-			}
-		}()
-		shared.repo = ckNewRepo(persistTB{t})
-		ok = true
-	})
-	if shared.repo == nil {
-		t.Fatal(shared.err)
+		shared.dir, shared.repos = d, map[int]*ckRepo{}
 	}
-	return shared.repo
+	r := ckNewRepoPatches(persistTB{t}, patchesFrom) // t.Fatal on failure: the next caller tries again
+	shared.repos[patchesFrom] = r
+	return r
 }
 
 func TestMain(m *testing.M) {
