@@ -74,11 +74,7 @@ func rpSetup(t *testing.T, installed string, edit func(repoDir string)) (*ckSetu
 // rpSetupDocs is rpSetup with trees of docs small files.
 func rpSetupDocs(t *testing.T, installed string, edit func(repoDir string), docs int) (*ckSetup, *repoServer, *Updater) {
 	t.Helper()
-	repo := ckEmptyRepo(t)
-	for i, v := range ckVersions {
-		repo.trees[v] = rpTreeDocs(t, i, repo.pubFile, docs)
-		repo.publish(t, v, repo.trees[v])
-	}
+	repo := rpSharedRepo(t, docs)
 	serve := filepath.Join(t.TempDir(), "site")
 	ckCopyDir(t, repo.dir, serve)
 	if edit != nil {
@@ -98,6 +94,35 @@ func rpSetupDocs(t *testing.T, installed string, edit func(repoDir string), docs
 	cfg := &Config{AppDir: appDir, Servers: []string{srv.URL}, PublicKey: repo.pub, App: "demo",
 		Now: func() time.Time { return repo.now.Add(time.Hour) }}
 	return &ckSetup{repo: repo, serve: serve, cfg: cfg}, srv, &Updater{Config: *cfg}
+}
+
+// rpShared holds the published repositories of rpTreeDocs by number of
+// docs, built once per test binary beside ckSharedRepo's (shared.mu guards
+// it) and read only: each setup serves a copy.
+var rpShared = map[int]*ckRepo{}
+
+func rpSharedRepo(t *testing.T, docs int) *ckRepo {
+	t.Helper()
+	shared.mu.Lock()
+	defer shared.mu.Unlock()
+	if r := rpShared[docs]; r != nil {
+		return r
+	}
+	if shared.dir == "" {
+		d, err := os.MkdirTemp("", "deltaup-apply-repo-")
+		if err != nil {
+			t.Fatal(err)
+		}
+		shared.dir, shared.repos = d, map[int]*ckRepo{}
+	}
+	p := persistTB{t}
+	repo := ckEmptyRepo(p)
+	for i, v := range ckVersions {
+		repo.trees[v] = rpTreeDocs(p, i, repo.pubFile, docs)
+		repo.publish(p, v, repo.trees[v])
+	}
+	rpShared[docs] = repo
+	return repo
 }
 
 // rpSent sums the body bytes the server sent, by kind of path.
