@@ -121,11 +121,7 @@ func (r *reporter) fail(cmd string, err error) int {
 func describeRoute(rt *apply.Route) string {
 	var hops []string
 	for _, s := range rt.Steps {
-		if s.Kind == apply.StepPatch {
-			hops = append(hops, s.From+"→"+s.To)
-		} else {
-			hops = append(hops, "full archive of "+s.To)
-		}
+		hops = append(hops, s.String())
 	}
 	saving := 0.0
 	if rt.FullBytes > 0 {
@@ -203,10 +199,9 @@ func treeNote(r *reporter, res *apply.CheckResult) {
 		r.event("extra", map[string]any{"paths": res.Extra},
 			fmt.Sprintf("%d file(s) in the app directory belong to no release and are kept: %s", len(res.Extra), strings.Join(res.Extra, ", ")))
 	}
-	if res.Current == "" && res.Closest != "" {
-		r.event("modified", map[string]any{"closest": res.Closest, "modified": res.Modified, "missing": res.Missing},
-			fmt.Sprintf("the app directory matches no release: closest %s with %d modified and %d missing file(s) (`deltaup status --online` lists them), so patches from %s cannot be used",
-				res.Closest, len(res.Modified), len(res.Missing), res.Closest))
+	if res.Current == "" && res.Reason != "" {
+		r.event("modified", map[string]any{"closest": res.Closest, "modified": res.Modified, "missing": res.Missing, "reason": res.Reason},
+			res.Reason+" (`deltaup status --online` lists the differences)")
 	}
 }
 
@@ -250,10 +245,13 @@ func runUpdate(cr *clientRun) int {
 	}
 	treeNote(r, p.Check)
 	how := describeRoute(p.Check.Route)
-	if p.Stage.Fallback != "" {
-		how = "full archive, because the patch route failed: " + p.Stage.Fallback
+	switch {
+	case p.Stage.Fallback != "":
+		how = "full archive, because the " + string(p.Check.Route.Steps[0].Kind) + " route failed: " + p.Stage.Fallback
+	case p.Stage.Repair != "":
+		how = p.Stage.Repair + "; " + how
 	}
-	r.event("staged", map[string]any{"target": p.Check.Target, "route": p.Stage.Route, "fallback": p.Stage.Fallback, "downloaded": p.Stage.Downloaded},
+	r.event("staged", map[string]any{"target": p.Check.Target, "route": p.Stage.Route, "fallback": p.Stage.Fallback, "downloaded": p.Stage.Downloaded, "repaired": p.Stage.Repaired},
 		fmt.Sprintf("staged %s in %s (%s)", p.Check.Target, cfg.BackupDir, how))
 	if !c.noReexec {
 		// Swap from a copy in the backup directory, never from a file
