@@ -37,13 +37,10 @@ func ckRemoveFrameIndexes(t testing.TB, dir string) {
 	}
 }
 
-// rpTree is version n of a tree with a large file of its own frame
-// (lib/big.bin, 300 KiB), a binary, and 30 small text files grouped in
+// rpTreeDocs is version n of a tree with a large file of its own frame
+// (lib/big.bin, 300 KiB), a binary, and docs small text files grouped in
 // frames; each version changes a few bytes of each large file and one
 // small file, so its patches are small.
-func rpTree(t testing.TB, n int, pubFile []byte) string { return rpTreeDocs(t, n, pubFile, 30) }
-
-// rpTreeDocs is rpTree with docs small files.
 func rpTreeDocs(t testing.TB, n int, pubFile []byte, docs int) string {
 	dir := t.TempDir()
 	big := ckNoiseSeed(11, 300<<10)
