@@ -309,15 +309,15 @@ func CheckUpdate(ctx context.Context, cfg *Config, f Fetcher, st *State) (*Check
 			res.Current = r.Version
 		}
 	} else {
-		v, err := DetectVersion(ctx, cfg.AppDir, m, nil)
-		switch {
-		case err == nil:
-			res.Current, res.Detected = v, true
-		case errors.Is(err, ErrUnknownVersion):
-			if err := res.closest(ctx, cfg, f, fresh); err != nil {
-				return nil, err
-			}
-		default:
+		// One scan of the app directory serves the exact match and, when
+		// there is none, the comparison with every release.
+		es, d, err := scanApp(ctx, cfg.AppDir)
+		if err != nil {
+			return nil, err
+		}
+		if r := releaseByDigest(m, d); r != nil {
+			res.Current, res.Detected = r.Version, true
+		} else if err := res.closest(ctx, cfg, f, es, fresh); err != nil {
 			return nil, err
 		}
 	}
@@ -384,9 +384,9 @@ func CheckUpdate(ctx context.Context, cfg *Config, f Fetcher, st *State) (*Check
 // differs are recorded; a directory that does not look like an
 // installation (fresh client state, and more entries that belong to no
 // release than entries that match) is refused with ErrNotInstalled.
-func (res *CheckResult) closest(ctx context.Context, cfg *Config, f Fetcher, fresh bool) error {
+func (res *CheckResult) closest(ctx context.Context, cfg *Config, f Fetcher, es []tree.Entry, fresh bool) error {
 	kept := 0
-	rep, err := Status(ctx, cfg.AppDir, res.Manifest, func(r *manifest.Release) ([]byte, error) {
+	rep, err := statusOf(es, res.Manifest, func(r *manifest.Release) ([]byte, error) {
 		doc, err := f.Get(ctx, r.FileList.Path, manifest.MaxFileListSize)
 		if err == nil && kept+len(doc) <= manifest.MaxFileListSize { // kept for a repair (planRepair)
 			if res.lists == nil {

@@ -74,8 +74,7 @@ func secureDirs(cfg *Config, create bool) error {
 	case err != nil:
 		return localIO(err, app)
 	case afi.Mode()&fs.ModeSymlink != 0:
-		real, _ := filepath.EvalSymlinks(app)
-		return fmt.Errorf("%w: %s is a symbolic link (to %s): the updater writes only into a real directory; use --app-dir %s", ErrUnsafeAppDir, app, real, real)
+		return checkRealAppDir(app)
 	case !afi.IsDir():
 		return fmt.Errorf("%w: the application directory %s is not a directory: check --app-dir", ErrConfig, app)
 	}

@@ -31,12 +31,18 @@ type StatusReport struct {
 // reads every file of appDir once; when there is no exact match, one
 // file list per such release.
 func Status(ctx context.Context, appDir string, m *manifest.Manifest, fileLists func(*manifest.Release) ([]byte, error)) (*StatusReport, error) {
-	es, d, err := scanApp(ctx, appDir)
+	es, _, err := scanApp(ctx, appDir)
 	if err != nil {
 		return nil, err
 	}
+	return statusOf(es, m, fileLists)
+}
+
+// statusOf is Status on the scanned entries es of the app directory.
+func statusOf(es []tree.Entry, m *manifest.Manifest, fileLists func(*manifest.Release) ([]byte, error)) (*StatusReport, error) {
+	var err error
 	rep := &StatusReport{Entries: len(es)}
-	if r := releaseByDigest(m, d); r != nil {
+	if r := releaseByDigest(m, tree.Digest(es)); r != nil {
 		rep.Version, rep.Exact = r.Version, true
 		return rep, nil
 	}

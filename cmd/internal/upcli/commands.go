@@ -10,6 +10,7 @@ import (
 	"time"
 
 	"github.com/deltaup/deltaup/apply"
+	"github.com/deltaup/deltaup/cmd/internal/cli/clihelp"
 	"github.com/deltaup/deltaup/cmd/internal/units"
 	flag "github.com/spf13/pflag"
 )
@@ -217,48 +218,11 @@ func (cmd *clientCommand) usage(w io.Writer, fs *flag.FlagSet) {
 	if cmd.args != "" {
 		synopsis += " " + cmd.args
 	}
-	fmt.Fprintf(w, "usage: %s\n\n%s\n\nflags:\n%s", synopsis, cmd.about, flagUsages(fs))
+	fmt.Fprintf(w, "usage: %s\n\n%s\n\nflags:\n%s", synopsis, cmd.about, clihelp.FlagUsages(fs))
 	if cmd.flags&fRepo == fRepo {
 		fmt.Fprintf(w, "\nWhat the flags leave unset comes from %s in the app directory (keys app,\nservers, pubkey, channel, backup_dir, relaunch, limit_rate); flags win.\n", apply.ConfigFileName)
 	}
 	fmt.Fprintf(w, "\n%s", exitStatusHelp(cmd.exits, cmd.name == "check"))
-}
-
-// flagUsages lists the flags of fs in the order defined, one a line:
-// "  -y, --yes", the value's name (from the back-quoted word of the
-// usage), the usage, and a default that is not the zero value.
-func flagUsages(fs *flag.FlagSet) string {
-	type line struct{ left, right string }
-	var lines []line
-	width := 0
-	fs.VisitAll(func(f *flag.Flag) {
-		if f.Hidden {
-			return
-		}
-		left := "      --" + f.Name
-		if f.Shorthand != "" {
-			left = "  -" + f.Shorthand + ", --" + f.Name
-		}
-		name, usage := flag.UnquoteUsage(f)
-		if f.Value.Type() != "bool" {
-			if name == "" {
-				name = strings.ToUpper(f.Value.Type())
-			}
-			left += " " + name
-		}
-		switch f.DefValue {
-		case "", "0", "false", "[]":
-		default:
-			usage += " (default " + f.DefValue + ")"
-		}
-		lines = append(lines, line{left, usage})
-		width = max(width, len(left))
-	})
-	var b strings.Builder
-	for _, l := range lines {
-		fmt.Fprintf(&b, "%-*s   %s\n", width, l.left, l.right)
-	}
-	return b.String()
 }
 
 // parseClient parses the command line of cmd. done reports that the

@@ -10,6 +10,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/deltaup/deltaup/cmd/internal/cli/clihelp"
 	"github.com/deltaup/deltaup/cmd/internal/units"
 	"github.com/deltaup/deltaup/delta"
 	"github.com/deltaup/deltaup/internal/tree"
@@ -135,7 +136,7 @@ func deltaupPatch(args []string, stdout, stderr io.Writer) int {
 		return exitUsage
 	}
 	if *help {
-		fmt.Fprintf(stdout, patchUsage, flagUsages(fs))
+		fmt.Fprintf(stdout, patchUsage, clihelp.FlagUsages(fs))
 		return exitOK
 	}
 	if fs.NArg() > 2 {

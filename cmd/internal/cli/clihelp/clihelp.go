@@ -1,6 +1,5 @@
 // Package clihelp formats the help texts of the deltaup commands (mkdelta
-// now; deltaup's upcli keeps an identical copy of FlagUsages to be replaced
-// by this one).
+// and deltaup).
 package clihelp
 
 import (
