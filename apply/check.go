@@ -245,8 +245,9 @@ type CheckResult struct {
 	Current  string
 	Detected bool
 	// Closest, when Current is unknown, is the release the tree differs
-	// least from (see Status); Modified and Missing list the paths of it
-	// that differ (sorted). Extra lists the entries on disk that no release
+	// least from (see Status); when Current was given (Config.Current) and
+	// some of its files differ on disk, Closest is Current. Modified and
+	// Missing list the paths of it that differ (sorted). Extra lists the entries on disk that no release
 	// installed (the Current or Closest release lists none of them): the
 	// update leaves them in place, or moves them into the backup directory
 	// when the new release needs their paths; it never deletes them.
@@ -268,8 +269,9 @@ type CheckResult struct {
 	UpToDate bool
 	// Route is the cheapest way to Target; nil when UpToDate.
 	Route *Route
-	// Reason, when Current is unknown, says why Route is what it is: the
-	// tree matches no release, or which files differ from Closest and
+	// Reason, when Current is unknown or Closest is set, says why Route is
+	// what it is: the tree matches no release, or which files differ from
+	// Closest and
 	// whether repairing them from Closest's archive (a StepRepair, then
 	// patches) or the full archive costs less, or why no repair was
 	// possible (no frame index, no patch chain from Closest).
@@ -369,12 +371,68 @@ func CheckUpdate(ctx context.Context, cfg *Config, f Fetcher, st *State) (*Check
 	if err != nil {
 		return nil, err
 	}
-	if res.Current == "" {
+	switch {
+	case res.Current == "":
 		if err := res.planRepair(ctx, cfg, f, st.Bad); err != nil {
+			return nil, err
+		}
+	case !res.Detected && res.Route.usesPatches():
+		if err := res.checkCurrent(ctx, cfg, f, st.Bad); err != nil {
 			return nil, err
 		}
 	}
 	return res, nil
+}
+
+// checkCurrent checks a tree whose version cfg.Current names before its
+// patches are planned on: they apply to that release's exact tree only.
+// One scan of the app directory (its cost: hashing every file) tells:
+//   - the release's tree, maybe with the user's own entries besides (Extra:
+//     the update keeps them): the patch route stands;
+//   - some of the release's files modified or missing (Closest is then
+//     Current): repair them from its archive's frames and patch on
+//     (planRepair), or take the full archive when that costs less; Reason
+//     says which and why.
+//
+// Without this check such a tree took the patch route, which failed on the
+// first changed file and fell back to the full archive.
+func (res *CheckResult) checkCurrent(ctx context.Context, cfg *Config, f Fetcher, bad []string) error {
+	rel, err := res.Manifest.Release(res.Current)
+	if err != nil {
+		return err
+	}
+	es, d, err := scanApp(ctx, cfg.AppDir)
+	if err != nil {
+		return err
+	}
+	if d == rel.TreeDigest {
+		return nil
+	}
+	var doc []byte
+	if rel.FileList != nil {
+		if doc, err = f.Get(ctx, rel.FileList.Path, manifest.MaxFileListSize); err != nil {
+			return fmt.Errorf("apply: file list of %s: %w", rel.Version, err)
+		}
+	}
+	want, err := rel.Entries(doc)
+	if err != nil {
+		return err
+	}
+	mod, miss, extra := diffEntries(want, es)
+	res.Extra = extra
+	if len(mod) == 0 && len(miss) == 0 {
+		return nil
+	}
+	res.Closest, res.Modified, res.Missing = rel.Version, mod, miss
+	if rel.FileList != nil {
+		res.lists = map[string][]byte{rel.FileList.Path: doc}
+	}
+	// The patches cannot apply to this tree: the full archive is the
+	// route unless planRepair finds a repair that costs less.
+	if res.Route, err = Plan(res.Manifest, "", res.Target, bad); err != nil {
+		return err
+	}
+	return res.planRepair(ctx, cfg, f, bad)
 }
 
 // closest handles a tree that matches no release exactly: it compares it

@@ -551,10 +551,20 @@ func TestCheckUpdate(t *testing.T) {
 	if err != nil || !res.UpToDate || res.Current != "1.2.0" || res.Route != nil {
 		t.Errorf("installed 1.2.0: %+v, %v", res, err)
 	}
-	// Current given explicitly, no scan.
-	cfg2.Current = "1.1.0"
-	if res, err = Check(context.Background(), &cfg2, s2.fetcher()); err != nil || res.UpToDate || res.Detected || res.Route.Bytes != mustPatch(t, m, "1.1.0", "1.2.0") {
+	// Current given explicitly: not detected, but its tree is checked
+	// before its patches are planned. 1.1.0's tree: its patch.
+	cfgC := *s.cfg
+	cfgC.AppDir, cfgC.BackupDir, cfgC.Current = filepath.Join(t.TempDir(), "app"), "", "1.1.0"
+	s.repo.install(t, "1.1.0", cfgC.AppDir)
+	if res, err = Check(context.Background(), &cfgC, s2.fetcher()); err != nil || res.UpToDate || res.Detected || res.Closest != "" || res.Reason != "" || res.Route.Bytes != mustPatch(t, m, "1.1.0", "1.2.0") {
 		t.Errorf("current 1.1.0 given: %+v, %v", res, err)
+	}
+	// 1.1.0 given for 1.2.0's tree: what differs from 1.1.0 is named and
+	// the route is not 1.1.0's patch (it would fail on these files).
+	cfg2.Current = "1.1.0"
+	if res, err = Check(context.Background(), &cfg2, s2.fetcher()); err != nil || res.UpToDate || res.Detected || res.Closest != "1.1.0" || len(res.Modified) == 0 ||
+		!strings.Contains(res.Reason, "the app directory is 1.1.0 except for") || res.Route.Bytes == mustPatch(t, m, "1.1.0", "1.2.0") {
+		t.Errorf("current 1.1.0 given for 1.2.0's tree: %+v, %v", res, err)
 	}
 
 	// A modified tree: unknown version, only the archive; the closest

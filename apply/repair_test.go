@@ -174,27 +174,42 @@ func TestRepairRoute(t *testing.T) {
 		patches   bool // a patch chain follows the repair
 		reason    string
 		big       string // the damaged file of the target "≤ 1.1 times its compressed size" ("": "≤ 64 KiB")
+		current   bool   // Config.Current names the installed version (as a Go app's does)
 	}{
 		{"one modified large file", "1.1.0", func(t *testing.T, app string) {
 			rpFlip(t, filepath.Join(app, "lib/big.bin"))
-		}, nil, []RepairedFile{{Path: "lib/big.bin", Why: "modified", Frame: 0}}, 1, true, "except for 1 modified file (lib/big.bin): repairing from 1.1.0's archive", "lib/big.bin"},
+		}, nil, []RepairedFile{{Path: "lib/big.bin", Why: "modified", Frame: 0}}, 1, true, "except for 1 modified file (lib/big.bin): repairing from 1.1.0's archive", "lib/big.bin", false},
 		{"one missing small file", "1.1.0", func(t *testing.T, app string) {
 			os.Remove(filepath.Join(app, "share/doc17.txt"))
-		}, nil, []RepairedFile{{Path: "share/doc17.txt", Why: "missing", Frame: 0}}, 1, true, "1 missing file (share/doc17.txt)", ""},
+		}, nil, []RepairedFile{{Path: "share/doc17.txt", Why: "missing", Frame: 0}}, 1, true, "1 missing file (share/doc17.txt)", "", false},
 		{"modified, missing and the user's file", "1.0.0", func(t *testing.T, app string) {
 			rpFlip(t, filepath.Join(app, "bin/app"))
 			os.Remove(filepath.Join(app, "share/doc03.txt"))
-		}, map[string]string{"settings.ini": "mine\n"}, []RepairedFile{{Path: "bin/app", Why: "modified", Frame: 0}, {Path: "share/doc03.txt", Why: "missing", Frame: 1}}, 2, true, "1 modified file (bin/app) and 1 missing file (share/doc03.txt)", "bin/app"},
+		}, map[string]string{"settings.ini": "mine\n"}, []RepairedFile{{Path: "bin/app", Why: "modified", Frame: 0}, {Path: "share/doc03.txt", Why: "missing", Frame: 1}}, 2, true, "1 modified file (bin/app) and 1 missing file (share/doc03.txt)", "bin/app", false},
 		{"permission bits only: nothing fetched", "1.1.0", func(t *testing.T, app string) {
 			os.Chmod(filepath.Join(app, "share/doc09.txt"), 0o600)
-		}, nil, []RepairedFile{{Path: "share/doc09.txt", Why: "mode", Frame: -1}}, 0, true, "1 file with other permission bits (share/doc09.txt)", ""},
+		}, nil, []RepairedFile{{Path: "share/doc09.txt", Why: "mode", Frame: -1}}, 0, true, "1 file with other permission bits (share/doc09.txt)", "", false},
 		{"the damaged release is the newest", "1.2.0", func(t *testing.T, app string) {
 			rpFlip(t, filepath.Join(app, "lib/big.bin"))
-		}, nil, []RepairedFile{{Path: "lib/big.bin", Why: "modified", Frame: 0}}, 1, false, "repairing from 1.2.0's archive", "lib/big.bin"},
+		}, nil, []RepairedFile{{Path: "lib/big.bin", Why: "modified", Frame: 0}}, 1, false, "repairing from 1.2.0's archive", "lib/big.bin", false},
+		// --current given: the patches from it would fail on the changed
+		// files (before, the route fell back to the full archive).
+		{"current given: one modified large file", "1.1.0", func(t *testing.T, app string) {
+			rpFlip(t, filepath.Join(app, "lib/big.bin"))
+		}, nil, []RepairedFile{{Path: "lib/big.bin", Why: "modified", Frame: 0}}, 1, true, "except for 1 modified file (lib/big.bin): repairing from 1.1.0's archive", "lib/big.bin", true},
+		{"current given: modified, missing and the user's file", "1.0.0", func(t *testing.T, app string) {
+			rpFlip(t, filepath.Join(app, "bin/app"))
+			os.Remove(filepath.Join(app, "share/doc03.txt"))
+		}, map[string]string{"settings.ini": "mine\n"}, []RepairedFile{{Path: "bin/app", Why: "modified", Frame: 0}, {Path: "share/doc03.txt", Why: "missing", Frame: 1}}, 2, true, "1 modified file (bin/app) and 1 missing file (share/doc03.txt)", "bin/app", true},
 	}
 	for _, c := range cases {
 		t.Run(c.name, func(t *testing.T) {
 			s, srv, u := rpSetup(t, c.installed, nil)
+			current := ""
+			if c.current {
+				current = c.installed
+				s.cfg.Current, u.Config.Current = current, current
+			}
 			c.damage(t, s.cfg.AppDir)
 			ckWriteFiles(t, s.cfg.AppDir, c.user)
 			before := hzSnapshot(t, s.cfg.AppDir)
@@ -204,7 +219,7 @@ func TestRepairRoute(t *testing.T) {
 			}
 			res, st := p.Check, p.Stage
 			t.Logf("check: %s\nroute: %v (%d bytes, full %d)\nstage: %s", res.Reason, res.Route.Steps, res.Route.Bytes, res.Route.FullBytes, st.Repair)
-			if res.Current != "" || res.Closest != c.installed || res.Target != ckVersionsLast() {
+			if res.Current != current || res.Closest != c.installed || res.Target != ckVersionsLast() {
 				t.Fatalf("current %q closest %q target %q", res.Current, res.Closest, res.Target)
 			}
 			steps := res.Route.Steps

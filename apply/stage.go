@@ -7,6 +7,7 @@ import (
 	"os"
 	"path"
 	"path/filepath"
+	"strings"
 
 	"github.com/deltaup/deltaup/delta"
 	"github.com/deltaup/deltaup/fallback"
@@ -109,6 +110,9 @@ func download(ctx context.Context, backupDir string, art manifest.Artifact, f Ar
 		return "", err
 	}
 	if err := f.Fetch(ctx, art, dest); err != nil {
+		if !strings.Contains(err.Error(), art.Path) { // the Downloader's errors name it
+			err = fmt.Errorf("downloading %s: %w", art.Path, err)
+		}
 		return "", err
 	}
 	res.Downloaded = append(res.Downloaded, art.Path)
@@ -127,7 +131,7 @@ func stagePatches(ctx context.Context, appDir, backupDir string, route *Route, o
 		}
 		p, err := download(ctx, backupDir, st.Artifact, f, res)
 		if err != nil {
-			return "", fmt.Errorf("downloading %s: %w", st.Artifact.Path, err)
+			return "", err
 		}
 		out := filepath.Join(backupDir, stagingDir, st.To)
 		if err := realDirFS(OSFS{}, filepath.Dir(out)); err != nil {
@@ -159,7 +163,7 @@ func stageArchive(ctx context.Context, backupDir string, to *manifest.Release, t
 	}
 	p, err := download(ctx, backupDir, arch.Artifact, f, res)
 	if err != nil {
-		return "", fmt.Errorf("downloading %s: %w", arch.Path, err)
+		return "", err
 	}
 	format, err := fallback.ParseFormat(arch.Format)
 	if err != nil {

@@ -75,12 +75,17 @@ func TestUpdateEndToEnd(t *testing.T) {
 	}
 }
 
-// TestUpdateFallback: a locally modified file makes the patch chain fail;
-// the full archive is used instead and the result is still exact.
+// TestUpdateFallback: the mirror sends damaged patches, so the patch chain
+// fails its SHA-256 check; the full archive is used instead, the reason is
+// given, and the result is still exact.
 func TestUpdateFallback(t *testing.T) {
 	s := ckNewSetup(t, ckVersions[0])
-	if err := os.WriteFile(filepath.Join(s.cfg.AppDir, "README.md"), []byte("edited by the user\n"), 0o644); err != nil {
-		t.Fatal(err)
+	patches, _ := filepath.Glob(filepath.Join(s.serve, "patches", "*"))
+	if len(patches) == 0 {
+		t.Fatal("no patches published")
+	}
+	for _, p := range patches {
+		rpFlip(t, p)
 	}
 	cfg := *s.cfg
 	cfg.Current = ckVersions[0] // the app says which version it is
@@ -89,7 +94,7 @@ func TestUpdateFallback(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if p.Stage.Route != "archive" || p.Stage.Fallback == "" {
+	if p.Stage.Route != "archive" || !strings.Contains(p.Stage.Fallback, "do not match the manifest's SHA-256") {
 		t.Fatalf("expected a fallback to the archive: %+v", p.Stage)
 	}
 	t.Logf("fallback because: %s", p.Stage.Fallback)

@@ -7,6 +7,7 @@ import (
 	"io"
 	"os"
 	"path/filepath"
+	"sync"
 	"syscall"
 )
 
@@ -40,13 +41,23 @@ func readFileCapped(path string, limit int64) ([]byte, error) {
 // fill) the temporary file is removed and path is left as it was.
 func WriteFileAtomic(path string, perm os.FileMode, fill func(w io.Writer) error) error {
 	return writeFileAtomic(path, perm, func(f *os.File) error {
-		bw := bufio.NewWriterSize(f, 256<<10)
+		bw := writerPool.Get().(*bufio.Writer)
+		bw.Reset(f)
+		defer func() {
+			bw.Reset(nil) // drop f
+			writerPool.Put(bw)
+		}()
 		if err := fill(bw); err != nil {
 			return err
 		}
 		return bw.Flush()
 	})
 }
+
+// writerPool keeps WriteFileAtomic's 256 KiB buffers: small files (a
+// journal saved at every step of a swap, state, signatures) would
+// otherwise allocate and clear one each.
+var writerPool = sync.Pool{New: func() any { return bufio.NewWriterSize(nil, 256<<10) }}
 
 // writeFileAtomic is WriteFileAtomic with fill writing to the temporary
 // file itself (empty, positioned at 0).

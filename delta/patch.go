@@ -312,6 +312,10 @@ func zstdEncode(newb, dict []byte) ([]byte, error) {
 		zstd.WithEncoderConcurrency(1),
 		zstd.WithEncoderCRC(false),
 		zstd.WithWindowSize(zstdWindow(len(dict), len(newb))),
+		// The same output with a history buffer of the window plus a
+		// block instead of two windows: each call allocates (and clears)
+		// about half the memory.
+		zstd.WithLowerEncoderMem(true),
 	}
 	if len(dict) > 0 {
 		eopts = append(eopts, zstd.WithEncoderDictRaw(0, dict))

@@ -8,6 +8,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"io/fs"
 	"net"
 	"net/http"
 	"os"
@@ -32,13 +33,18 @@ const appName = "demoapp"
 type Options struct {
 	Rate         int64         // server throttle in bytes per second; 0 = none
 	Versions     int           // how many versions to publish (>= 2)
-	ShowFallback bool          // corrupt an installed file: patches fail, the archive is used
+	ShowRepair   bool          // edit an installed file: it is repaired from its archive's frame, then patched
+	ShowFallback bool          // the server damages every patch: it fails verification, the archive is used
 	Keep         bool          // keep the work directory
 	Timeout      time.Duration // for the app's whole update; 0 = 120 s
 	Out          io.Writer     // progress and summary; nil = io.Discard
 	// ModuleRoot is the directory of this module's go.mod; "" = found with
 	// `go env GOMOD` from the current directory.
 	ModuleRoot string
+	// BuildCache, when set, is a directory that keeps the app's binaries
+	// (one per version) for later runs of the same process: a run reuses
+	// those present and builds the rest (tests share one build so).
+	BuildCache string
 }
 
 // Result of a demo run.
@@ -121,7 +127,7 @@ func Run(ctx context.Context, o Options) (res *Result, err error) {
 	}
 	t0 := time.Now()
 	say("-- building the app at %d versions (go build, offline)", o.Versions)
-	if err := buildAll(ctx, srcDir, relDir, res.Versions); err != nil {
+	if err := buildAll(ctx, srcDir, relDir, o.BuildCache, res.Versions); err != nil {
 		return nil, err
 	}
 	for _, v := range res.Versions {
@@ -166,6 +172,15 @@ func Run(ctx context.Context, o Options) (res *Result, err error) {
 	if err != nil {
 		return nil, err
 	}
+	if o.ShowRepair && len(route.Steps) > 0 && route.Steps[0].Kind == apply.StepPatch {
+		// The edited file comes from its frame of the installed release's
+		// archive, found through the release's frame index.
+		frames, err := framesArchive(repo, pubFile, first)
+		if err != nil {
+			return nil, err
+		}
+		res.Planned = append(res.Planned, frames)
+	}
 	for _, s := range route.Steps {
 		res.Planned = append(res.Planned, s.Artifact.Path)
 	}
@@ -191,6 +206,10 @@ func Run(ctx context.Context, o Options) (res *Result, err error) {
 	defer rt.Close()
 	lw := &lockedWriter{w: out}
 	srv := &repoServer{root: rt, b: newBucket(o.Rate), log: lw}
+	if o.ShowFallback {
+		srv.damage = func(p string) bool { return strings.HasPrefix(p, releasetools.PatchesDir+"/") }
+		say("   --show-fallback: the server sends every patch with one byte flipped, so it fails its SHA-256 and the full archive is used")
+	}
 	hs := &http.Server{Handler: srv, ReadHeaderTimeout: 10 * time.Second}
 	go hs.Serve(ln)
 	defer hs.Close()
@@ -200,7 +219,7 @@ func Run(ctx context.Context, o Options) (res *Result, err error) {
 	if err := installRelease(ctx, repo, first, appDir); err != nil {
 		return nil, err
 	}
-	if o.ShowFallback {
+	if o.ShowRepair {
 		p := filepath.Join(appDir, "README.txt")
 		f, err := os.OpenFile(p, os.O_WRONLY|os.O_APPEND, 0)
 		if err != nil {
@@ -213,7 +232,7 @@ func Run(ctx context.Context, o Options) (res *Result, err error) {
 		if err != nil {
 			return nil, err
 		}
-		say("   --show-fallback: modified %s, so the patch chain will fail and the full archive will be used", p)
+		say("   --show-repair: modified %s; the patches apply to %s's exact files, so that one file comes back from its frame of %s's archive first", p, oldest, oldest)
 	}
 
 	// 5. Run the app.
@@ -227,7 +246,7 @@ func Run(ctx context.Context, o Options) (res *Result, err error) {
 	res.Requests = srv.requests()
 	for _, r := range res.Requests {
 		res.Bytes += r.Bytes
-		if r.Bytes > 0 && r.Path != manifest.ManifestName && r.Path != manifest.SignatureName && !strings.HasPrefix(r.Path, "manifests/") && !strings.HasPrefix(r.Path, releasetools.FileListsDir+"/") {
+		if r.Bytes > 0 && !isDocument(r.Path) {
 			if n := len(res.Fetched); n == 0 || res.Fetched[n-1] != r.Path {
 				res.Fetched = append(res.Fetched, r.Path)
 			}
@@ -283,6 +302,51 @@ func Run(ctx context.Context, o Options) (res *Result, err error) {
 		say("FAIL")
 	}
 	return res, nil
+}
+
+// isDocument tells the repository's signed documents (the manifest, file
+// lists, frame indexes and their signatures) from the artifacts a route
+// fetches.
+func isDocument(p string) bool {
+	p = strings.TrimSuffix(p, manifest.FrameIndexSigSuffix)
+	return p == manifest.ManifestName || p == manifest.SignatureName || strings.HasPrefix(p, "manifests/") ||
+		strings.HasPrefix(p, releasetools.FileListsDir+"/") || strings.HasSuffix(p, ".index.json")
+}
+
+// framesArchive returns the path of r's framed archive, from its frame
+// index in repo.
+func framesArchive(repo string, pubFile []byte, r *manifest.Release) (string, error) {
+	p, ok := manifest.FrameIndexPath(r)
+	if !ok {
+		return "", fmt.Errorf("release %s has no frame index", r.Version)
+	}
+	raw, err := os.ReadFile(filepath.Join(repo, filepath.FromSlash(p)))
+	if err != nil {
+		return "", err
+	}
+	sig, err := os.ReadFile(filepath.Join(repo, filepath.FromSlash(p+manifest.FrameIndexSigSuffix)))
+	if err != nil {
+		return "", err
+	}
+	pub, err := manifest.ParsePublicKey(pubFile)
+	if err != nil {
+		return "", err
+	}
+	var doc []byte
+	if r.FileList != nil {
+		if doc, err = os.ReadFile(filepath.Join(repo, filepath.FromSlash(r.FileList.Path))); err != nil {
+			return "", err
+		}
+	}
+	es, err := r.Entries(doc)
+	if err != nil {
+		return "", err
+	}
+	x, err := manifest.OpenFrameIndex(raw, sig, pub, appName, r, len(es))
+	if err != nil {
+		return "", err
+	}
+	return x.Archive.Path, nil
 }
 
 func equalStrings(a, b []string) bool {
@@ -359,12 +423,38 @@ func writeAppModule(root, dir string) error {
 
 // buildAll builds bin/app of every version into relDir/V: the first alone
 // (it may settle go.mod), the rest in parallel (linking only).
-func buildAll(ctx context.Context, srcDir, relDir string, versions []string) error {
-	build := func(v string) error {
-		outFile := filepath.Join(relDir, v, "bin", "app")
-		if runtime.GOOS == "windows" {
-			outFile += ".exe"
+func buildAll(ctx context.Context, srcDir, relDir, cache string, versions []string) error {
+	exe := "app"
+	if runtime.GOOS == "windows" {
+		exe += ".exe"
+	}
+	if cache != "" {
+		// Reuse what an earlier run built; build the rest, then keep it.
+		buildCacheMu.Lock()
+		defer buildCacheMu.Unlock()
+		var missing []string
+		for _, v := range versions {
+			if err := copyExecutable(filepath.Join(cache, v, exe), filepath.Join(relDir, v, "bin", exe)); errors.Is(err, fs.ErrNotExist) {
+				missing = append(missing, v)
+			} else if err != nil {
+				return err
+			}
 		}
+		if len(missing) == 0 {
+			return nil
+		}
+		if err := buildAll(ctx, srcDir, relDir, "", missing); err != nil {
+			return err
+		}
+		for _, v := range missing {
+			if err := copyExecutable(filepath.Join(relDir, v, "bin", exe), filepath.Join(cache, v, exe)); err != nil {
+				return err
+			}
+		}
+		return nil
+	}
+	build := func(v string) error {
+		outFile := filepath.Join(relDir, v, "bin", exe)
 		ld := fmt.Sprintf("-s -w -X main.version=%s -X 'main.banner=%s'", v, banner(v))
 		// Plain flags (no -trimpath, default cgo setting) so the packages
 		// compiled for this module's own builds and tests are reused.
@@ -386,6 +476,21 @@ func buildAll(ctx context.Context, srcDir, relDir string, versions []string) err
 	}
 	wg.Wait()
 	return errors.Join(errs...)
+}
+
+// buildCacheMu serializes runs sharing a build cache (Options.BuildCache).
+var buildCacheMu sync.Mutex
+
+// copyExecutable copies the program src to dst (0755, directories made).
+func copyExecutable(src, dst string) error {
+	b, err := os.ReadFile(src)
+	if err != nil {
+		return err
+	}
+	if err := os.MkdirAll(filepath.Dir(dst), 0o755); err != nil {
+		return err
+	}
+	return os.WriteFile(dst, b, 0o755)
 }
 
 // banner is the visible change of each version.

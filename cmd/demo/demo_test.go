@@ -3,6 +3,7 @@ package main
 import (
 	"bytes"
 	"context"
+	"os"
 	"slices"
 	"strings"
 	"sync"
@@ -29,45 +30,82 @@ func (s *syncBuffer) String() string {
 	return s.b.String()
 }
 
-func runDemo(t *testing.T, showFallback bool) {
+// demoBuilds keeps the app's binaries between the demo runs of this test
+// binary (Options.BuildCache), so the app is built once.
+var demoBuilds = sync.OnceValue(func() string {
+	d, err := os.MkdirTemp("", "deltaup-demo-builds-")
+	if err != nil {
+		panic(err)
+	}
+	return d
+})
+
+func TestMain(m *testing.M) {
+	code := m.Run()
+	if d := demoBuilds(); d != "" {
+		os.RemoveAll(d)
+	}
+	os.Exit(code)
+}
+
+// TestDemo runs the demo as `go run ./cmd/demo` does, then with each way
+// it shows a route other than the patch chain: --show-repair (one
+// installed file edited: its frame of the installed release's archive is
+// fetched, then the patch applies) and --show-fallback (the server damages
+// the patch: the full archive is used).
+func TestDemo(t *testing.T) {
 	if testing.Short() {
 		t.Skip("builds a Go app 3 times and publishes it (about 10 s): skipped with -short")
 	}
-	t.Parallel()
-	ctx, cancel := context.WithTimeout(context.Background(), 3*time.Minute)
-	defer cancel()
-	var out syncBuffer
-	res, err := Run(ctx, Options{Rate: 50_000_000, Versions: 3, ShowFallback: showFallback, Timeout: 60 * time.Second, Out: &out})
-	defer func() {
-		if t.Failed() {
-			t.Logf("demo output:\n%s", out.String())
-		}
-	}()
-	if err != nil {
-		t.Fatal(err)
+	patch := "patches/demoapp-1.0.0-to-1.2.0.dupb"
+	cases := []struct {
+		name                string
+		repair, fallback    bool
+		planned             []string
+		inOutput, notOutput []string
+	}{
+		{"patch", false, false, []string{patch}, []string{"via patches;"}, []string{"fallback", "--show-repair"}},
+		{"show-repair", true, false, []string{"archives/demoapp-1.0.0.tar.zst", patch}, []string{"--show-repair: modified", "via repair;", "bytes=0-"}, []string{"fallback"}},
+		{"show-fallback", false, true, []string{patch, "archives/demoapp-1.2.0.tar.zst"}, []string{"--show-fallback: the server sends", "via archive (fallback: ", "do not match the manifest's SHA-256"}, nil},
 	}
-	if !res.Pass {
-		t.Fatalf("demo failed")
-	}
-	want := []string{"patches/demoapp-1.0.0-to-1.2.0.dupb"}
-	if showFallback {
-		want = append(want, "archives/demoapp-1.2.0.tar.zst")
-	}
-	if !slices.Equal(res.Planned, want) {
-		t.Errorf("planned %v, want %v", res.Planned, want)
-	}
-	if !slices.Equal(res.Fetched, res.Planned) {
-		t.Errorf("fetched %v, planned %v", res.Fetched, res.Planned)
-	}
-	if !showFallback && res.Bytes*10 > res.FullBytes {
-		t.Errorf("downloaded %d bytes, more than a tenth of the full archive (%d)", res.Bytes, res.FullBytes)
-	}
-	for _, s := range []string{"app 1.0.0: Hello", "app 1.2.0: ", "confirmed", "PASS"} {
-		if !strings.Contains(out.String(), s) {
-			t.Errorf("output lacks %q", s)
-		}
+	for _, c := range cases {
+		t.Run(c.name, func(t *testing.T) {
+			t.Parallel()
+			ctx, cancel := context.WithTimeout(context.Background(), 5*time.Minute)
+			defer cancel()
+			var out syncBuffer
+			res, err := Run(ctx, Options{Rate: 50_000_000, Versions: 3, ShowRepair: c.repair, ShowFallback: c.fallback,
+				Timeout: 60 * time.Second, Out: &out, BuildCache: demoBuilds()})
+			defer func() {
+				if t.Failed() {
+					t.Logf("demo output:\n%s", out.String())
+				}
+			}()
+			if err != nil {
+				t.Fatal(err)
+			}
+			if !res.Pass {
+				t.Fatalf("demo failed")
+			}
+			if !slices.Equal(res.Planned, c.planned) {
+				t.Errorf("planned %v, want %v", res.Planned, c.planned)
+			}
+			if !slices.Equal(res.Fetched, res.Planned) {
+				t.Errorf("fetched %v, planned %v", res.Fetched, res.Planned)
+			}
+			if !c.fallback && res.Bytes*10 > res.FullBytes {
+				t.Errorf("downloaded %d bytes, more than a tenth of the full archive (%d)", res.Bytes, res.FullBytes)
+			}
+			for _, s := range append([]string{"app 1.0.0: Hello", "app 1.2.0: ", "confirmed", "PASS"}, c.inOutput...) {
+				if !strings.Contains(out.String(), s) {
+					t.Errorf("output lacks %q", s)
+				}
+			}
+			for _, s := range c.notOutput {
+				if strings.Contains(out.String(), s) {
+					t.Errorf("output has %q", s)
+				}
+			}
+		})
 	}
 }
-
-func TestDemoPatch(t *testing.T)    { runDemo(t, false) }
-func TestDemoFallback(t *testing.T) { runDemo(t, true) }

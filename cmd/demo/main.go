@@ -5,7 +5,7 @@
 // itself to the newest (download, stage, re-exec from the backup directory,
 // swap, relaunch, confirm), then checks the result.
 //
-//	go run ./cmd/demo [--rate 1Mbit] [--versions 3] [--show-fallback] [--keep]
+//	go run ./cmd/demo [--rate 1Mbit] [--versions 3] [--show-repair] [--show-fallback] [--keep]
 //
 // It needs only the Go toolchain and the module cache: the app is built
 // offline (GOPROXY=off) against this module through a replace directive.
@@ -28,11 +28,12 @@ func main() {
 	fs := flag.NewFlagSet("demo", flag.ContinueOnError)
 	fs.StringVar(&rate, "rate", "1Mbit", "throttle the repository server to `RATE` (bytes/s; e.g. 1Mbit, 500kbit, 2MB, 200KiB, 125000; 0 = unthrottled)")
 	fs.IntVar(&o.Versions, "versions", 3, "how many versions to build and publish (1.0.0, 1.1.0, ...; at least 2)")
-	fs.BoolVar(&o.ShowFallback, "show-fallback", false, "corrupt one installed file first, so the patch chain fails and the full archive is used")
+	fs.BoolVar(&o.ShowRepair, "show-repair", false, "edit one installed file first: it is repaired from its frame of the installed release's archive, then the patch applies")
+	fs.BoolVar(&o.ShowFallback, "show-fallback", false, "serve every patch with one byte flipped: it fails its SHA-256 check and the full archive is used")
 	fs.BoolVar(&o.Keep, "keep", false, "keep the work directory (app, backup dir, repository, sources)")
 	fs.DurationVar(&o.Timeout, "timeout", 120*time.Second, "how long the app has to update itself")
 	fs.Usage = func() {
-		fmt.Fprintf(os.Stderr, "usage: go run ./cmd/demo [--rate 1Mbit] [--versions 3] [--show-fallback] [--keep]\n\n")
+		fmt.Fprintf(os.Stderr, "usage: go run ./cmd/demo [--rate 1Mbit] [--versions 3] [--show-repair] [--show-fallback] [--keep]\n\n")
 		fs.PrintDefaults()
 	}
 	if err := fs.Parse(os.Args[1:]); err != nil {

@@ -1,6 +1,7 @@
 package main
 
 import (
+	"bytes"
 	"fmt"
 	"io"
 	"net/http"
@@ -100,6 +101,9 @@ type repoServer struct {
 	root *os.Root
 	b    *bucket
 	log  io.Writer
+	// damage, when set, picks the paths sent with one byte flipped (the
+	// middle one), as a faulty mirror or proxy would send them.
+	damage func(p string) bool
 
 	mu   sync.Mutex
 	reqs []Request
@@ -132,6 +136,16 @@ func (s *repoServer) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	fi, err := f.Stat()
 	if err != nil || !fi.Mode().IsRegular() {
 		http.NotFound(tw, r)
+		return
+	}
+	if s.damage != nil && s.damage(p) {
+		b, err := io.ReadAll(io.LimitReader(f, 64<<20))
+		if err != nil || len(b) == 0 {
+			http.NotFound(tw, r)
+			return
+		}
+		b[len(b)/2] ^= 0x55
+		http.ServeContent(tw, r, path.Base(p), fi.ModTime(), bytes.NewReader(b))
 		return
 	}
 	http.ServeContent(tw, r, path.Base(p), fi.ModTime(), f)

@@ -199,7 +199,7 @@ func treeNote(r *reporter, res *apply.CheckResult) {
 		r.event("extra", map[string]any{"paths": res.Extra},
 			fmt.Sprintf("%d file(s) in the app directory belong to no release and are kept: %s", len(res.Extra), strings.Join(res.Extra, ", ")))
 	}
-	if res.Current == "" && res.Reason != "" {
+	if res.Reason != "" {
 		r.event("modified", map[string]any{"closest": res.Closest, "modified": res.Modified, "missing": res.Missing, "reason": res.Reason},
 			res.Reason+" (`deltaup status --online` lists the differences)")
 	}
