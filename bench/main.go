@@ -64,6 +64,7 @@ type options struct {
 	write  bool
 	trees  bool // tree mode: directory bundles, publish and verify
 	repair bool // repair mode: the client's repair route on a 140-file tree
+	peers  bool // peers mode: the pairs of issue 10 against the strongest peers
 }
 
 func main() {
@@ -81,6 +82,7 @@ func parseFlags(args []string, stderr io.Writer) (options, error) {
 	fs.StringSliceVar(&o.tools, "tools", nil, "comma-separated tools to run (default all: "+strings.Join(allTools, ",")+")")
 	fs.BoolVar(&o.write, "write", false, "also write the report to "+resultsFile+" ("+treeResultsFile+" with --trees)")
 	fs.BoolVar(&o.trees, "trees", false, "tree mode: benchmark directory bundles, mkdelta publish and verify on the prettier and esbuild trees")
+	fs.BoolVar(&o.peers, "peers", false, "peers mode: the native and tree pairs of issue 10 against hdiffz (lzma2), Zucchini+xz, zstd -22 --long=31 and bsdiff (its section of "+resultsFile+" with --write)")
 	fs.BoolVar(&o.repair, "repair", false, "repair mode: bytes of an update of a 140-file tree with a few damaged files (its section of "+resultsFile+" with --write)")
 	fs.Usage = func() {
 		fmt.Fprintf(stderr, "Usage: go run ./bench [flags]\n       go run ./bench --trees [--corpus DIR] [--runs N] [--write]\n\n"+
@@ -96,13 +98,13 @@ func parseFlags(args []string, stderr io.Writer) (options, error) {
 	if o.runs < 1 {
 		return o, fmt.Errorf("--runs must be at least 1, got %d", o.runs)
 	}
-	if o.trees && o.repair {
-		return o, fmt.Errorf("--trees and --repair are separate modes")
+	if (o.trees && o.repair) || (o.peers && (o.trees || o.repair)) {
+		return o, fmt.Errorf("--trees, --repair and --peers are separate modes")
 	}
-	if o.trees || o.repair {
+	if o.trees || o.repair || o.peers {
 		for _, f := range []string{"pairs", "tools"} {
 			if fs.Changed(f) {
-				return o, fmt.Errorf("--%s is for single-file mode, not --trees or --repair", f)
+				return o, fmt.Errorf("--%s is for single-file mode, not --trees, --repair or --peers", f)
 			}
 		}
 	}
@@ -124,6 +126,9 @@ func run(argv []string, stdout, stderr io.Writer) int {
 	}
 	if o.repair {
 		return runRepair(argv, o, stdout, stderr)
+	}
+	if o.peers {
+		return runPeers(argv, o, stdout, stderr)
 	}
 	pairs, err := selectPairs(o.pairs)
 	if err != nil {

@@ -47,7 +47,14 @@ const (
 	MethodZstdDict Method = 2
 	// MethodZstd: plain zstd frame of the new file.
 	MethodZstd Method = 3
+	// MethodExeBsdiffCM: the code ranges of an x86-64 or arm64 executable
+	// filtered (relative branch targets made absolute) on both sides, then
+	// bsdiff-cm; see exefilter.go.
+	MethodExeBsdiffCM Method = 4
 )
+
+// lastMethod is the highest method this build reads.
+const lastMethod = MethodExeBsdiffCM
 
 func (m Method) String() string {
 	switch m {
@@ -57,6 +64,8 @@ func (m Method) String() string {
 		return "zstd-dict"
 	case MethodZstd:
 		return "zstd"
+	case MethodExeBsdiffCM:
+		return "exe-bsdiff-cm"
 	}
 	return fmt.Sprintf("method(%d)", uint8(m))
 }
@@ -132,7 +141,7 @@ func (o *DiffOptions) validate() error {
 		return fmt.Errorf("delta: Workers is %d, want >= 0", o.Workers)
 	}
 	for _, m := range o.Methods {
-		if m < MethodBsdiffCM || m > MethodZstd {
+		if m < MethodBsdiffCM || m > lastMethod {
 			return fmt.Errorf("delta: unknown method %d", m)
 		}
 	}
@@ -234,6 +243,18 @@ func diff(ctx context.Context, old, newb []byte, w io.Writer, opts *DiffOptions,
 		st.Encode = time.Since(t2)
 		st.Method = MethodBsdiffCM
 		st.Candidates[MethodBsdiffCM] = int64(len(best))
+	}
+	if want(MethodExeBsdiffCM) && o.Format == FormatNative {
+		body, ok, err := exeCandidate(ctx, old, newb, o.Workers)
+		if err != nil {
+			return st, err
+		}
+		if ok {
+			st.Candidates[MethodExeBsdiffCM] = int64(len(body))
+			if best == nil || len(body) < len(best) {
+				best, st.Method = body, MethodExeBsdiffCM
+			}
+		}
 	}
 	tryZstd := o.Methods != nil || len(newb) <= zstdTryBelow || best == nil || int64(len(best)) > int64(len(newb))/5
 	for _, m := range []Method{MethodZstdDict, MethodZstd} {
@@ -364,7 +385,7 @@ func parseHeader(h []byte) (header, error) {
 		return hd, fmt.Errorf("%w: format version %d (this build reads %d; update deltaup)", ErrFormat, h[4], nativeVersion)
 	}
 	hd.method = Method(h[5])
-	if hd.method < MethodBsdiffCM || hd.method > MethodZstd {
+	if hd.method < MethodBsdiffCM || hd.method > lastMethod {
 		return hd, fmt.Errorf("%w: unknown method %d", ErrFormat, h[5])
 	}
 	if h[6] != 0 || h[7] != 0 {
@@ -500,7 +521,7 @@ func applyPatch(ctx context.Context, old []byte, patch io.Reader, out output, op
 	// the first segments decode.
 	chk := startOldCheck(old, hd.oldSum)
 	defer chk.cancel()
-	if hd.method != MethodBsdiffCM {
+	if hd.method != MethodBsdiffCM && hd.method != MethodExeBsdiffCM {
 		if err := chk.wait(); err != nil {
 			return info, err
 		}
@@ -551,6 +572,11 @@ func applyPatch(ctx context.Context, old []byte, patch io.Reader, out output, op
 		default:
 			err = decodeSegmentsStream(ctx, old, segs, hw, chk.wait)
 		}
+		if oerr := chk.wait(); oerr != nil {
+			return info, oerr
+		}
+	case MethodExeBsdiffCM:
+		err = applyExe(ctx, old, body, hd, hw, chk.wait)
 		if oerr := chk.wait(); oerr != nil {
 			return info, oerr
 		}

@@ -1,0 +1,421 @@
+package delta
+
+// Executable-aware filtering (method exe-bsdiff-cm, docs/FORMAT.md): in the
+// code sections of an x86-64 or arm64 executable, the relative operands of
+// branches and calls are rewritten as absolute targets before diffing, so a
+// call to a function that did not move is the same bytes in old and new
+// even where the calling code moved. The idea is xz's BCJ filters; unlike
+// them, only the code ranges named in the patch are touched (data that
+// happens to hold an E8 byte stays put), and the ranges come from the
+// executable's own section table on the diff side only: the client never
+// parses an executable, it only filters the byte ranges the verified patch
+// lists.
+
+import (
+	"bytes"
+	"debug/elf"
+	"debug/macho"
+	"debug/pe"
+	"encoding/binary"
+	"fmt"
+	"io"
+	"sort"
+)
+
+// Architectures of an exe-bsdiff-cm body.
+const (
+	exeArchX86_64 = 1
+	exeArchArm64  = 2
+)
+
+// maxExeRanges caps the code ranges one side of an exe-bsdiff-cm body may
+// list.
+const maxExeRanges = 256
+
+// codeRange is a range [off, off+n) of file offsets holding machine code.
+type codeRange struct{ off, n int64 }
+
+func (r codeRange) end() int64 { return r.off + r.n }
+
+// exeCode returns the architecture and the code ranges of the ELF, PE or
+// Mach-O file b (x86-64 or arm64; a fat Mach-O is not handled), or arch 0
+// when b is none of these or its tables do not parse. It never panics: a
+// panic inside debug/* on a hostile file counts as "not understood".
+func exeCode(b []byte) (arch int, ranges []codeRange) {
+	defer func() {
+		if recover() != nil {
+			arch, ranges = 0, nil
+		}
+	}()
+	if len(b) < 64 {
+		return 0, nil
+	}
+	r := bytes.NewReader(b)
+	add := func(off, n uint64) {
+		if n == 0 || off >= uint64(len(b)) {
+			return
+		}
+		n = min(n, uint64(len(b))-off)
+		ranges = append(ranges, codeRange{int64(off), int64(n)})
+	}
+	switch {
+	case bytes.HasPrefix(b, []byte("\x7fELF")):
+		f, err := elf.NewFile(r)
+		if err != nil {
+			return 0, nil
+		}
+		switch f.Machine {
+		case elf.EM_X86_64:
+			arch = exeArchX86_64
+		case elf.EM_AARCH64:
+			arch = exeArchArm64
+		default:
+			return 0, nil
+		}
+		for _, s := range f.Sections {
+			if s.Type == elf.SHT_PROGBITS && s.Flags&elf.SHF_EXECINSTR != 0 {
+				add(s.Offset, s.FileSize)
+			}
+		}
+	case bytes.HasPrefix(b, []byte("MZ")):
+		f, err := pe.NewFile(r)
+		if err != nil {
+			return 0, nil
+		}
+		switch f.Machine {
+		case pe.IMAGE_FILE_MACHINE_AMD64:
+			arch = exeArchX86_64
+		case pe.IMAGE_FILE_MACHINE_ARM64:
+			arch = exeArchArm64
+		default:
+			return 0, nil
+		}
+		for _, s := range f.Sections {
+			if s.Characteristics&pe.IMAGE_SCN_CNT_CODE != 0 {
+				add(uint64(s.Offset), uint64(s.Size))
+			}
+		}
+	default:
+		f, err := macho.NewFile(r)
+		if err != nil {
+			return 0, nil
+		}
+		switch f.Cpu {
+		case macho.CpuAmd64:
+			arch = exeArchX86_64
+		case macho.CpuArm64:
+			arch = exeArchArm64
+		default:
+			return 0, nil
+		}
+		for _, s := range f.Sections {
+			// S_ATTR_PURE_INSTRUCTIONS | S_ATTR_SOME_INSTRUCTIONS
+			if s.Flags&0x80000400 != 0 && s.Offset != 0 {
+				add(uint64(s.Offset), s.Size)
+			}
+		}
+	}
+	ranges = normRanges(ranges)
+	if len(ranges) == 0 || len(ranges) > maxExeRanges {
+		return 0, nil
+	}
+	return arch, ranges
+}
+
+// normRanges sorts ranges and merges overlapping or touching ones.
+func normRanges(rs []codeRange) []codeRange {
+	sort.Slice(rs, func(i, j int) bool { return rs[i].off < rs[j].off })
+	var out []codeRange
+	for _, r := range rs {
+		if k := len(out) - 1; k >= 0 && r.off <= out[k].end() {
+			out[k].n = max(out[k].end(), r.end()) - out[k].off
+			continue
+		}
+		out = append(out, r)
+	}
+	return out
+}
+
+// exeFilter rewrites the branch operands of a stream in place, in order: it
+// is fed windows of the stream and says how far it could go.
+type exeFilter struct {
+	arch   int
+	ranges []codeRange
+	enc    bool
+	ri     int   // current range
+	cur    int64 // next stream offset to look at; all before it are final
+}
+
+// run filters buf, which holds stream offsets [base, base+len(buf)), from
+// f.cur on, and returns the new f.cur: every byte before it is final. It
+// stops early only where an instruction needs bytes beyond buf; with the
+// whole rest of the stream in buf it always reaches its end.
+func (f *exeFilter) run(buf []byte, base int64) int64 {
+	lim := base + int64(len(buf))
+	for f.cur < lim {
+		if f.ri >= len(f.ranges) {
+			f.cur = lim
+			break
+		}
+		r := f.ranges[f.ri]
+		if f.cur < r.off {
+			f.cur = min(r.off, lim)
+			continue
+		}
+		if f.cur >= r.end() {
+			f.ri++
+			continue
+		}
+		var next int64
+		if f.arch == exeArchX86_64 {
+			next = x86Step(buf, base, f.cur, r.end(), lim, f.enc)
+		} else {
+			next = arm64Step(buf, base, f.cur, r.end(), lim, f.enc)
+		}
+		if next < 0 {
+			break // needs more bytes
+		}
+		f.cur = next
+	}
+	return f.cur
+}
+
+// rel25 converts a rel32 operand v of an instruction that ends at pos to
+// an absolute target and back (enc false). Only operands within ±16 MiB
+// are converted, and the result stays within that set, so that the
+// decoder can tell a converted operand from one left alone: both sides
+// compute on 25-bit sign-extended values, which makes the map a bijection
+// on them.
+func rel25(v uint32, pos int64, enc bool) uint32 {
+	if (v+1<<24)>>25 != 0 {
+		return v // not a sign-extended 25-bit value: left alone
+	}
+	var a uint32
+	if enc {
+		a = v + uint32(pos)
+	} else {
+		a = v - uint32(pos)
+	}
+	a &= 1<<25 - 1
+	if a&(1<<24) != 0 {
+		a |= 0xFE000000
+	}
+	return a
+}
+
+// x86Step filters the instruction at stream offset cur (range end end,
+// bytes up to lim available in buf at base) and returns the offset after
+// it, or -1 when it needs bytes past lim. Rewritten are the operands that
+// point across functions: E8 call rel32; RIP-relative ModRM operands
+// (mod 00, r/m 101) of REX + mov/lea/cmp/add/movsxd, of plain mov/lea, of
+// FF 15/25 (call/jmp through a pointer) and of 0F + SSE loads and stores.
+// Branches inside a function (E9 jmp, 0F 8x jcc) are left relative: on the
+// corpus rewriting them made patches larger. Anything else advances one
+// byte; this is a pattern scan, not a decoder, and a false hit only costs
+// compression, never correctness (the map is a bijection).
+func x86Step(buf []byte, base, cur, end, lim int64, enc bool) int64 {
+	if min(cur+7, end) > lim {
+		return -1
+	}
+	i := cur - base
+	switch b := buf[i]; {
+	case b&0xF0 == 0x40 && cur+7 <= end && ripOp(buf[i+1]) && buf[i+2]&0xC7 == 0x05:
+		p := buf[i+3 : i+7]
+		binary.LittleEndian.PutUint32(p, rel25(binary.LittleEndian.Uint32(p), cur+7, enc))
+		return cur + 7
+	case (b == 0x8B || b == 0x8D) && cur+6 <= end && buf[i+1]&0xC7 == 0x05:
+		p := buf[i+2 : i+6]
+		binary.LittleEndian.PutUint32(p, rel25(binary.LittleEndian.Uint32(p), cur+6, enc))
+		return cur + 6
+	case b == 0xFF && cur+6 <= end && (buf[i+1] == 0x15 || buf[i+1] == 0x25):
+		p := buf[i+2 : i+6]
+		binary.LittleEndian.PutUint32(p, rel25(binary.LittleEndian.Uint32(p), cur+6, enc))
+		return cur + 6
+	case b == 0x0F && cur+7 <= end && sseOp(buf[i+1]) && buf[i+2]&0xC7 == 0x05:
+		p := buf[i+3 : i+7]
+		binary.LittleEndian.PutUint32(p, rel25(binary.LittleEndian.Uint32(p), cur+7, enc))
+		return cur + 7
+	case b == 0xE8 && cur+5 <= end:
+		p := buf[i+1 : i+5]
+		binary.LittleEndian.PutUint32(p, rel25(binary.LittleEndian.Uint32(p), cur+5, enc))
+		return cur + 5
+	}
+	return cur + 1
+}
+
+// arm64Step filters the 4-byte word at cur (the first aligned word at or
+// after cur): BL imm26 becomes an absolute word index (mod 2^26) and ADRP
+// within ±512 MiB an absolute page (mod 2^18, sign-extended as rel25 does).
+// B (a branch inside a function, mostly) stays relative: rewriting it made
+// the corpus's patches larger.
+func arm64Step(buf []byte, base, cur, end, lim int64, enc bool) int64 {
+	if cur&3 != 0 {
+		return min((cur+3)&^3, end, lim)
+	}
+	if cur+4 > end {
+		return min(end, lim) // a tail too short for a word: left alone
+	}
+	if cur+4 > lim {
+		return -1
+	}
+	p := buf[cur-base : cur-base+4]
+	w := binary.LittleEndian.Uint32(p)
+	switch {
+	case w&0xFC000000 == 0x94000000: // BL
+		imm := w & 0x03FFFFFF
+		if enc {
+			imm += uint32(cur >> 2)
+		} else {
+			imm -= uint32(cur >> 2)
+		}
+		w = 0x94000000 | imm&0x03FFFFFF
+	case w&0x9F000000 == 0x90000000: // ADRP
+		imm := (w>>29)&3 | (w>>3)&0x1FFFFC  // imm21 = immhi:immlo
+		if (imm+1<<17)&(1<<21-1)>>18 == 0 { // within ±2^17 pages
+			var a uint32
+			if enc {
+				a = imm + uint32(cur>>12)
+			} else {
+				a = imm - uint32(cur>>12)
+			}
+			a &= 1<<18 - 1
+			if a&(1<<17) != 0 {
+				a |= 0x1C0000
+			}
+			w = w&0x9F00001F | (a&3)<<29 | (a>>2)<<5
+		}
+	}
+	binary.LittleEndian.PutUint32(p, w)
+	return cur + 4
+}
+
+// filterAll filters a whole stream in place.
+func filterAll(b []byte, arch int, ranges []codeRange, enc bool) {
+	f := exeFilter{arch: arch, ranges: ranges, enc: enc}
+	f.run(b, 0)
+}
+
+// exeHeader codes the architecture and both sides' code ranges; it is the
+// head of an exe-bsdiff-cm body.
+func exeHeader(arch int, oldR, newR []codeRange) []byte {
+	h := []byte{byte(arch)}
+	for _, rs := range [][]codeRange{oldR, newR} {
+		h = binary.AppendUvarint(h, uint64(len(rs)))
+		var prev int64
+		for _, r := range rs {
+			h = binary.AppendUvarint(h, uint64(r.off-prev))
+			h = binary.AppendUvarint(h, uint64(r.n))
+			prev = r.end()
+		}
+	}
+	return h
+}
+
+// parseExeHeader reads what exeHeader wrote, checks every range against
+// the file sizes (sorted, disjoint, non-empty, inside the file; at most
+// maxExeRanges a side) and returns the rest of the body.
+func parseExeHeader(body []byte, oldSize, newSize int64) (arch int, oldR, newR []codeRange, rest []byte, err error) {
+	if len(body) < 1 {
+		return 0, nil, nil, nil, fmt.Errorf("%w: exe-bsdiff-cm body is empty", ErrCorrupt)
+	}
+	arch = int(body[0])
+	if arch != exeArchX86_64 && arch != exeArchArm64 {
+		return 0, nil, nil, nil, fmt.Errorf("%w: exe-bsdiff-cm: unknown architecture %d", ErrCorrupt, arch)
+	}
+	p := body[1:]
+	uv := func() (uint64, error) {
+		v, k := binary.Uvarint(p)
+		if k <= 0 {
+			return 0, fmt.Errorf("%w: exe-bsdiff-cm: truncated range table", ErrCorrupt)
+		}
+		p = p[k:]
+		return v, nil
+	}
+	var sides [2][]codeRange
+	for s, size := range []int64{oldSize, newSize} {
+		n, err := uv()
+		if err != nil {
+			return 0, nil, nil, nil, err
+		}
+		if n > maxExeRanges {
+			return 0, nil, nil, nil, fmt.Errorf("%w: exe-bsdiff-cm: %d code ranges (at most %d)", ErrCorrupt, n, maxExeRanges)
+		}
+		var prev uint64
+		for range n {
+			gap, err := uv()
+			if err != nil {
+				return 0, nil, nil, nil, err
+			}
+			ln, err := uv()
+			if err != nil {
+				return 0, nil, nil, nil, err
+			}
+			if ln == 0 || gap > uint64(size) || prev+gap > uint64(size) || ln > uint64(size)-(prev+gap) {
+				return 0, nil, nil, nil, fmt.Errorf("%w: exe-bsdiff-cm: code range outside the %d-byte file", ErrCorrupt, size)
+			}
+			sides[s] = append(sides[s], codeRange{int64(prev + gap), int64(ln)})
+			prev += gap + ln
+		}
+	}
+	return arch, sides[0], sides[1], p, nil
+}
+
+// unfilterWriter undoes the filter on the new file as it streams through,
+// holding back only the few bytes an instruction at the end of a write
+// still needs.
+type unfilterWriter struct {
+	w    io.Writer
+	f    exeFilter
+	pend []byte // stream offsets [base, base+len(pend))
+	base int64
+}
+
+func (u *unfilterWriter) Write(p []byte) (int, error) {
+	u.pend = append(u.pend, p...)
+	cur := u.f.run(u.pend, u.base)
+	k := int(cur - u.base)
+	if k > 0 {
+		if _, err := u.w.Write(u.pend[:k]); err != nil {
+			return 0, err
+		}
+		n := copy(u.pend, u.pend[k:])
+		u.pend = u.pend[:n]
+		u.base = cur
+	}
+	return len(p), nil
+}
+
+// flush writes what is held back: at the end of the stream no instruction
+// can need more bytes (every range ends inside the file).
+func (u *unfilterWriter) flush() error {
+	if len(u.pend) == 0 {
+		return nil
+	}
+	u.f.run(u.pend, u.base) // no lookahead past the end: converts what is left
+	_, err := u.w.Write(u.pend)
+	u.base += int64(len(u.pend))
+	u.pend = u.pend[:0]
+	return err
+}
+
+// ripOp reports whether b, after a REX prefix, is an opcode whose ModRM
+// operand is read here when it is RIP-relative: mov, lea, store, cmp, add,
+// movsxd.
+func ripOp(b byte) bool {
+	switch b {
+	case 0x8B, 0x8D, 0x89, 0x3B, 0x39, 0x03, 0x63:
+		return true
+	}
+	return false
+}
+
+// sseOp reports whether b, after 0F, is an SSE load, store or arithmetic
+// opcode whose RIP-relative operand is rewritten (movups/movsd, movaps,
+// ucomis, and/xor, add, mul, sub, div, movdqa/movdqu).
+func sseOp(b byte) bool {
+	switch b {
+	case 0x10, 0x11, 0x28, 0x29, 0x2E, 0x2F, 0x54, 0x57, 0x58, 0x59, 0x5C, 0x5E, 0x6F, 0x7F:
+		return true
+	}
+	return false
+}

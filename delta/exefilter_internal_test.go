@@ -1,0 +1,260 @@
+package delta
+
+import (
+	"bytes"
+	"context"
+	"crypto/sha256"
+	"encoding/binary"
+	"errors"
+	"hash/crc32"
+	"math/rand/v2"
+	"os"
+	"path/filepath"
+	"runtime"
+	"testing"
+)
+
+// codeLike returns n bytes dense in the patterns the filters rewrite.
+func codeLike(seed uint64, n int) []byte {
+	r := rand.New(rand.NewPCG(seed, seed^0x5bd1e995))
+	pats := [][]byte{{0xE8}, {0x48, 0x8D, 0x05}, {0x4C, 0x8B, 0x3D}, {0x8B, 0x0D}, {0xFF, 0x15}, {0xFF, 0x25}, {0x0F, 0x10, 0x05}, {0x0F, 0x84}, {0xE9}}
+	b := make([]byte, 0, n+16)
+	for len(b) < n {
+		if r.IntN(3) == 0 {
+			b = append(b, pats[r.IntN(len(pats))]...)
+			var v [4]byte
+			binary.LittleEndian.PutUint32(v[:], uint32(r.Int32N(1<<26)-1<<25))
+			b = append(b, v[:]...)
+		} else {
+			b = append(b, byte(r.Uint32()))
+		}
+	}
+	return b[:n]
+}
+
+func TestExeFilterRoundTrip(t *testing.T) {
+	for _, arch := range []int{exeArchX86_64, exeArchArm64} {
+		for seed := range uint64(20) {
+			n := 1 + int(seed)*997
+			orig := codeLike(seed, n)
+			r := rand.New(rand.NewPCG(seed, 7))
+			var rs []codeRange
+			for range r.IntN(5) {
+				off := r.Int64N(int64(n))
+				rs = append(rs, codeRange{off, 1 + r.Int64N(int64(n)-off)})
+			}
+			rs = normRanges(rs)
+			enc := bytes.Clone(orig)
+			filterAll(enc, arch, rs, true)
+			var covered int64
+			for _, x := range rs {
+				covered += x.n
+			}
+			if covered > 2000 && bytes.Equal(enc, orig) {
+				t.Errorf("arch %d seed %d: the filter changed nothing in %v", arch, seed, rs)
+			}
+			var out bytes.Buffer
+			uw := &unfilterWriter{w: &out, f: exeFilter{arch: arch, ranges: rs}}
+			for p := enc; len(p) > 0; {
+				k := min(len(p), 1+r.IntN(13))
+				if _, err := uw.Write(p[:k]); err != nil {
+					t.Fatal(err)
+				}
+				p = p[k:]
+			}
+			if err := uw.flush(); err != nil {
+				t.Fatal(err)
+			}
+			if !bytes.Equal(out.Bytes(), orig) {
+				t.Fatalf("arch %d seed %d ranges %v: unfiltered stream differs from the original", arch, seed, rs)
+			}
+		}
+	}
+}
+
+// TestExeFilterMovedCall: a call whose caller moved but whose target did
+// not is the same bytes after filtering (the point of the method).
+func TestExeFilterMovedCall(t *testing.T) {
+	old := make([]byte, 64)
+	copy(old[10:], []byte{0xE8, 0, 0, 0, 0})
+	binary.LittleEndian.PutUint32(old[11:], uint32(40-15)) // call 40 from 10
+	newb := make([]byte, 64)
+	copy(newb[20:], []byte{0xE8, 0, 0, 0, 0})
+	binary.LittleEndian.PutUint32(newb[21:], uint32(40-25)) // call 40 from 20
+	rs := []codeRange{{0, 64}}
+	filterAll(old, exeArchX86_64, rs, true)
+	filterAll(newb, exeArchX86_64, rs, true)
+	if !bytes.Equal(old[10:15], newb[20:25]) {
+		t.Fatalf("filtered calls differ: % x vs % x", old[10:15], newb[20:25])
+	}
+	a := make([]byte, 16)
+	binary.LittleEndian.PutUint32(a[4:], 0x94000000|0x03FFFFFF) // BL -4 at 4
+	filterAll(a, exeArchArm64, []codeRange{{0, 16}}, true)
+	if w := binary.LittleEndian.Uint32(a[4:]); w != 0x94000000 {
+		t.Fatalf("BL to 0 from 4 filtered to %#x, want 0x94000000", w)
+	}
+}
+
+func goTestdata(t *testing.T, pkg, name string) []byte {
+	b, err := os.ReadFile(filepath.Join(runtime.GOROOT(), "src", "debug", pkg, "testdata", name))
+	if err != nil {
+		t.Skipf("Go's debug/%s test data is not installed: %v", pkg, err)
+	}
+	return b
+}
+
+func TestExeCode(t *testing.T) {
+	elf64 := goTestdata(t, "elf", "gcc-amd64-linux-exec")
+	elfArm := goTestdata(t, "elf", "go-relocation-test-gcc482-aarch64.obj")
+	elf386 := goTestdata(t, "elf", "gcc-386-freebsd-exec")
+	pe64 := goTestdata(t, "pe", "gcc-amd64-mingw-exec")
+	trunc := bytes.Clone(elf64[:200])
+	badShoff := bytes.Clone(elf64)
+	binary.LittleEndian.PutUint64(badShoff[0x28:], 1<<60)
+	for _, c := range []struct {
+		name string
+		b    []byte
+		arch int
+	}{
+		{"elf x86-64", elf64, exeArchX86_64},
+		{"elf arm64 object", elfArm, exeArchArm64},
+		{"pe x86-64", pe64, exeArchX86_64},
+		{"elf 386", elf386, 0},
+		{"truncated elf", trunc, 0},
+		{"elf with a wild section table offset", badShoff, 0},
+		{"text", bytes.Repeat([]byte("hello "), 100), 0},
+		{"MZ junk", append([]byte("MZ"), make([]byte, 200)...), 0},
+		{"empty", nil, 0},
+	} {
+		arch, rs := exeCode(c.b)
+		if arch != c.arch {
+			t.Errorf("%s: arch %d, want %d", c.name, arch, c.arch)
+		}
+		if arch != 0 && len(rs) == 0 {
+			t.Errorf("%s: no code ranges", c.name)
+		}
+		for i, r := range rs {
+			if r.n <= 0 || r.off < 0 || r.end() > int64(len(c.b)) || (i > 0 && r.off <= rs[i-1].end()) {
+				t.Errorf("%s: bad range %d %+v in %v", c.name, i, r, rs)
+			}
+		}
+	}
+}
+
+func TestParseExeHeaderHostile(t *testing.T) {
+	good := exeHeader(exeArchX86_64, []codeRange{{10, 20}}, []codeRange{{5, 5}, {12, 3}})
+	if _, o, n, rest, err := parseExeHeader(append(good, 9), 100, 100); err != nil || len(o) != 1 || len(n) != 2 || n[1] != (codeRange{12, 3}) || !bytes.Equal(rest, []byte{9}) {
+		t.Fatalf("good header: %v %v %v %v", o, n, rest, err)
+	}
+	uv := func(vs ...uint64) []byte {
+		var b []byte
+		for _, v := range vs {
+			b = binary.AppendUvarint(b, v)
+		}
+		return b
+	}
+	for _, c := range []struct {
+		name string
+		body []byte
+	}{
+		{"empty", nil},
+		{"unknown arch", []byte{7, 0, 0}},
+		{"truncated count", []byte{1}},
+		{"truncated range", append([]byte{1}, uv(1, 5)...)},
+		{"too many ranges", append([]byte{1}, uv(maxExeRanges+1)...)},
+		{"empty range", append([]byte{1}, uv(1, 5, 0, 0)...)},
+		{"range past the end", append([]byte{1}, uv(1, 90, 11, 0)...)},
+		{"huge gap", append([]byte{1}, uv(1, 1<<63, 1, 0)...)},
+		{"overflowing length", append([]byte{1}, uv(1, 1, 1<<64-1, 0)...)},
+		{"second range past the end", append([]byte{1}, uv(2, 10, 10, 79, 2, 0)...)},
+		{"bad varint", append([]byte{1}, bytes.Repeat([]byte{0xFF}, 11)...)},
+	} {
+		_, _, _, _, err := parseExeHeader(c.body, 100, 100)
+		if !errors.Is(err, ErrCorrupt) {
+			t.Errorf("%s: err %v, want ErrCorrupt", c.name, err)
+		}
+	}
+}
+
+// TestExeMethodRoundTrip diffs a real x86-64 executable against an edited
+// copy with the exe method, applies it, and checks that the patch is the
+// same bytes whatever the number of workers.
+func TestExeMethodRoundTrip(t *testing.T) {
+	old := goTestdata(t, "elf", "gcc-amd64-linux-exec")
+	arch, rs := exeCode(old)
+	if arch != exeArchX86_64 {
+		t.Fatalf("exeCode: arch %d", arch)
+	}
+	newb := bytes.Clone(old)
+	// Edit inside the code: retarget every call by a few bytes, as a
+	// relink that moved functions would.
+	for i := rs[0].off; i+5 <= rs[0].end(); i++ {
+		if newb[i] == 0xE8 {
+			v := binary.LittleEndian.Uint32(newb[i+1:])
+			binary.LittleEndian.PutUint32(newb[i+1:], v+16)
+			i += 4
+		}
+	}
+	ctx := context.Background()
+	var first []byte
+	for _, w := range []int{1, 2, 3} {
+		var buf bytes.Buffer
+		st, err := Diff(ctx, old, newb, &buf, &DiffOptions{Workers: w, Methods: []Method{MethodExeBsdiffCM}})
+		if err != nil || st.Method != MethodExeBsdiffCM {
+			t.Fatalf("workers %d: Diff: %v, method %v", w, err, st.Method)
+		}
+		if first == nil {
+			first = buf.Bytes()
+		} else if !bytes.Equal(first, buf.Bytes()) {
+			t.Fatalf("workers %d: patch differs from the one with 1 worker", w)
+		}
+		var out bytes.Buffer
+		info, err := Apply(ctx, old, bytes.NewReader(buf.Bytes()), &out, nil)
+		if err != nil || info.Method != MethodExeBsdiffCM || !bytes.Equal(out.Bytes(), newb) {
+			t.Fatalf("workers %d: Apply: %v (method %v, output equal %v)", w, err, info.Method, bytes.Equal(out.Bytes(), newb))
+		}
+	}
+	// Not an executable: the method is not a candidate and Diff falls back.
+	var buf bytes.Buffer
+	st, err := Diff(ctx, []byte("plain old text"), []byte("plain new text"), &buf, nil)
+	if err != nil || st.Method == MethodExeBsdiffCM {
+		t.Fatalf("text: %v, method %v", err, st.Method)
+	}
+	if _, ok := st.Candidates[MethodExeBsdiffCM]; ok {
+		t.Fatal("text: the exe method was tried")
+	}
+}
+
+// FuzzApplyExe applies arbitrary exe-bsdiff-cm bodies (header and CRC made
+// valid) to a small old file: an error or the right output, never a panic
+// or a hang.
+func FuzzApplyExe(f *testing.F) {
+	old := codeLike(1, 3000)
+	newb := bytes.Clone(old)
+	copy(newb[100:], codeLike(2, 200))
+	rs := []codeRange{{0, 3000}}
+	fo, fn := bytes.Clone(old), bytes.Clone(newb)
+	filterAll(fo, exeArchX86_64, rs, true)
+	filterAll(fn, exeArchX86_64, rs, true)
+	m, _ := newMatcher(fo)
+	ops, _ := diffOps(context.Background(), m, fn, 1, nil)
+	body := append(exeHeader(exeArchX86_64, rs, rs), encodeSegments(fo, fn, ops, 1)...)
+	f.Add(body, uint16(len(newb)))
+	f.Add(append(exeHeader(exeArchArm64, rs, []codeRange{{4, 8}}), encodeSegments(old, newb, nil, 1)...), uint16(len(newb)))
+	f.Add([]byte{1, 1, 0, 1}, uint16(10))
+	f.Fuzz(func(t *testing.T, body []byte, newSize uint16) {
+		// The new file's hash is unknowable here: a body that decodes
+		// must still fail the hash check, anything else a typed error.
+		patch := makeHeader(MethodExeBsdiffCM, int64(len(old)), int64(newSize), sha256.Sum256(old), [32]byte{}, int64(len(body))+4)
+		patch = append(patch, body...)
+		patch = binary.LittleEndian.AppendUint32(patch, crc32.Checksum(body, castagnoli))
+		var out bytes.Buffer
+		_, err := Apply(context.Background(), old, bytes.NewReader(patch), &out, &ApplyOptions{MaxNewSize: 1 << 16})
+		if err == nil && sha256.Sum256(out.Bytes()) != [32]byte{} {
+			t.Fatal("Apply accepted an output whose hash differs from the patch's")
+		}
+		if err != nil && !errors.Is(err, ErrCorrupt) && !errors.Is(err, ErrHashMismatch) && !errors.Is(err, ErrFormat) && !errors.Is(err, ErrTooLarge) {
+			t.Fatalf("untyped error: %v", err)
+		}
+	})
+}
