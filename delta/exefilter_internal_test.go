@@ -196,22 +196,24 @@ func TestExeMethodRoundTrip(t *testing.T) {
 		}
 	}
 	ctx := context.Background()
-	var first []byte
-	for _, w := range []int{1, 2, 3} {
-		var buf bytes.Buffer
-		st, err := Diff(ctx, old, newb, &buf, &DiffOptions{Workers: w, Methods: []Method{MethodExeBsdiffCM}})
-		if err != nil || st.Method != MethodExeBsdiffCM {
-			t.Fatalf("workers %d: Diff: %v, method %v", w, err, st.Method)
-		}
-		if first == nil {
-			first = buf.Bytes()
-		} else if !bytes.Equal(first, buf.Bytes()) {
-			t.Fatalf("workers %d: patch differs from the one with 1 worker", w)
-		}
-		var out bytes.Buffer
-		info, err := Apply(ctx, old, bytes.NewReader(buf.Bytes()), &out, nil)
-		if err != nil || info.Method != MethodExeBsdiffCM || !bytes.Equal(out.Bytes(), newb) {
-			t.Fatalf("workers %d: Apply: %v (method %v, output equal %v)", w, err, info.Method, bytes.Equal(out.Bytes(), newb))
+	for _, m := range []Method{MethodExeBsdiffCM, MethodExeZstdDict} {
+		var first []byte
+		for _, w := range []int{1, 2, 3} {
+			var buf bytes.Buffer
+			st, err := Diff(ctx, old, newb, &buf, &DiffOptions{Workers: w, Methods: []Method{m}})
+			if err != nil || st.Method != m {
+				t.Fatalf("%v workers %d: Diff: %v, method %v", m, w, err, st.Method)
+			}
+			if first == nil {
+				first = buf.Bytes()
+			} else if !bytes.Equal(first, buf.Bytes()) {
+				t.Fatalf("%v workers %d: patch differs from the one with 1 worker", m, w)
+			}
+			var out bytes.Buffer
+			info, err := Apply(ctx, old, bytes.NewReader(buf.Bytes()), &out, nil)
+			if err != nil || info.Method != m || !bytes.Equal(out.Bytes(), newb) {
+				t.Fatalf("%v workers %d: Apply: %v (method %v, output equal %v)", m, w, err, info.Method, bytes.Equal(out.Bytes(), newb))
+			}
 		}
 	}
 	// Not an executable: the method is not a candidate and Diff falls back.
@@ -225,7 +227,7 @@ func TestExeMethodRoundTrip(t *testing.T) {
 	}
 }
 
-// FuzzApplyExe applies arbitrary exe-bsdiff-cm bodies (header and CRC made
+// FuzzApplyExe applies arbitrary exe-bsdiff-cm and exe-zstd-dict bodies (header and CRC made
 // valid) to a small old file: an error or the right output, never a panic
 // or a hang.
 func FuzzApplyExe(f *testing.F) {
@@ -239,13 +241,19 @@ func FuzzApplyExe(f *testing.F) {
 	m, _ := newMatcher(fo)
 	ops, _ := diffOps(context.Background(), m, fn, 1, nil)
 	body := append(exeHeader(exeArchX86_64, rs, rs), encodeSegments(fo, fn, ops, 1)...)
-	f.Add(body, uint16(len(newb)))
-	f.Add(append(exeHeader(exeArchArm64, rs, []codeRange{{4, 8}}), encodeSegments(old, newb, nil, 1)...), uint16(len(newb)))
-	f.Add([]byte{1, 1, 0, 1}, uint16(10))
-	f.Fuzz(func(t *testing.T, body []byte, newSize uint16) {
+	z, _ := zstdEncode(fn, fo)
+	f.Add(body, uint16(len(newb)), false)
+	f.Add(append(exeHeader(exeArchX86_64, rs, rs), z...), uint16(len(newb)), true)
+	f.Add(append(exeHeader(exeArchArm64, rs, []codeRange{{4, 8}}), encodeSegments(old, newb, nil, 1)...), uint16(len(newb)), false)
+	f.Add([]byte{1, 1, 0, 1}, uint16(10), true)
+	f.Fuzz(func(t *testing.T, body []byte, newSize uint16, zstdBody bool) {
 		// The new file's hash is unknowable here: a body that decodes
 		// must still fail the hash check, anything else a typed error.
-		patch := makeHeader(MethodExeBsdiffCM, int64(len(old)), int64(newSize), sha256.Sum256(old), [32]byte{}, int64(len(body))+4)
+		m := MethodExeBsdiffCM
+		if zstdBody {
+			m = MethodExeZstdDict
+		}
+		patch := makeHeader(m, int64(len(old)), int64(newSize), sha256.Sum256(old), [32]byte{}, int64(len(body))+4)
 		patch = append(patch, body...)
 		patch = binary.LittleEndian.AppendUint32(patch, crc32.Checksum(body, castagnoli))
 		var out bytes.Buffer

@@ -6,53 +6,87 @@ import (
 	"runtime/debug"
 )
 
-// exeCandidate codes newb against old with the exe-bsdiff-cm method when
-// both are x86-64 or arm64 executables of the same architecture that
-// exeCode understands; ok is false (and nothing is spent beyond parsing the
-// section tables) otherwise. Cost: a second bsdiff pass over filtered
-// copies of both files (memory: len(old)+len(newb) for the copies plus the
-// suffix array, 4*len(old)).
-func exeCandidate(ctx context.Context, old, newb []byte, workers int) (body []byte, ok bool, err error) {
+// exeInput holds what the exe methods code: both files filtered, and the
+// header naming the architecture and the ranges.
+type exeInput struct {
+	head   []byte
+	fo, fn []byte
+}
+
+// prepareExe filters copies of old and newb when both are x86-64 or arm64
+// executables of the same architecture that exeCode understands, and
+// returns nil otherwise (nothing is spent beyond parsing the section
+// tables). Memory: len(old)+len(newb) for the copies.
+func prepareExe(old, newb []byte) *exeInput {
 	archO, oldR := exeCode(old)
 	archN, newR := exeCode(newb)
 	if archO == 0 || archO != archN {
-		return nil, false, nil
+		return nil
 	}
-	fo := append([]byte(nil), old...)
-	fn := append([]byte(nil), newb...)
-	filterAll(fo, archO, oldR, true)
-	filterAll(fn, archN, newR, true)
-	m, err := newMatcher(fo)
+	ex := &exeInput{head: exeHeader(archO, oldR, newR), fo: append([]byte(nil), old...), fn: append([]byte(nil), newb...)}
+	filterAll(ex.fo, archO, oldR, true)
+	filterAll(ex.fn, archN, newR, true)
+	return ex
+}
+
+// bsdiffBody is the exe-bsdiff-cm body: a second bsdiff pass over the
+// filtered files (a suffix array of 4*len(old) while it runs).
+func (ex *exeInput) bsdiffBody(ctx context.Context, workers int) ([]byte, error) {
+	m, err := newMatcher(ex.fo)
 	if err != nil {
-		return nil, false, err
+		return nil, err
 	}
-	ops, err := diffOps(ctx, m, fn, workers, nil)
+	ops, err := diffOps(ctx, m, ex.fn, workers, nil)
 	if err != nil {
-		return nil, false, err
+		return nil, err
 	}
 	m.sa, m.bucket = nil, nil
 	debug.FreeOSMemory()
-	h := exeHeader(archO, oldR, newR)
-	return append(h, encodeSegments(fo, fn, ops, workers)...), true, nil
+	return append(append([]byte(nil), ex.head...), encodeSegments(ex.fo, ex.fn, ops, workers)...), nil
 }
 
-// applyExe rebuilds the new file of an exe-bsdiff-cm body: the old file is
-// copied and filtered (the only extra memory: len(old)), the bsdiff-cm
-// segments decode against it, and the output is unfiltered as it streams
-// to w. gate is the old file's check; nothing reaches w before it passes.
+// zstdBody is the exe-zstd-dict body: a zstd frame of the filtered new
+// file with the filtered old file as raw dictionary.
+func (ex *exeInput) zstdBody() ([]byte, error) {
+	z, err := zstdEncode(ex.fn, ex.fo)
+	if err != nil {
+		return nil, err
+	}
+	return append(append([]byte(nil), ex.head...), z...), nil
+}
+
+// applyExe rebuilds the new file of an exe-bsdiff-cm or exe-zstd-dict
+// body: the old file is copied and filtered (the extra memory: len(old)),
+// the rest of the body decodes against it as method 1 or 2 does, and the
+// output is unfiltered as it streams to w. gate is the old file's check;
+// nothing reaches w before it passes.
 func applyExe(ctx context.Context, old, body []byte, hd header, w io.Writer, gate func() error) error {
 	arch, oldR, newR, rest, err := parseExeHeader(body, hd.oldSize, hd.newSize)
 	if err != nil {
 		return err
 	}
-	segs, err := parseSegments(rest, hd.newSize)
-	if err != nil {
-		return err
+	var segs []segment
+	if hd.method == MethodExeBsdiffCM {
+		if segs, err = parseSegments(rest, hd.newSize); err != nil {
+			return err
+		}
 	}
 	fo := append([]byte(nil), old...)
 	filterAll(fo, arch, oldR, true)
 	uw := &unfilterWriter{w: w, f: exeFilter{arch: arch, ranges: newR}}
-	if err := decodeSegmentsStream(ctx, fo, segs, uw, gate); err != nil {
+	if hd.method == MethodExeBsdiffCM {
+		err = decodeSegmentsStream(ctx, fo, segs, uw, gate)
+	} else {
+		if err = gate(); err != nil {
+			return err
+		}
+		var dict []byte
+		if len(fo) > 0 {
+			dict = fo
+		}
+		err = zstdDecode(rest, dict, hd.newSize, uw)
+	}
+	if err != nil {
 		return err
 	}
 	return uw.flush()

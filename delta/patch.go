@@ -51,10 +51,13 @@ const (
 	// filtered (relative branch targets made absolute) on both sides, then
 	// bsdiff-cm; see exefilter.go.
 	MethodExeBsdiffCM Method = 4
+	// MethodExeZstdDict: the same filter, then zstd of the filtered new
+	// file with the filtered old file as a raw dictionary.
+	MethodExeZstdDict Method = 5
 )
 
 // lastMethod is the highest method this build reads.
-const lastMethod = MethodExeBsdiffCM
+const lastMethod = MethodExeZstdDict
 
 func (m Method) String() string {
 	switch m {
@@ -66,6 +69,8 @@ func (m Method) String() string {
 		return "zstd"
 	case MethodExeBsdiffCM:
 		return "exe-bsdiff-cm"
+	case MethodExeZstdDict:
+		return "exe-zstd-dict"
 	}
 	return fmt.Sprintf("method(%d)", uint8(m))
 }
@@ -244,25 +249,41 @@ func diff(ctx context.Context, old, newb []byte, w io.Writer, opts *DiffOptions,
 		st.Method = MethodBsdiffCM
 		st.Candidates[MethodBsdiffCM] = int64(len(best))
 	}
-	if want(MethodExeBsdiffCM) && o.Format == FormatNative {
-		body, ok, err := exeCandidate(ctx, old, newb, o.Workers)
+	var ex *exeInput
+	if (want(MethodExeBsdiffCM) || want(MethodExeZstdDict)) && len(old) > 0 {
+		ex = prepareExe(old, newb)
+	}
+	if ex != nil && want(MethodExeBsdiffCM) {
+		body, err := ex.bsdiffBody(ctx, o.Workers)
 		if err != nil {
 			return st, err
 		}
-		if ok {
-			st.Candidates[MethodExeBsdiffCM] = int64(len(body))
-			if best == nil || len(body) < len(best) {
-				best, st.Method = body, MethodExeBsdiffCM
-			}
+		st.Candidates[MethodExeBsdiffCM] = int64(len(body))
+		if best == nil || len(body) < len(best) {
+			best, st.Method = body, MethodExeBsdiffCM
 		}
 	}
 	tryZstd := o.Methods != nil || len(newb) <= zstdTryBelow || best == nil || int64(len(best)) > int64(len(newb))/5
-	for _, m := range []Method{MethodZstdDict, MethodZstd} {
+	for _, m := range []Method{MethodZstdDict, MethodZstd, MethodExeZstdDict} {
 		if !want(m) || !tryZstd {
 			continue
 		}
 		if err := ctx.Err(); err != nil {
 			return st, err
+		}
+		if m == MethodExeZstdDict {
+			if ex == nil {
+				continue
+			}
+			body, err := ex.zstdBody()
+			if err != nil {
+				return st, err
+			}
+			st.Candidates[m] = int64(len(body))
+			if best == nil || len(body) < len(best) {
+				best, st.Method = body, m
+			}
+			continue
 		}
 		var dict []byte
 		if m == MethodZstdDict {
@@ -521,7 +542,7 @@ func applyPatch(ctx context.Context, old []byte, patch io.Reader, out output, op
 	// the first segments decode.
 	chk := startOldCheck(old, hd.oldSum)
 	defer chk.cancel()
-	if hd.method != MethodBsdiffCM && hd.method != MethodExeBsdiffCM {
+	if hd.method == MethodZstdDict || hd.method == MethodZstd {
 		if err := chk.wait(); err != nil {
 			return info, err
 		}
@@ -575,7 +596,7 @@ func applyPatch(ctx context.Context, old []byte, patch io.Reader, out output, op
 		if oerr := chk.wait(); oerr != nil {
 			return info, oerr
 		}
-	case MethodExeBsdiffCM:
+	case MethodExeBsdiffCM, MethodExeZstdDict:
 		err = applyExe(ctx, old, body, hd, hw, chk.wait)
 		if oerr := chk.wait(); oerr != nil {
 			return info, oerr
