@@ -142,8 +142,12 @@ type exeFilter struct {
 	arch   int
 	ranges []codeRange
 	enc    bool
-	ri     int   // current range
-	cur    int64 // next stream offset to look at; all before it are final
+	// pred, when set (x86-64 only), is undone (enc false) before the
+	// filter, or, with predOnly, applied instead of it (enc true).
+	pred     *predictor
+	predOnly bool
+	ri       int   // current range
+	cur      int64 // next stream offset to look at; all before it are final
 }
 
 // run filters buf, which holds stream offsets [base, base+len(buf)), from
@@ -168,7 +172,7 @@ func (f *exeFilter) run(buf []byte, base int64) int64 {
 		}
 		var next int64
 		if f.arch == exeArchX86_64 {
-			next = x86Step(buf, base, f.cur, r.end(), lim, f.enc)
+			next = x86Step(buf, base, f.cur, r.end(), lim, f.x86Operand)
 		} else {
 			next = arm64Step(buf, base, f.cur, r.end(), lim, f.enc)
 		}
@@ -213,34 +217,51 @@ func rel25(v uint32, pos int64, enc bool) uint32 {
 // corpus rewriting them made patches larger. Anything else advances one
 // byte; this is a pattern scan, not a decoder, and a false hit only costs
 // compression, never correctness (the map is a bijection).
-func x86Step(buf []byte, base, cur, end, lim int64, enc bool) int64 {
+func x86Step(buf []byte, base, cur, end, lim int64, xf func(v uint32, op, next int64) uint32) int64 {
 	if min(cur+7, end) > lim {
 		return -1
 	}
-	i := cur - base
-	switch b := buf[i]; {
-	case b&0xF0 == 0x40 && cur+7 <= end && ripOp(buf[i+1]) && buf[i+2]&0xC7 == 0x05:
-		p := buf[i+3 : i+7]
-		binary.LittleEndian.PutUint32(p, rel25(binary.LittleEndian.Uint32(p), cur+7, enc))
-		return cur + 7
-	case (b == 0x8B || b == 0x8D) && cur+6 <= end && buf[i+1]&0xC7 == 0x05:
-		p := buf[i+2 : i+6]
-		binary.LittleEndian.PutUint32(p, rel25(binary.LittleEndian.Uint32(p), cur+6, enc))
-		return cur + 6
-	case b == 0xFF && cur+6 <= end && (buf[i+1] == 0x15 || buf[i+1] == 0x25):
-		p := buf[i+2 : i+6]
-		binary.LittleEndian.PutUint32(p, rel25(binary.LittleEndian.Uint32(p), cur+6, enc))
-		return cur + 6
-	case b == 0x0F && cur+7 <= end && sseOp(buf[i+1]) && buf[i+2]&0xC7 == 0x05:
-		p := buf[i+3 : i+7]
-		binary.LittleEndian.PutUint32(p, rel25(binary.LittleEndian.Uint32(p), cur+7, enc))
-		return cur + 7
-	case b == 0xE8 && cur+5 <= end:
-		p := buf[i+1 : i+5]
-		binary.LittleEndian.PutUint32(p, rel25(binary.LittleEndian.Uint32(p), cur+5, enc))
-		return cur + 5
+	k, n := x86Ref(buf[cur-base:], end-cur)
+	if k == 0 {
+		return cur + 1
 	}
-	return cur + 1
+	p := buf[cur-base+k : cur-base+k+4]
+	binary.LittleEndian.PutUint32(p, xf(binary.LittleEndian.Uint32(p), cur+k, cur+n))
+	return cur + n
+}
+
+// x86Ref recognises a reference at the start of b (avail bytes of the
+// range left, b holding at least min(7, avail)): it returns the offset of
+// its 4-byte operand and the instruction's length, or 0, 1.
+func x86Ref(b []byte, avail int64) (k, n int64) {
+	switch x := b[0]; {
+	case x&0xF0 == 0x40 && avail >= 7 && ripOp(b[1]) && b[2]&0xC7 == 0x05:
+		return 3, 7
+	case (x == 0x8B || x == 0x8D) && avail >= 6 && b[1]&0xC7 == 0x05:
+		return 2, 6
+	case x == 0xFF && avail >= 6 && (b[1] == 0x15 || b[1] == 0x25):
+		return 2, 6
+	case x == 0x0F && avail >= 7 && sseOp(b[1]) && b[2]&0xC7 == 0x05:
+		return 3, 7
+	case x == 0xE8 && avail >= 5:
+		return 1, 5
+	}
+	return 0, 1
+}
+
+// x86Operand transforms the operand v at offset op of an instruction
+// ending at next: the filter (rel25), the prediction alone, or, decoding,
+// the prediction undone and then the filter.
+func (f *exeFilter) x86Operand(v uint32, op, next int64) uint32 {
+	switch {
+	case f.enc && f.predOnly:
+		return f.pred.apply(op, v, true)
+	case f.enc:
+		return rel25(v, next, true)
+	case f.pred != nil:
+		v = f.pred.apply(op, v, false)
+	}
+	return rel25(v, next, false)
 }
 
 // arm64Step filters the 4-byte word at cur (the first aligned word at or

@@ -240,11 +240,15 @@ func FuzzApplyExe(f *testing.F) {
 	filterAll(fn, exeArchX86_64, rs, true)
 	m, _ := newMatcher(fo)
 	ops, _ := diffOps(context.Background(), m, fn, 1, nil)
-	body := append(exeHeader(exeArchX86_64, rs, rs), encodeSegments(fo, fn, ops, 1)...)
+	eqs := []equiv{{0, 0, 100}, {300, 300, 2700}}
+	fp := bytes.Clone(fn)
+	pf := exeFilter{arch: exeArchX86_64, ranges: rs, enc: true, predOnly: true, pred: newPredictor(eqs, fo, rs)}
+	pf.run(fp, 0)
+	body := append(appendEquivs(exeHeader(exeArchX86_64, rs, rs), eqs), encodeSegments(fo, fp, ops, 1)...)
 	z, _ := zstdEncode(fn, fo)
 	f.Add(body, uint16(len(newb)), false)
-	f.Add(append(exeHeader(exeArchX86_64, rs, rs), z...), uint16(len(newb)), true)
-	f.Add(append(exeHeader(exeArchArm64, rs, []codeRange{{4, 8}}), encodeSegments(old, newb, nil, 1)...), uint16(len(newb)), false)
+	f.Add(append(appendEquivs(exeHeader(exeArchX86_64, rs, rs), nil), z...), uint16(len(newb)), true)
+	f.Add(append(appendEquivs(exeHeader(exeArchArm64, rs, []codeRange{{4, 8}}), nil), encodeSegments(old, newb, nil, 1)...), uint16(len(newb)), false)
 	f.Add([]byte{1, 1, 0, 1}, uint16(10), true)
 	f.Fuzz(func(t *testing.T, body []byte, newSize uint16, zstdBody bool) {
 		// The new file's hash is unknowable here: a body that decodes
@@ -265,4 +269,111 @@ func FuzzApplyExe(f *testing.F) {
 			t.Fatalf("untyped error: %v", err)
 		}
 	})
+}
+
+// TestExePredictRoundTrip: filter, then predict, then the streaming
+// decoder's un-predict and un-filter give back the original, whatever the
+// equivalences and write sizes.
+func TestExePredictRoundTrip(t *testing.T) {
+	for seed := range uint64(12) {
+		n := 2000 + int(seed)*1500
+		old := codeLike(seed, n)
+		r := rand.New(rand.NewPCG(seed, 11))
+		// Point every reference inside the file, as in a real binary.
+		for cur := int64(0); cur < int64(n); {
+			k, l := x86Ref(old[cur:min(cur+7, int64(n))], int64(n)-cur)
+			if k != 0 {
+				binary.LittleEndian.PutUint32(old[cur+k:], uint32(int64(r.IntN(n))-(cur+l)))
+			}
+			cur += l
+		}
+		// The new file: 37 bytes inserted in the middle (so the targets
+		// past it move), a few bytes changed; the equivalences say so,
+		// cut in random pieces, some of them wrong.
+		h := n/2 + r.IntN(100)
+		orig := append(append(bytes.Clone(old[:h]), codeLike(seed+100, 37)...), old[h:]...)
+		for range 5 {
+			orig[r.IntN(len(orig))] ^= 0x55
+		}
+		rs := []codeRange{{int64(r.IntN(100)), int64(n - 200)}}
+		var eqs []equiv
+		for pos := int64(0); pos < int64(len(orig)); {
+			l := 1 + int64(r.IntN(600))
+			if pos+l > int64(len(orig)) {
+				break
+			}
+			o := pos
+			if pos >= int64(h)+37 {
+				o = pos - 37
+			} else if pos+l > int64(h) {
+				o = int64(r.IntN(n - int(l))) // a wrong one
+			}
+			eqs = append(eqs, equiv{pos, o, l})
+			pos += l + int64(r.IntN(3))
+		}
+		fo := bytes.Clone(old)
+		filterAll(fo, exeArchX86_64, rs, true)
+		enc := bytes.Clone(orig)
+		filterAll(enc, exeArchX86_64, rs, true)
+		filtered := bytes.Clone(enc)
+		pf := exeFilter{arch: exeArchX86_64, ranges: rs, enc: true, predOnly: true, pred: newPredictor(eqs, fo, rs)}
+		pf.run(enc, 0)
+		if bytes.Equal(enc, filtered) {
+			t.Errorf("seed %d: the prediction changed nothing", seed)
+		}
+		var out bytes.Buffer
+		uw := &unfilterWriter{w: &out, f: exeFilter{arch: exeArchX86_64, ranges: rs, pred: newPredictor(eqs, fo, rs)}}
+		for p := enc; len(p) > 0; {
+			k := min(len(p), 1+r.IntN(37))
+			uw.Write(p[:k])
+			p = p[k:]
+		}
+		if err := uw.flush(); err != nil {
+			t.Fatal(err)
+		}
+		if !bytes.Equal(out.Bytes(), orig) {
+			t.Fatalf("seed %d: round trip through the prediction differs", seed)
+		}
+		// The table codes and parses back to the same equivalences.
+		got, rest, err := parseEquivs(append(appendEquivs(nil, eqs), 7), int64(n), int64(len(orig)))
+		if err != nil || len(got) != len(eqs) || !bytes.Equal(rest, []byte{7}) {
+			t.Fatalf("seed %d: equivalence table: %v, %d of %d", seed, err, len(got), len(eqs))
+		}
+		for i := range got {
+			if got[i] != eqs[i] {
+				t.Fatalf("seed %d: equivalence %d: %+v, want %+v", seed, i, got[i], eqs[i])
+			}
+		}
+	}
+}
+
+func TestParseEquivsHostile(t *testing.T) {
+	table := func(count uint64, entries ...[3]int64) []byte {
+		b := binary.AppendUvarint(nil, count)
+		for _, e := range entries {
+			b = binary.AppendUvarint(b, uint64(e[0]))
+			b = binary.AppendVarint(b, e[1])
+			b = binary.AppendUvarint(b, uint64(e[2]))
+		}
+		return b
+	}
+	for _, c := range []struct {
+		name string
+		p    []byte
+	}{
+		{"empty", nil},
+		{"too many", table(maxEquivs + 1)},
+		{"truncated", table(2, [3]int64{0, 0, 10})},
+		{"zero length", table(1, [3]int64{0, 0, 0})},
+		{"past new end", table(1, [3]int64{95, 0, 10})},
+		{"past old end", table(1, [3]int64{0, 95, 10})},
+		{"negative old", table(1, [3]int64{0, -1, 10})},
+		{"huge gap", table(1, [3]int64{1 << 62, 0, 1})},
+		{"huge length", table(1, [3]int64{0, 0, 1 << 62})},
+		{"second overlaps end", table(2, [3]int64{0, 0, 90}, [3]int64{5, 0, 6})},
+	} {
+		if _, _, err := parseEquivs(c.p, 100, 100); !errors.Is(err, ErrCorrupt) {
+			t.Errorf("%s: err %v, want ErrCorrupt", c.name, err)
+		}
+	}
 }

@@ -2,6 +2,7 @@ package delta
 
 import (
 	"context"
+	"fmt"
 	"io"
 	"runtime/debug"
 )
@@ -9,8 +10,10 @@ import (
 // exeInput holds what the exe methods code: both files filtered, and the
 // header naming the architecture and the ranges.
 type exeInput struct {
-	head   []byte
-	fo, fn []byte
+	head       []byte
+	arch       int
+	oldR, newR []codeRange
+	fo, fn     []byte
 }
 
 // prepareExe filters copies of old and newb when both are x86-64 or arm64
@@ -23,14 +26,17 @@ func prepareExe(old, newb []byte) *exeInput {
 	if archO == 0 || archO != archN {
 		return nil
 	}
-	ex := &exeInput{head: exeHeader(archO, oldR, newR), fo: append([]byte(nil), old...), fn: append([]byte(nil), newb...)}
+	ex := &exeInput{head: exeHeader(archO, oldR, newR), arch: archO, oldR: oldR, newR: newR, fo: append([]byte(nil), old...), fn: append([]byte(nil), newb...)}
 	filterAll(ex.fo, archO, oldR, true)
 	filterAll(ex.fn, archN, newR, true)
 	return ex
 }
 
 // bsdiffBody is the exe-bsdiff-cm body: a second bsdiff pass over the
-// filtered files (a suffix array of 4*len(old) while it runs).
+// filtered files (a suffix array of 4*len(old) while it runs); on x86-64
+// its long add steps become the equivalences of the reference prediction,
+// applied to a copy of the filtered new file (len(newb) more) before the
+// edit script is coded.
 func (ex *exeInput) bsdiffBody(ctx context.Context, workers int) ([]byte, error) {
 	m, err := newMatcher(ex.fo)
 	if err != nil {
@@ -42,7 +48,16 @@ func (ex *exeInput) bsdiffBody(ctx context.Context, workers int) ([]byte, error)
 	}
 	m.sa, m.bucket = nil, nil
 	debug.FreeOSMemory()
-	return append(append([]byte(nil), ex.head...), encodeSegments(ex.fo, ex.fn, ops, workers)...), nil
+	var eqs []equiv
+	fn := ex.fn
+	if ex.arch == exeArchX86_64 {
+		eqs = equivsOf(ops)
+		fn = append([]byte(nil), ex.fn...)
+		f := exeFilter{arch: ex.arch, ranges: ex.newR, enc: true, predOnly: true, pred: newPredictor(eqs, ex.fo, ex.oldR)}
+		f.run(fn, 0)
+	}
+	body := appendEquivs(append([]byte(nil), ex.head...), eqs)
+	return append(body, encodeSegments(ex.fo, fn, ops, workers)...), nil
 }
 
 // zstdBody is the exe-zstd-dict body: a zstd frame of the filtered new
@@ -52,7 +67,7 @@ func (ex *exeInput) zstdBody() ([]byte, error) {
 	if err != nil {
 		return nil, err
 	}
-	return append(append([]byte(nil), ex.head...), z...), nil
+	return append(appendEquivs(append([]byte(nil), ex.head...), nil), z...), nil
 }
 
 // applyExe rebuilds the new file of an exe-bsdiff-cm or exe-zstd-dict
@@ -65,6 +80,13 @@ func applyExe(ctx context.Context, old, body []byte, hd header, w io.Writer, gat
 	if err != nil {
 		return err
 	}
+	eqs, rest, err := parseEquivs(rest, hd.oldSize, hd.newSize)
+	if err != nil {
+		return err
+	}
+	if len(eqs) > 0 && arch != exeArchX86_64 {
+		return fmt.Errorf("%w: exe body: equivalences are defined for x86-64 only", ErrCorrupt)
+	}
 	var segs []segment
 	if hd.method == MethodExeBsdiffCM {
 		if segs, err = parseSegments(rest, hd.newSize); err != nil {
@@ -74,6 +96,9 @@ func applyExe(ctx context.Context, old, body []byte, hd header, w io.Writer, gat
 	fo := append([]byte(nil), old...)
 	filterAll(fo, arch, oldR, true)
 	uw := &unfilterWriter{w: w, f: exeFilter{arch: arch, ranges: newR}}
+	if len(eqs) > 0 {
+		uw.f.pred = newPredictor(eqs, fo, oldR)
+	}
 	if hd.method == MethodExeBsdiffCM {
 		err = decodeSegmentsStream(ctx, fo, segs, uw, gate)
 	} else {
