@@ -174,7 +174,7 @@ func (f *exeFilter) run(buf []byte, base int64) int64 {
 		if f.arch == exeArchX86_64 {
 			next = x86Step(buf, base, f.cur, r.end(), lim, f.x86Operand)
 		} else {
-			next = arm64Step(buf, base, f.cur, r.end(), lim, f.enc)
+			next = arm64Step(buf, base, f.cur, r.end(), lim, f)
 		}
 		if next < 0 {
 			break // needs more bytes
@@ -269,7 +269,8 @@ func (f *exeFilter) x86Operand(v uint32, op, next int64) uint32 {
 // within ±512 MiB an absolute page (mod 2^18, sign-extended as rel25 does).
 // B (a branch inside a function, mostly) stays relative: rewriting it made
 // the corpus's patches larger.
-func arm64Step(buf []byte, base, cur, end, lim int64, enc bool) int64 {
+func arm64Step(buf []byte, base, cur, end, lim int64, f *exeFilter) int64 {
+	enc := f.enc
 	if cur&3 != 0 {
 		return min((cur+3)&^3, end, lim)
 	}
@@ -284,12 +285,20 @@ func arm64Step(buf []byte, base, cur, end, lim int64, enc bool) int64 {
 	switch {
 	case w&0xFC000000 == 0x94000000: // BL
 		imm := w & 0x03FFFFFF
-		if enc {
+		switch {
+		case enc && f.predOnly:
+			imm = f.pred.applyBL(cur, imm, true)
+		case enc:
 			imm += uint32(cur >> 2)
-		} else {
+		default:
+			if f.pred != nil {
+				imm = f.pred.applyBL(cur, imm, false)
+			}
 			imm -= uint32(cur >> 2)
 		}
 		w = 0x94000000 | imm&0x03FFFFFF
+	case f.predOnly:
+		// the prediction covers BL only
 	case w&0x9F000000 == 0x90000000: // ADRP
 		imm := (w>>29)&3 | (w>>3)&0x1FFFFC  // imm21 = immhi:immlo
 		if (imm+1<<17)&(1<<21-1)>>18 == 0 { // within ±2^17 pages

@@ -242,7 +242,7 @@ func FuzzApplyExe(f *testing.F) {
 	ops, _ := diffOps(context.Background(), m, fn, 1, nil)
 	eqs := []equiv{{0, 0, 100}, {300, 300, 2700}}
 	fp := bytes.Clone(fn)
-	pf := exeFilter{arch: exeArchX86_64, ranges: rs, enc: true, predOnly: true, pred: newPredictor(eqs, fo, rs)}
+	pf := exeFilter{arch: exeArchX86_64, ranges: rs, enc: true, predOnly: true, pred: newPredictor(exeArchX86_64, eqs, fo, rs)}
 	pf.run(fp, 0)
 	body := append(appendEquivs(exeHeader(exeArchX86_64, rs, rs), eqs), encodeSegments(fo, fp, ops, 1)...)
 	z, _ := zstdEncode(fn, fo)
@@ -316,13 +316,13 @@ func TestExePredictRoundTrip(t *testing.T) {
 		enc := bytes.Clone(orig)
 		filterAll(enc, exeArchX86_64, rs, true)
 		filtered := bytes.Clone(enc)
-		pf := exeFilter{arch: exeArchX86_64, ranges: rs, enc: true, predOnly: true, pred: newPredictor(eqs, fo, rs)}
+		pf := exeFilter{arch: exeArchX86_64, ranges: rs, enc: true, predOnly: true, pred: newPredictor(exeArchX86_64, eqs, fo, rs)}
 		pf.run(enc, 0)
 		if bytes.Equal(enc, filtered) {
 			t.Errorf("seed %d: the prediction changed nothing", seed)
 		}
 		var out bytes.Buffer
-		uw := &unfilterWriter{w: &out, f: exeFilter{arch: exeArchX86_64, ranges: rs, pred: newPredictor(eqs, fo, rs)}}
+		uw := &unfilterWriter{w: &out, f: exeFilter{arch: exeArchX86_64, ranges: rs, pred: newPredictor(exeArchX86_64, eqs, fo, rs)}}
 		for p := enc; len(p) > 0; {
 			k := min(len(p), 1+r.IntN(37))
 			uw.Write(p[:k])
@@ -375,5 +375,70 @@ func TestParseEquivsHostile(t *testing.T) {
 		if _, _, err := parseEquivs(c.p, 100, 100); !errors.Is(err, ErrCorrupt) {
 			t.Errorf("%s: err %v, want ErrCorrupt", c.name, err)
 		}
+	}
+}
+
+// TestExePredictArm64: a BL whose target moved with the code after an
+// insertion is predicted exactly (the same bytes as in the old file), and
+// the streaming decoder undoes it.
+func TestExePredictArm64(t *testing.T) {
+	const n = 4096
+	r := rand.New(rand.NewPCG(3, 4))
+	old := make([]byte, n)
+	for i := 0; i < n; i += 4 {
+		w := r.Uint32() &^ 0xFC000000 // not a BL
+		if r.IntN(4) == 0 {
+			target := int64(r.IntN(n/4)) * 4
+			w = 0x94000000 | uint32((target-int64(i))>>2)&0x03FFFFFF
+		}
+		binary.LittleEndian.PutUint32(old[i:], w)
+	}
+	const h, ins = 2048, 64
+	newb := append(append(bytes.Clone(old[:h]), make([]byte, ins)...), old[h:]...)
+	// Retarget the calls the insertion moved, as a linker would.
+	for i := 0; i < len(newb); i += 4 {
+		w := binary.LittleEndian.Uint32(newb[i:])
+		if w&0xFC000000 != 0x94000000 {
+			continue
+		}
+		if i >= h && i < h+ins {
+			continue
+		}
+		src := int64(i)
+		if src >= h+ins {
+			src -= ins
+		}
+		target := src + int64(int32(w<<6)>>6)*4
+		if target >= h {
+			target += ins
+		}
+		binary.LittleEndian.PutUint32(newb[i:], 0x94000000|uint32((target-int64(i))>>2)&0x03FFFFFF)
+	}
+	oldR, newR := []codeRange{{0, n}}, []codeRange{{0, int64(len(newb))}}
+	eqs := []equiv{{0, 0, h}, {h + ins, h, n - h}}
+	fo := bytes.Clone(old)
+	filterAll(fo, exeArchArm64, oldR, true)
+	enc := bytes.Clone(newb)
+	filterAll(enc, exeArchArm64, newR, true)
+	pf := exeFilter{arch: exeArchArm64, ranges: newR, enc: true, predOnly: true, pred: newPredictor(exeArchArm64, eqs, fo, oldR)}
+	pf.run(enc, 0)
+	if !bytes.Equal(enc[:h], fo[:h]) || !bytes.Equal(enc[h+ins:], fo[h:]) {
+		for i := 0; i < h; i += 4 {
+			if !bytes.Equal(enc[i:i+4], fo[i:i+4]) {
+				t.Logf("first half word %d: %x vs %x (new %x old %x)", i, enc[i:i+4], fo[i:i+4], newb[i:i+4], old[i:i+4])
+				break
+			}
+		}
+		t.Error("predicted BLs differ from the old ones")
+	}
+	var out bytes.Buffer
+	uw := &unfilterWriter{w: &out, f: exeFilter{arch: exeArchArm64, ranges: newR, pred: newPredictor(exeArchArm64, eqs, fo, oldR)}}
+	for p := enc; len(p) > 0; {
+		k := min(len(p), 1+r.IntN(23))
+		uw.Write(p[:k])
+		p = p[k:]
+	}
+	if err := uw.flush(); err != nil || !bytes.Equal(out.Bytes(), newb) {
+		t.Fatalf("round trip: %v, equal %v", err, bytes.Equal(out.Bytes(), newb))
 	}
 }

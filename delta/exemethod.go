@@ -2,7 +2,6 @@ package delta
 
 import (
 	"context"
-	"fmt"
 	"io"
 	"runtime/debug"
 )
@@ -33,8 +32,8 @@ func prepareExe(old, newb []byte) *exeInput {
 }
 
 // bsdiffBody is the exe-bsdiff-cm body: a second bsdiff pass over the
-// filtered files (a suffix array of 4*len(old) while it runs); on x86-64
-// its long add steps become the equivalences of the reference prediction,
+// filtered files (a suffix array of 4*len(old) while it runs); its long
+// add steps become the equivalences of the reference prediction,
 // applied to a copy of the filtered new file (len(newb) more) before the
 // edit script is coded.
 func (ex *exeInput) bsdiffBody(ctx context.Context, workers int) ([]byte, error) {
@@ -50,10 +49,9 @@ func (ex *exeInput) bsdiffBody(ctx context.Context, workers int) ([]byte, error)
 	debug.FreeOSMemory()
 	var eqs []equiv
 	fn := ex.fn
-	if ex.arch == exeArchX86_64 {
-		eqs = equivsOf(ops)
+	if eqs = equivsOf(ops); len(eqs) > 0 {
 		fn = append([]byte(nil), ex.fn...)
-		f := exeFilter{arch: ex.arch, ranges: ex.newR, enc: true, predOnly: true, pred: newPredictor(eqs, ex.fo, ex.oldR)}
+		f := exeFilter{arch: ex.arch, ranges: ex.newR, enc: true, predOnly: true, pred: newPredictor(ex.arch, eqs, ex.fo, ex.oldR)}
 		f.run(fn, 0)
 	}
 	body := appendEquivs(append([]byte(nil), ex.head...), eqs)
@@ -84,9 +82,6 @@ func applyExe(ctx context.Context, old, body []byte, hd header, w io.Writer, gat
 	if err != nil {
 		return err
 	}
-	if len(eqs) > 0 && arch != exeArchX86_64 {
-		return fmt.Errorf("%w: exe body: equivalences are defined for x86-64 only", ErrCorrupt)
-	}
 	var segs []segment
 	if hd.method == MethodExeBsdiffCM {
 		if segs, err = parseSegments(rest, hd.newSize); err != nil {
@@ -97,7 +92,7 @@ func applyExe(ctx context.Context, old, body []byte, hd header, w io.Writer, gat
 	filterAll(fo, arch, oldR, true)
 	uw := &unfilterWriter{w: w, f: exeFilter{arch: arch, ranges: newR}}
 	if len(eqs) > 0 {
-		uw.f.pred = newPredictor(eqs, fo, oldR)
+		uw.f.pred = newPredictor(arch, eqs, fo, oldR)
 	}
 	if hd.method == MethodExeBsdiffCM {
 		err = decodeSegmentsStream(ctx, fo, segs, uw, gate)

@@ -39,10 +39,20 @@ type predictor struct {
 
 // newPredictor indexes eqs (sorted by n and disjoint in new) over the
 // filtered old file fo and its code ranges.
-func newPredictor(eqs []equiv, fo []byte, oldR []codeRange) *predictor {
+func newPredictor(arch int, eqs []equiv, fo []byte, oldR []codeRange) *predictor {
 	p := &predictor{byNew: eqs, fo: fo}
 	p.byOld = append([]equiv(nil), eqs...)
 	sort.SliceStable(p.byOld, func(i, j int) bool { return p.byOld[i].o < p.byOld[j].o })
+	if arch == exeArchArm64 {
+		for _, r := range oldR {
+			for cur := (r.off + 3) &^ 3; cur+4 <= r.end(); cur += 4 {
+				if binary.LittleEndian.Uint32(fo[cur:])&0xFC000000 == 0x94000000 {
+					p.oldRefs = append(p.oldRefs, int32(cur))
+				}
+			}
+		}
+		return p
+	}
 	for _, r := range oldR {
 		for cur := r.off; cur < r.end(); {
 			k, n := x86Ref(fo[cur:min(cur+7, int64(len(fo)))], r.end()-cur)
@@ -64,26 +74,17 @@ func (p *predictor) apply(op int64, v uint32, fwd bool) uint32 {
 	if (v+1<<24)>>25 != 0 {
 		return v
 	}
-	for p.k < len(p.byNew) && p.byNew[p.k].n+p.byNew[p.k].l < op+4 {
-		p.k++
-	}
-	if p.k >= len(p.byNew) || p.byNew[p.k].n > op {
-		return v
-	}
-	e := p.byNew[p.k]
-	q := op - e.n + e.o
-	i := sort.Search(len(p.oldRefs), func(i int) bool { return int64(p.oldRefs[i]) >= q })
-	if i == len(p.oldRefs) || int64(p.oldRefs[i]) != q {
+	q, ok := p.oldAt(op)
+	if !ok {
 		return v
 	}
 	told := binary.LittleEndian.Uint32(p.fo[q:])
 	if (told+1<<24)>>25 != 0 {
 		return v
 	}
-	t := int64(int32(told))
 	tpred := told
-	if j := sort.Search(len(p.byOld), func(i int) bool { return p.byOld[i].o > t }) - 1; j >= 0 && t < p.byOld[j].o+p.byOld[j].l {
-		tpred = uint32(t - p.byOld[j].o + p.byOld[j].n)
+	if tp, ok := p.mapOld(int64(int32(told))); ok {
+		tpred = uint32(tp)
 	}
 	var a uint32
 	if fwd {
@@ -96,6 +97,52 @@ func (p *predictor) apply(op int64, v uint32, fwd bool) uint32 {
 		a |= 0xFE000000
 	}
 	return a
+}
+
+// oldAt returns the old offset q that the equivalence holding new
+// [op, op+4) maps op to, if there is one and the old file has a reference
+// at q.
+func (p *predictor) oldAt(op int64) (int64, bool) {
+	for p.k < len(p.byNew) && p.byNew[p.k].n+p.byNew[p.k].l < op+4 {
+		p.k++
+	}
+	if p.k >= len(p.byNew) || p.byNew[p.k].n > op {
+		return 0, false
+	}
+	e := p.byNew[p.k]
+	q := op - e.n + e.o
+	i := sort.Search(len(p.oldRefs), func(i int) bool { return int64(p.oldRefs[i]) >= q })
+	return q, i < len(p.oldRefs) && int64(p.oldRefs[i]) == q
+}
+
+// mapOld carries old offset t to new coordinates through the last
+// equivalence (by old start) that starts at or before it, if it holds t.
+func (p *predictor) mapOld(t int64) (int64, bool) {
+	j := sort.Search(len(p.byOld), func(i int) bool { return p.byOld[i].o > t }) - 1
+	if j >= 0 && t < p.byOld[j].o+p.byOld[j].l {
+		return t - p.byOld[j].o + p.byOld[j].n, true
+	}
+	return 0, false
+}
+
+// applyBL is apply for an arm64 BL at new offset op whose filtered imm26 is
+// a target word index: predicted from the old BL at the same place, its
+// target carried through the equivalences (when the shift keeps word
+// alignment); all 2^26 values take part, so it is a bijection outright.
+func (p *predictor) applyBL(op int64, imm uint32, fwd bool) uint32 {
+	q, ok := p.oldAt(op)
+	if !ok {
+		return imm
+	}
+	told := binary.LittleEndian.Uint32(p.fo[q:]) & 0x03FFFFFF
+	tpred := told
+	if tp, ok := p.mapOld(int64(told) * 4); ok && tp&3 == 0 {
+		tpred = uint32(tp >> 2)
+	}
+	if fwd {
+		return (imm - tpred + told) & 0x03FFFFFF
+	}
+	return (imm - told + tpred) & 0x03FFFFFF
 }
 
 // equivsOf lists the add steps of ops of at least minEquiv bytes.
