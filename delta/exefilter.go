@@ -172,6 +172,16 @@ func (f *exeFilter) run(buf []byte, base int64) int64 {
 		}
 		var next int64
 		if f.arch == exeArchX86_64 {
+			// Most bytes cannot start a reference: skip them in a tight
+			// loop (bytes skipped are final).
+			stop := min(r.end(), lim) - base
+			i := f.cur - base
+			for i < stop && !x86First[buf[i]] {
+				i++
+			}
+			if f.cur = base + i; i == stop {
+				continue
+			}
 			next = x86Step(buf, base, f.cur, r.end(), lim, f.x86Operand)
 		} else {
 			next = arm64Step(buf, base, f.cur, r.end(), lim, f)
@@ -229,6 +239,17 @@ func x86Step(buf []byte, base, cur, end, lim int64, xf func(v uint32, op, next i
 	binary.LittleEndian.PutUint32(p, xf(binary.LittleEndian.Uint32(p), cur+k, cur+n))
 	return cur + n
 }
+
+// x86First marks the bytes x86Ref can match first.
+var x86First = func() (t [256]bool) {
+	for b := 0x40; b <= 0x4F; b++ {
+		t[b] = true
+	}
+	for _, b := range []byte{0x8B, 0x8D, 0xFF, 0x0F, 0xE8} {
+		t[b] = true
+	}
+	return t
+}()
 
 // x86Ref recognises a reference at the start of b (avail bytes of the
 // range left, b holding at least min(7, avail)): it returns the offset of

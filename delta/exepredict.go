@@ -55,6 +55,10 @@ func newPredictor(arch int, eqs []equiv, fo []byte, oldR []codeRange) *predictor
 	}
 	for _, r := range oldR {
 		for cur := r.off; cur < r.end(); {
+			if !x86First[fo[cur]] {
+				cur++
+				continue
+			}
 			k, n := x86Ref(fo[cur:min(cur+7, int64(len(fo)))], r.end()-cur)
 			if k != 0 {
 				p.oldRefs = append(p.oldRefs, int32(cur+k))
