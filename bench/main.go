@@ -32,15 +32,12 @@
 package main
 
 import (
-	"context"
 	"errors"
 	"fmt"
 	"io"
 	"os"
-	"os/signal"
 	"path/filepath"
 	"strings"
-	"syscall"
 
 	"github.com/spf13/pflag"
 )
@@ -144,26 +141,12 @@ func run(argv []string, stdout, stderr io.Writer) int {
 		fmt.Fprintf(stderr, "bench: %v\n\nThe esbuild corpus is needed: %s.\n", err, fetchHint)
 		return exitUsage
 	}
-	root, err := moduleRoot()
+	root, tmp, binDir, ctx, cleanup, err := benchSetup("deltaup-bench-")
 	if err != nil {
 		fmt.Fprintln(stderr, "bench:", err)
 		return exitError
 	}
-
-	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
-	defer stop()
-
-	tmp, err := os.MkdirTemp("", "deltaup-bench-")
-	if err != nil {
-		fmt.Fprintln(stderr, "bench:", err)
-		return exitError
-	}
-	defer os.RemoveAll(tmp)
-	binDir := filepath.Join(tmp, "bin")
-	if err := os.Mkdir(binDir, 0o755); err != nil {
-		fmt.Fprintln(stderr, "bench:", err)
-		return exitError
-	}
+	defer cleanup()
 
 	fmt.Fprintln(stderr, "bench: preparing tools...")
 	tools, skipped := setupTools(ctx, root, binDir, names)

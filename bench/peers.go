@@ -293,21 +293,12 @@ func runPeers(argv []string, o options, stdout, stderr io.Writer) int {
 			}
 		}
 	}
-	root, err := moduleRoot()
+	root, tmp, binDir, ctx, cleanup, err := benchSetup("deltaup-peers-")
 	if err != nil {
 		fmt.Fprintln(stderr, "bench:", err)
 		return exitError
 	}
-	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
-	defer stop()
-	tmp, err := os.MkdirTemp("", "deltaup-peers-")
-	if err != nil {
-		fmt.Fprintln(stderr, "bench:", err)
-		return exitError
-	}
-	defer os.RemoveAll(tmp)
-	binDir := filepath.Join(tmp, "bin")
-	os.Mkdir(binDir, 0o755)
+	defer cleanup()
 	s := &toolSetup{ctx: ctx, root: root, binDir: binDir, built: map[string]buildResult{}}
 	tools, skipped := peerTools(s)
 	for _, sk := range skipped {
@@ -468,4 +459,27 @@ func mibOrDash(rss int64) string {
 		return "—"
 	}
 	return fmt.Sprintf("%.0f", float64(rss)/(1<<20))
+}
+
+// benchSetup finds the module root, makes a scratch directory (prefix) with
+// an empty bin/ for built tools, and a context cancelled by SIGINT or
+// SIGTERM; cleanup removes the directory and stops the signal handling.
+func benchSetup(prefix string) (root, tmp, binDir string, ctx context.Context, cleanup func(), err error) {
+	if root, err = moduleRoot(); err != nil {
+		return
+	}
+	if tmp, err = os.MkdirTemp("", prefix); err != nil {
+		return
+	}
+	binDir = filepath.Join(tmp, "bin")
+	if err = os.Mkdir(binDir, 0o755); err != nil {
+		os.RemoveAll(tmp)
+		return
+	}
+	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
+	cleanup = func() {
+		stop()
+		os.RemoveAll(tmp)
+	}
+	return root, tmp, binDir, ctx, cleanup, nil
 }

@@ -55,16 +55,7 @@ func TestExeFilterRoundTrip(t *testing.T) {
 			}
 			var out bytes.Buffer
 			uw := &unfilterWriter{w: &out, f: exeFilter{arch: arch, ranges: rs}}
-			for p := enc; len(p) > 0; {
-				k := min(len(p), 1+r.IntN(13))
-				if _, err := uw.Write(p[:k]); err != nil {
-					t.Fatal(err)
-				}
-				p = p[k:]
-			}
-			if err := uw.flush(); err != nil {
-				t.Fatal(err)
-			}
+			streamThrough(t, uw, enc, r, 13)
 			if !bytes.Equal(out.Bytes(), orig) {
 				t.Fatalf("arch %d seed %d ranges %v: unfiltered stream differs from the original", arch, seed, rs)
 			}
@@ -323,14 +314,7 @@ func TestExePredictRoundTrip(t *testing.T) {
 		}
 		var out bytes.Buffer
 		uw := &unfilterWriter{w: &out, f: exeFilter{arch: exeArchX86_64, ranges: rs, pred: newPredictor(exeArchX86_64, eqs, fo, rs)}}
-		for p := enc; len(p) > 0; {
-			k := min(len(p), 1+r.IntN(37))
-			uw.Write(p[:k])
-			p = p[k:]
-		}
-		if err := uw.flush(); err != nil {
-			t.Fatal(err)
-		}
+		streamThrough(t, uw, enc, r, 37)
 		if !bytes.Equal(out.Bytes(), orig) {
 			t.Fatalf("seed %d: round trip through the prediction differs", seed)
 		}
@@ -433,12 +417,23 @@ func TestExePredictArm64(t *testing.T) {
 	}
 	var out bytes.Buffer
 	uw := &unfilterWriter{w: &out, f: exeFilter{arch: exeArchArm64, ranges: newR, pred: newPredictor(exeArchArm64, eqs, fo, oldR)}}
-	for p := enc; len(p) > 0; {
-		k := min(len(p), 1+r.IntN(23))
-		uw.Write(p[:k])
+	streamThrough(t, uw, enc, r, 23)
+	if !bytes.Equal(out.Bytes(), newb) {
+		t.Fatal("round trip: the output differs from the new file")
+	}
+}
+
+// streamThrough writes p to uw in pieces of 1..maxChunk bytes and flushes.
+func streamThrough(t *testing.T, uw *unfilterWriter, p []byte, r *rand.Rand, maxChunk int) {
+	t.Helper()
+	for len(p) > 0 {
+		k := min(len(p), 1+r.IntN(maxChunk))
+		if _, err := uw.Write(p[:k]); err != nil {
+			t.Fatal(err)
+		}
 		p = p[k:]
 	}
-	if err := uw.flush(); err != nil || !bytes.Equal(out.Bytes(), newb) {
-		t.Fatalf("round trip: %v, equal %v", err, bytes.Equal(out.Bytes(), newb))
+	if err := uw.flush(); err != nil {
+		t.Fatal(err)
 	}
 }
