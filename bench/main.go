@@ -174,7 +174,7 @@ func run(argv []string, stdout, stderr io.Writer) int {
 	fmt.Fprint(stdout, report)
 	if o.write {
 		path := filepath.Join(root, filepath.FromSlash(resultsFile))
-		if err := os.WriteFile(path, []byte(keepRepairSection(path, report)), 0o644); err != nil {
+		if err := os.WriteFile(path, []byte(keepPeersSection(path, keepRepairSection(path, report))), 0o644); err != nil {
 			fmt.Fprintln(stderr, "bench:", err)
 			return exitError
 		}

@@ -271,8 +271,8 @@ func runPeer(ctx context.Context, t peerTool, p peerPair, oldPath, newPath, work
 	return r
 }
 
-// deltaupMethods runs the deltaup diff in-process style through mkdelta's
-// stats (the CLI's non-quiet output names the method kept per file).
+// deltaupMethods runs mkdelta once more without -q: its report names the
+// method kept for the file.
 func deltaupMethods(ctx context.Context, mk, oldPath, newPath, work string) string {
 	p := filepath.Join(work, "m.patch")
 	defer os.Remove(p)
@@ -280,7 +280,18 @@ func deltaupMethods(ctx context.Context, mk, oldPath, newPath, work string) stri
 	if err != nil {
 		return ""
 	}
-	return strings.TrimSpace(string(out))
+	return methodOf(string(out))
+}
+
+// methodOf picks the method ("native/exe-bsdiff-cm") out of mkdelta's
+// one-line report, or returns the line when it names none.
+func methodOf(line string) string {
+	for _, f := range strings.Fields(line) {
+		if strings.HasPrefix(f, "native/") {
+			return f
+		}
+	}
+	return strings.TrimSpace(line)
 }
 
 // runPeers is the --peers mode.
@@ -367,6 +378,20 @@ func replacePeersSection(doc, section string) string {
 	return doc[:i] + strings.TrimSuffix(section, "\n") + doc[j+len(peersEnd):]
 }
 
+// keepPeersSection returns report with the peers section of the file at
+// path, if it has one, appended: a single-file --write keeps it.
+func keepPeersSection(path, report string) string {
+	old, err := os.ReadFile(path)
+	if err != nil {
+		return report
+	}
+	i, j := strings.Index(string(old), peersBegin), strings.Index(string(old), peersEnd)
+	if i < 0 || j < i {
+		return report
+	}
+	return replacePeersSection(report, string(old[i:j+len(peersEnd)])+"\n")
+}
+
 // formatPeers renders the peers table.
 func formatPeers(env Environment, rev, corpus string, tools []peerTool, skipped []Skipped, res []peerPairResult, took time.Duration) string {
 	var b bytes.Buffer
@@ -447,7 +472,7 @@ func formatPeers(env Environment, rev, corpus string, tools []peerTool, skipped 
 		}
 		fmt.Fprintln(&b)
 		if pr.Methods != "" {
-			fmt.Fprintf(&b, "  - deltaup: %s\n", strings.ReplaceAll(pr.Methods, "\n", "; "))
+			fmt.Fprintf(&b, "  - deltaup's method: %s\n", strings.ReplaceAll(pr.Methods, "\n", "; "))
 		}
 	}
 	fmt.Fprintln(&b, peersEnd)

@@ -56,7 +56,7 @@ func TestFormatPeers(t *testing.T) {
 	res := []peerPairResult{
 		{Pair: peerPair{Label: "a", Today: 200}, Results: []peerResult{
 			{Tool: "deltaup", Bytes: 100, OK: true}, {Tool: "hdiffz lzma2", Bytes: 200, OK: true, ApplySec: 0.1}, {Tool: "bsdiff", Bytes: 50, Err: "apply: boom"},
-		}, Methods: "x native/exe-bsdiff-cm"},
+		}, Methods: "native/exe-bsdiff-cm"},
 		{Pair: peerPair{Label: "b"}, Results: []peerResult{
 			{Tool: "deltaup", Bytes: 100, OK: true}, {Tool: "zucchini+xz", Bytes: 50, OK: true},
 		}},
@@ -66,7 +66,7 @@ func TestFormatPeers(t *testing.T) {
 		"| a | 200 | 100 | hdiffz lzma2 | 200 | 0.50 | 0.500 |", // the failed bsdiff is not the best peer
 		"| b | 0 | 100 | zucchini+xz | 50 | 2.00 | — |",
 		"Geometric mean of deltaup / best peer: **1.000** over 2 pairs",
-		"bsdiff FAILED (apply: boom)", "zstd: skipped (not installed)", "x native/exe-bsdiff-cm",
+		"bsdiff FAILED (apply: boom)", "zstd: skipped (not installed)", "native/exe-bsdiff-cm",
 	} {
 		if !strings.Contains(out, want) {
 			t.Errorf("report lacks %q:\n%s", want, out)
@@ -91,5 +91,28 @@ func TestTreeSum(t *testing.T) {
 	os.WriteFile(filepath.Join(b, "x", "f"), []byte("diff"), 0o644)
 	if sc, _ := treeSum(b); sc == sa {
 		t.Fatal("a changed file left the digest unchanged")
+	}
+}
+
+func TestMethodOf(t *testing.T) {
+	for in, want := range map[string]string{
+		"/tmp/x/m.patch: 230645 bytes (2.42% of new 9546560 bytes; old 9534272 bytes) native/exe-bsdiff-cm in 13.09s\n": "native/exe-bsdiff-cm",
+		"something else\n": "something else",
+	} {
+		if got := methodOf(in); got != want {
+			t.Errorf("methodOf(%q) = %q, want %q", in, got, want)
+		}
+	}
+}
+
+func TestKeepPeersSection(t *testing.T) {
+	path := filepath.Join(t.TempDir(), "RESULTS.md")
+	if got := keepPeersSection(path, "new report\n"); got != "new report\n" {
+		t.Errorf("no file: %q", got)
+	}
+	os.WriteFile(path, []byte("old report\n\n"+peersBegin+"\npeers\n"+peersEnd+"\n"), 0o644)
+	want := "new report\n\n" + peersBegin + "\npeers\n" + peersEnd + "\n"
+	if got := keepPeersSection(path, "new report\n"); got != want {
+		t.Errorf("got %q, want %q", got, want)
 	}
 }
