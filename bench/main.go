@@ -29,6 +29,16 @@
 // missing small file, and compares the bytes with the patch route and the
 // full archive. With --write its section of bench/RESULTS.md is replaced
 // (the single-file --write keeps it).
+//
+// Peers mode measures the pairs of issue 10 against the strongest peers at
+// their strongest settings (see peers.go):
+//
+//	go run ./bench --peers [--corpus DIR] [--write]
+//
+// hdiffz/hpatchz and zucchini must be on PATH (bench/build-peers.sh builds
+// them), zstd, xz and bsdiff come from Debian; a missing peer is skipped
+// with a note. With --write its section of bench/RESULTS.md is replaced
+// (the single-file --write keeps it).
 package main
 
 import (
