@@ -349,22 +349,66 @@ func filterAll(b []byte, arch int, ranges []codeRange, enc bool) {
 // exeHeader codes the architecture and both sides' code ranges; it is the
 // head of an exe-bsdiff-cm body.
 func exeHeader(arch int, oldR, newR []codeRange) []byte {
-	h := []byte{byte(arch)}
-	for _, rs := range [][]codeRange{oldR, newR} {
-		h = binary.AppendUvarint(h, uint64(len(rs)))
-		var prev int64
-		for _, r := range rs {
-			h = binary.AppendUvarint(h, uint64(r.off-prev))
-			h = binary.AppendUvarint(h, uint64(r.n))
-			prev = r.end()
-		}
+	return appendRanges(appendRanges([]byte{byte(arch)}, oldR), newR)
+}
+
+// appendRanges codes a range list: uvarint count, then per range uvarint
+// gap from the end of the previous one (or 0) and uvarint length.
+func appendRanges(h []byte, rs []codeRange) []byte {
+	h = binary.AppendUvarint(h, uint64(len(rs)))
+	var prev int64
+	for _, r := range rs {
+		h = binary.AppendUvarint(h, uint64(r.off-prev))
+		h = binary.AppendUvarint(h, uint64(r.n))
+		prev = r.end()
 	}
 	return h
 }
 
+// parseRanges reads what appendRanges wrote and checks it: at most
+// maxExeRanges ranges, each non-empty, a multiple of unit long, sorted,
+// disjoint and inside a file of size bytes. It returns the rest of p.
+func parseRanges(p []byte, size, unit int64, what string) ([]codeRange, []byte, error) {
+	uv := func() (uint64, error) {
+		v, k := binary.Uvarint(p)
+		if k <= 0 {
+			return 0, fmt.Errorf("%w: exe body: truncated %s table", ErrCorrupt, what)
+		}
+		p = p[k:]
+		return v, nil
+	}
+	n, err := uv()
+	if err != nil {
+		return nil, nil, err
+	}
+	if n > maxExeRanges {
+		return nil, nil, fmt.Errorf("%w: exe body: %d %s ranges (at most %d)", ErrCorrupt, n, what, maxExeRanges)
+	}
+	var rs []codeRange
+	var prev uint64
+	for range n {
+		gap, err := uv()
+		if err != nil {
+			return nil, nil, err
+		}
+		ln, err := uv()
+		if err != nil {
+			return nil, nil, err
+		}
+		if ln == 0 || gap > uint64(size) || prev+gap > uint64(size) || ln > uint64(size)-(prev+gap) {
+			return nil, nil, fmt.Errorf("%w: exe body: %s range outside the %d-byte file", ErrCorrupt, what, size)
+		}
+		if ln%uint64(unit) != 0 {
+			return nil, nil, fmt.Errorf("%w: exe body: %s range of %d bytes is not a multiple of %d", ErrCorrupt, what, ln, unit)
+		}
+		rs = append(rs, codeRange{int64(prev + gap), int64(ln)})
+		prev += gap + ln
+	}
+	return rs, p, nil
+}
+
 // parseExeHeader reads what exeHeader wrote, checks every range against
-// the file sizes (sorted, disjoint, non-empty, inside the file; at most
-// maxExeRanges a side) and returns the rest of the body.
+// the file sizes (parseRanges) and returns the rest of the body.
 func parseExeHeader(body []byte, oldSize, newSize int64) (arch int, oldR, newR []codeRange, rest []byte, err error) {
 	if len(body) < 1 {
 		return 0, nil, nil, nil, fmt.Errorf("%w: exe-bsdiff-cm body is empty", ErrCorrupt)
@@ -373,42 +417,13 @@ func parseExeHeader(body []byte, oldSize, newSize int64) (arch int, oldR, newR [
 	if arch != exeArchX86_64 && arch != exeArchArm64 {
 		return 0, nil, nil, nil, fmt.Errorf("%w: exe-bsdiff-cm: unknown architecture %d", ErrCorrupt, arch)
 	}
-	p := body[1:]
-	uv := func() (uint64, error) {
-		v, k := binary.Uvarint(p)
-		if k <= 0 {
-			return 0, fmt.Errorf("%w: exe-bsdiff-cm: truncated range table", ErrCorrupt)
-		}
-		p = p[k:]
-		return v, nil
+	if oldR, rest, err = parseRanges(body[1:], oldSize, 1, "code"); err != nil {
+		return 0, nil, nil, nil, err
 	}
-	var sides [2][]codeRange
-	for s, size := range []int64{oldSize, newSize} {
-		n, err := uv()
-		if err != nil {
-			return 0, nil, nil, nil, err
-		}
-		if n > maxExeRanges {
-			return 0, nil, nil, nil, fmt.Errorf("%w: exe-bsdiff-cm: %d code ranges (at most %d)", ErrCorrupt, n, maxExeRanges)
-		}
-		var prev uint64
-		for range n {
-			gap, err := uv()
-			if err != nil {
-				return 0, nil, nil, nil, err
-			}
-			ln, err := uv()
-			if err != nil {
-				return 0, nil, nil, nil, err
-			}
-			if ln == 0 || gap > uint64(size) || prev+gap > uint64(size) || ln > uint64(size)-(prev+gap) {
-				return 0, nil, nil, nil, fmt.Errorf("%w: exe-bsdiff-cm: code range outside the %d-byte file", ErrCorrupt, size)
-			}
-			sides[s] = append(sides[s], codeRange{int64(prev + gap), int64(ln)})
-			prev += gap + ln
-		}
+	if newR, rest, err = parseRanges(rest, newSize, 1, "code"); err != nil {
+		return 0, nil, nil, nil, err
 	}
-	return arch, sides[0], sides[1], p, nil
+	return arch, oldR, newR, rest, nil
 }
 
 // unfilterWriter undoes the filter on the new file as it streams through,

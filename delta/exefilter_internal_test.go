@@ -235,11 +235,15 @@ func FuzzApplyExe(f *testing.F) {
 	fp := bytes.Clone(fn)
 	pf := exeFilter{arch: exeArchX86_64, ranges: rs, enc: true, predOnly: true, pred: newPredictor(exeArchX86_64, eqs, fo, rs)}
 	pf.run(fp, 0)
-	body := append(appendEquivs(exeHeader(exeArchX86_64, rs, rs), eqs), encodeSegments(fo, fp, ops, 1)...)
+	noRela := func(b []byte) []byte { return appendRanges(appendRanges(b, nil), nil) }
+	body := append(noRela(appendEquivs(exeHeader(exeArchX86_64, rs, rs), eqs)), encodeSegments(fo, fp, ops, 1)...)
 	z, _ := zstdEncode(fn, fo)
 	f.Add(body, uint16(len(newb)), false)
-	f.Add(append(appendEquivs(exeHeader(exeArchX86_64, rs, rs), nil), z...), uint16(len(newb)), true)
-	f.Add(append(appendEquivs(exeHeader(exeArchArm64, rs, []codeRange{{4, 8}}), nil), encodeSegments(old, newb, nil, 1)...), uint16(len(newb)), false)
+	f.Add(append(noRela(appendEquivs(exeHeader(exeArchX86_64, rs, rs), nil)), z...), uint16(len(newb)), true)
+	f.Add(append(noRela(appendEquivs(exeHeader(exeArchArm64, rs, []codeRange{{4, 8}}), nil)), encodeSegments(old, newb, nil, 1)...), uint16(len(newb)), false)
+	// Relocation tables over part of the file.
+	rela := []codeRange{{2400, 480}}
+	f.Add(append(appendRanges(appendRanges(appendEquivs(exeHeader(exeArchX86_64, rs, rs), eqs), rela), rela), encodeSegments(fo, fp, ops, 1)...), uint16(len(newb)), false)
 	f.Add([]byte{1, 1, 0, 1}, uint16(10), true)
 	f.Fuzz(func(t *testing.T, body []byte, newSize uint16, zstdBody bool) {
 		// The new file's hash is unknowable here: a body that decodes
@@ -435,5 +439,59 @@ func streamThrough(t *testing.T, uw *unfilterWriter, p []byte, r *rand.Rand, max
 	}
 	if err := uw.flush(); err != nil {
 		t.Fatal(err)
+	}
+}
+
+// TestExeRelaRoundTrip: RELA addends that moved with their targets are
+// predicted exactly, and the streaming decoder undoes the prediction.
+func TestExeRelaRoundTrip(t *testing.T) {
+	const n = 8192
+	r := rand.New(rand.NewPCG(5, 6))
+	old := make([]byte, n)
+	for i := range old {
+		old[i] = byte(r.Uint32())
+	}
+	const relaOff, relaLen = 1000, 24 * 40 // records at [1000, 1960)
+	for i := int64(relaOff); i < relaOff+relaLen; i += relaRecord {
+		binary.LittleEndian.PutUint64(old[i+relaAddend:], uint64(4000+r.IntN(4000))) // targets past the insertion
+	}
+	const h, ins = 3000, 48
+	newb := append(append(bytes.Clone(old[:h]), make([]byte, ins)...), old[h:]...)
+	for i := int64(relaOff); i < relaOff+relaLen; i += relaRecord {
+		v := binary.LittleEndian.Uint64(newb[i+relaAddend:])
+		binary.LittleEndian.PutUint64(newb[i+relaAddend:], v+ins)
+	}
+	eqs := []equiv{{0, 0, h}, {h + ins, h, n - h}}
+	relaR := []codeRange{{relaOff, relaLen}}
+	pred := newPredictor(exeArchX86_64, eqs, old, nil)
+	enc := bytes.Clone(newb)
+	newRelaPredictor(pred, relaR, relaR).run(enc, 0, true)
+	if !bytes.Equal(enc[:h], old[:h]) {
+		t.Error("predicted addends differ from the old ones")
+	}
+	var out bytes.Buffer
+	rw := &relaWriter{w: &out, rp: newRelaPredictor(pred, relaR, relaR)}
+	for p := enc; len(p) > 0; {
+		k := min(len(p), 1+r.IntN(50))
+		rw.Write(p[:k])
+		p = p[k:]
+	}
+	if err := rw.flush(); err != nil || !bytes.Equal(out.Bytes(), newb) {
+		t.Fatalf("round trip: %v, equal %v", err, bytes.Equal(out.Bytes(), newb))
+	}
+	// A relocation table must be whole records.
+	if _, _, err := parseRanges(appendRanges(nil, []codeRange{{0, 25}}), 100, relaRecord, "relocation"); !errors.Is(err, ErrCorrupt) {
+		t.Errorf("a 25-byte relocation range: %v, want ErrCorrupt", err)
+	}
+}
+
+func TestExeRela(t *testing.T) {
+	if rs := exeRela(goTestdata(t, "elf", "gcc-amd64-linux-exec")); len(rs) == 0 {
+		t.Error("no RELA section found in gcc-amd64-linux-exec")
+	}
+	for _, b := range [][]byte{nil, []byte("\x7fELF junk"), goTestdata(t, "elf", "gcc-386-freebsd-exec"), goTestdata(t, "pe", "gcc-amd64-mingw-exec")} {
+		if rs := exeRela(b); rs != nil {
+			t.Errorf("exeRela(%d bytes) = %v, want none", len(b), rs)
+		}
 	}
 }

@@ -13,6 +13,8 @@ type exeInput struct {
 	arch       int
 	oldR, newR []codeRange
 	fo, fn     []byte
+	// oldRela, newRela: the RELA sections (x86-64 ELF), predicted too.
+	oldRela, newRela []codeRange
 }
 
 // prepareExe filters copies of old and newb when both are x86-64 or arm64
@@ -28,6 +30,9 @@ func prepareExe(old, newb []byte) *exeInput {
 	ex := &exeInput{head: exeHeader(archO, oldR, newR), arch: archO, oldR: oldR, newR: newR, fo: append([]byte(nil), old...), fn: append([]byte(nil), newb...)}
 	filterAll(ex.fo, archO, oldR, true)
 	filterAll(ex.fn, archN, newR, true)
+	if archO == exeArchX86_64 {
+		ex.oldRela, ex.newRela = exeRela(old), exeRela(newb)
+	}
 	return ex
 }
 
@@ -48,13 +53,20 @@ func (ex *exeInput) bsdiffBody(ctx context.Context, workers int) ([]byte, error)
 	m.sa, m.bucket = nil, nil
 	debug.FreeOSMemory()
 	var eqs []equiv
+	var oldRela, newRela []codeRange
 	fn := ex.fn
 	if eqs = equivsOf(ops); len(eqs) > 0 {
 		fn = append([]byte(nil), ex.fn...)
-		f := exeFilter{arch: ex.arch, ranges: ex.newR, enc: true, predOnly: true, pred: newPredictor(ex.arch, eqs, ex.fo, ex.oldR)}
+		pred := newPredictor(ex.arch, eqs, ex.fo, ex.oldR)
+		f := exeFilter{arch: ex.arch, ranges: ex.newR, enc: true, predOnly: true, pred: pred}
 		f.run(fn, 0)
+		if len(ex.oldRela) > 0 && len(ex.newRela) > 0 {
+			oldRela, newRela = ex.oldRela, ex.newRela
+			newRelaPredictor(pred, oldRela, newRela).run(fn, 0, true)
+		}
 	}
 	body := appendEquivs(append([]byte(nil), ex.head...), eqs)
+	body = appendRanges(appendRanges(body, oldRela), newRela)
 	return append(body, encodeSegments(ex.fo, fn, ops, workers)...), nil
 }
 
@@ -65,7 +77,8 @@ func (ex *exeInput) zstdBody() ([]byte, error) {
 	if err != nil {
 		return nil, err
 	}
-	return append(appendEquivs(append([]byte(nil), ex.head...), nil), z...), nil
+	body := appendRanges(appendRanges(appendEquivs(append([]byte(nil), ex.head...), nil), nil), nil)
+	return append(body, z...), nil
 }
 
 // applyExe rebuilds the new file of an exe-bsdiff-cm or exe-zstd-dict
@@ -82,6 +95,14 @@ func applyExe(ctx context.Context, old, body []byte, hd header, w io.Writer, gat
 	if err != nil {
 		return err
 	}
+	oldRela, rest, err := parseRanges(rest, hd.oldSize, relaRecord, "relocation")
+	if err != nil {
+		return err
+	}
+	newRela, rest, err := parseRanges(rest, hd.newSize, relaRecord, "relocation")
+	if err != nil {
+		return err
+	}
 	var segs []segment
 	if hd.method == MethodExeBsdiffCM {
 		if segs, err = parseSegments(rest, hd.newSize); err != nil {
@@ -91,11 +112,17 @@ func applyExe(ctx context.Context, old, body []byte, hd header, w io.Writer, gat
 	fo := append([]byte(nil), old...)
 	filterAll(fo, arch, oldR, true)
 	uw := &unfilterWriter{w: w, f: exeFilter{arch: arch, ranges: newR}}
+	var out io.Writer = uw
+	var rw *relaWriter
 	if len(eqs) > 0 {
 		uw.f.pred = newPredictor(arch, eqs, fo, oldR)
+		if len(newRela) > 0 {
+			rw = &relaWriter{w: uw, rp: newRelaPredictor(uw.f.pred, oldRela, newRela)}
+			out = rw
+		}
 	}
 	if hd.method == MethodExeBsdiffCM {
-		err = decodeSegmentsStream(ctx, fo, segs, uw, gate)
+		err = decodeSegmentsStream(ctx, fo, segs, out, gate)
 	} else {
 		if err = gate(); err != nil {
 			return err
@@ -104,10 +131,15 @@ func applyExe(ctx context.Context, old, body []byte, hd header, w io.Writer, gat
 		if len(fo) > 0 {
 			dict = fo
 		}
-		err = zstdDecode(rest, dict, hd.newSize, uw)
+		err = zstdDecode(rest, dict, hd.newSize, out)
 	}
 	if err != nil {
 		return err
+	}
+	if rw != nil {
+		if err := rw.flush(); err != nil {
+			return err
+		}
 	}
 	return uw.flush()
 }

@@ -107,6 +107,17 @@ func (p *predictor) apply(op int64, v uint32, fwd bool) uint32 {
 // [op, op+4) maps op to, if there is one and the old file has a reference
 // at q.
 func (p *predictor) oldAt(op int64) (int64, bool) {
+	q, ok := p.oldAtAny(op)
+	if !ok {
+		return 0, false
+	}
+	i := sort.Search(len(p.oldRefs), func(i int) bool { return int64(p.oldRefs[i]) >= q })
+	return q, i < len(p.oldRefs) && int64(p.oldRefs[i]) == q
+}
+
+// oldAtAny returns the old offset q that the equivalence holding new
+// [op, op+4) maps op to, if there is one (offsets in increasing order).
+func (p *predictor) oldAtAny(op int64) (int64, bool) {
 	for p.k < len(p.byNew) && p.byNew[p.k].n+p.byNew[p.k].l < op+4 {
 		p.k++
 	}
@@ -114,9 +125,7 @@ func (p *predictor) oldAt(op int64) (int64, bool) {
 		return 0, false
 	}
 	e := p.byNew[p.k]
-	q := op - e.n + e.o
-	i := sort.Search(len(p.oldRefs), func(i int) bool { return int64(p.oldRefs[i]) >= q })
-	return q, i < len(p.oldRefs) && int64(p.oldRefs[i]) == q
+	return op - e.n + e.o, true
 }
 
 // mapOld carries old offset t to new coordinates through the last
