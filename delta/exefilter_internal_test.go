@@ -207,6 +207,21 @@ func TestExeMethodRoundTrip(t *testing.T) {
 			}
 		}
 	}
+	// The default number of workers follows GOMAXPROCS: the patch must not.
+	var byProcs [][]byte
+	for _, procs := range []int{1, 2} {
+		prev := runtime.GOMAXPROCS(procs)
+		var buf bytes.Buffer
+		_, err := Diff(ctx, old, newb, &buf, nil)
+		runtime.GOMAXPROCS(prev)
+		if err != nil {
+			t.Fatal(err)
+		}
+		byProcs = append(byProcs, buf.Bytes())
+	}
+	if !bytes.Equal(byProcs[0], byProcs[1]) {
+		t.Fatal("the patch differs between GOMAXPROCS 1 and 2")
+	}
 	// Not an executable: the method is not a candidate and Diff falls back.
 	var buf bytes.Buffer
 	st, err := Diff(ctx, []byte("plain old text"), []byte("plain new text"), &buf, nil)
