@@ -426,43 +426,60 @@ func parseExeHeader(body []byte, oldSize, newSize int64) (arch int, oldR, newR [
 	return arch, oldR, newR, rest, nil
 }
 
-// unfilterWriter undoes the filter on the new file as it streams through,
-// holding back only the few bytes an instruction at the end of a write
-// still needs.
-type unfilterWriter struct {
-	w    io.Writer
-	f    exeFilter
-	pend []byte // stream offsets [base, base+len(pend))
+// holdBack is the buffer of a writer that transforms a stream in place
+// in order: run transforms what it can of buf (stream offsets [base,
+// base+len(buf))) and returns the offset before which the bytes are final;
+// the rest is held back until more arrives.
+type holdBack struct {
+	pend []byte
 	base int64
 }
 
-func (u *unfilterWriter) Write(p []byte) (int, error) {
-	u.pend = append(u.pend, p...)
-	cur := u.f.run(u.pend, u.base)
-	k := int(cur - u.base)
-	if k > 0 {
-		if _, err := u.w.Write(u.pend[:k]); err != nil {
-			return 0, err
+func (h *holdBack) write(w io.Writer, p []byte, run func(buf []byte, base int64) int64) error {
+	h.pend = append(h.pend, p...)
+	cur := run(h.pend, h.base)
+	if k := int(cur - h.base); k > 0 {
+		if _, err := w.Write(h.pend[:k]); err != nil {
+			return err
 		}
-		n := copy(u.pend, u.pend[k:])
-		u.pend = u.pend[:n]
-		u.base = cur
+		n := copy(h.pend, h.pend[k:])
+		h.pend = h.pend[:n]
+		h.base = cur
+	}
+	return nil
+}
+
+// flush runs once more over what is held back (at the end of the stream
+// nothing can need more bytes: every range ends inside the file) and
+// writes it.
+func (h *holdBack) flush(w io.Writer, run func(buf []byte, base int64) int64) error {
+	if len(h.pend) == 0 {
+		return nil
+	}
+	run(h.pend, h.base)
+	_, err := w.Write(h.pend)
+	h.base += int64(len(h.pend))
+	h.pend = h.pend[:0]
+	return err
+}
+
+// unfilterWriter undoes the filter (and the prediction) on the new file as
+// it streams through, holding back only the few bytes an instruction at
+// the end of a write still needs.
+type unfilterWriter struct {
+	w io.Writer
+	f exeFilter
+	h holdBack
+}
+
+func (u *unfilterWriter) Write(p []byte) (int, error) {
+	if err := u.h.write(u.w, p, u.f.run); err != nil {
+		return 0, err
 	}
 	return len(p), nil
 }
 
-// flush writes what is held back: at the end of the stream no instruction
-// can need more bytes (every range ends inside the file).
-func (u *unfilterWriter) flush() error {
-	if len(u.pend) == 0 {
-		return nil
-	}
-	u.f.run(u.pend, u.base) // no lookahead past the end: converts what is left
-	_, err := u.w.Write(u.pend)
-	u.base += int64(len(u.pend))
-	u.pend = u.pend[:0]
-	return err
-}
+func (u *unfilterWriter) flush() error { return u.h.flush(u.w, u.f.run) }
 
 // ripOp reports whether b, after a REX prefix, is an opcode whose ModRM
 // operand is read here when it is RIP-relative: mov, lea, store, cmp, add,

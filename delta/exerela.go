@@ -123,34 +123,18 @@ func (rp *relaPredictor) run(buf []byte, base int64, fwd bool) int64 {
 
 // relaWriter un-predicts the addends as the new file streams through.
 type relaWriter struct {
-	w    io.Writer
-	rp   *relaPredictor
-	pend []byte
-	base int64
+	w  io.Writer
+	rp *relaPredictor
+	h  holdBack
 }
 
+func (u *relaWriter) undo(buf []byte, base int64) int64 { return u.rp.run(buf, base, false) }
+
 func (u *relaWriter) Write(p []byte) (int, error) {
-	u.pend = append(u.pend, p...)
-	cur := u.rp.run(u.pend, u.base, false)
-	if k := int(cur - u.base); k > 0 {
-		if _, err := u.w.Write(u.pend[:k]); err != nil {
-			return 0, err
-		}
-		n := copy(u.pend, u.pend[k:])
-		u.pend = u.pend[:n]
-		u.base = cur
+	if err := u.h.write(u.w, p, u.undo); err != nil {
+		return 0, err
 	}
 	return len(p), nil
 }
 
-// flush writes what is held back (at the end of a well-formed stream,
-// nothing: every record lies inside the file).
-func (u *relaWriter) flush() error {
-	if len(u.pend) == 0 {
-		return nil
-	}
-	_, err := u.w.Write(u.pend)
-	u.base += int64(len(u.pend))
-	u.pend = u.pend[:0]
-	return err
-}
+func (u *relaWriter) flush() error { return u.h.flush(u.w, u.undo) }
