@@ -29,18 +29,25 @@
 // missing small file, and compares the bytes with the patch route and the
 // full archive. With --write its section of bench/RESULTS.md is replaced
 // (the single-file --write keeps it).
+//
+// Peers mode measures the pairs of issue 10 against the strongest peers at
+// their strongest settings (see peers.go):
+//
+//	go run ./bench --peers [--corpus DIR] [--write]
+//
+// hdiffz/hpatchz and zucchini must be on PATH (bench/build-peers.sh builds
+// them), zstd, xz and bsdiff come from Debian; a missing peer is skipped
+// with a note. With --write its section of bench/RESULTS.md is replaced
+// (the single-file --write keeps it).
 package main
 
 import (
-	"context"
 	"errors"
 	"fmt"
 	"io"
 	"os"
-	"os/signal"
 	"path/filepath"
 	"strings"
-	"syscall"
 
 	"github.com/spf13/pflag"
 )
@@ -64,6 +71,7 @@ type options struct {
 	write  bool
 	trees  bool // tree mode: directory bundles, publish and verify
 	repair bool // repair mode: the client's repair route on a 140-file tree
+	peers  bool // peers mode: the pairs of issue 10 against the strongest peers
 }
 
 func main() {
@@ -81,6 +89,7 @@ func parseFlags(args []string, stderr io.Writer) (options, error) {
 	fs.StringSliceVar(&o.tools, "tools", nil, "comma-separated tools to run (default all: "+strings.Join(allTools, ",")+")")
 	fs.BoolVar(&o.write, "write", false, "also write the report to "+resultsFile+" ("+treeResultsFile+" with --trees)")
 	fs.BoolVar(&o.trees, "trees", false, "tree mode: benchmark directory bundles, mkdelta publish and verify on the prettier and esbuild trees")
+	fs.BoolVar(&o.peers, "peers", false, "peers mode: the native and tree pairs of issue 10 against hdiffz (lzma2), Zucchini+xz, zstd -22 --long=31 and bsdiff (its section of "+resultsFile+" with --write)")
 	fs.BoolVar(&o.repair, "repair", false, "repair mode: bytes of an update of a 140-file tree with a few damaged files (its section of "+resultsFile+" with --write)")
 	fs.Usage = func() {
 		fmt.Fprintf(stderr, "Usage: go run ./bench [flags]\n       go run ./bench --trees [--corpus DIR] [--runs N] [--write]\n\n"+
@@ -96,13 +105,13 @@ func parseFlags(args []string, stderr io.Writer) (options, error) {
 	if o.runs < 1 {
 		return o, fmt.Errorf("--runs must be at least 1, got %d", o.runs)
 	}
-	if o.trees && o.repair {
-		return o, fmt.Errorf("--trees and --repair are separate modes")
+	if (o.trees && o.repair) || (o.peers && (o.trees || o.repair)) {
+		return o, fmt.Errorf("--trees, --repair and --peers are separate modes")
 	}
-	if o.trees || o.repair {
+	if o.trees || o.repair || o.peers {
 		for _, f := range []string{"pairs", "tools"} {
 			if fs.Changed(f) {
-				return o, fmt.Errorf("--%s is for single-file mode, not --trees or --repair", f)
+				return o, fmt.Errorf("--%s is for single-file mode, not --trees, --repair or --peers", f)
 			}
 		}
 	}
@@ -125,6 +134,9 @@ func run(argv []string, stdout, stderr io.Writer) int {
 	if o.repair {
 		return runRepair(argv, o, stdout, stderr)
 	}
+	if o.peers {
+		return runPeers(argv, o, stdout, stderr)
+	}
 	pairs, err := selectPairs(o.pairs)
 	if err != nil {
 		fmt.Fprintln(stderr, "bench:", err)
@@ -139,26 +151,12 @@ func run(argv []string, stdout, stderr io.Writer) int {
 		fmt.Fprintf(stderr, "bench: %v\n\nThe esbuild corpus is needed: %s.\n", err, fetchHint)
 		return exitUsage
 	}
-	root, err := moduleRoot()
+	root, tmp, binDir, ctx, cleanup, err := benchSetup("deltaup-bench-")
 	if err != nil {
 		fmt.Fprintln(stderr, "bench:", err)
 		return exitError
 	}
-
-	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
-	defer stop()
-
-	tmp, err := os.MkdirTemp("", "deltaup-bench-")
-	if err != nil {
-		fmt.Fprintln(stderr, "bench:", err)
-		return exitError
-	}
-	defer os.RemoveAll(tmp)
-	binDir := filepath.Join(tmp, "bin")
-	if err := os.Mkdir(binDir, 0o755); err != nil {
-		fmt.Fprintln(stderr, "bench:", err)
-		return exitError
-	}
+	defer cleanup()
 
 	fmt.Fprintln(stderr, "bench: preparing tools...")
 	tools, skipped := setupTools(ctx, root, binDir, names)
@@ -186,7 +184,7 @@ func run(argv []string, stdout, stderr io.Writer) int {
 	fmt.Fprint(stdout, report)
 	if o.write {
 		path := filepath.Join(root, filepath.FromSlash(resultsFile))
-		if err := os.WriteFile(path, []byte(keepRepairSection(path, report)), 0o644); err != nil {
+		if err := os.WriteFile(path, []byte(keepPeersSection(path, keepRepairSection(path, report))), 0o644); err != nil {
 			fmt.Fprintln(stderr, "bench:", err)
 			return exitError
 		}

@@ -585,7 +585,7 @@ func (d *bundleDecoder) fileFields(e *BundleEntry, what string) error {
 
 // A payload is a native patch without the parts the bundle already pins:
 //
-//	method     1 byte (MethodBsdiffCM, MethodZstdDict, MethodZstd)
+//	method     1 byte (MethodBsdiffCM, MethodZstdDict, MethodZstd, MethodExeBsdiffCM)
 //	new size   uvarint (> 0)
 //	new SHA-256 32 bytes
 //	body       the native patch body, CRC-32C trailer included
@@ -635,7 +635,7 @@ func (d *bundleDecoder) payloadHeader(e *BundleEntry, what string) error {
 		return err
 	}
 	m := Method(mb[0])
-	if m < MethodBsdiffCM || m > MethodZstd {
+	if m < MethodBsdiffCM || m > lastMethod {
 		return fmt.Errorf("%w: %s: payload method %d", ErrFormat, what, mb[0])
 	}
 	before := d.r.n

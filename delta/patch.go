@@ -47,7 +47,17 @@ const (
 	MethodZstdDict Method = 2
 	// MethodZstd: plain zstd frame of the new file.
 	MethodZstd Method = 3
+	// MethodExeBsdiffCM: the code ranges of an x86-64 or arm64 executable
+	// filtered (relative branch targets made absolute) on both sides, then
+	// bsdiff-cm; see exefilter.go.
+	MethodExeBsdiffCM Method = 4
+	// MethodExeZstdDict: the same filter, then zstd of the filtered new
+	// file with the filtered old file as a raw dictionary.
+	MethodExeZstdDict Method = 5
 )
+
+// lastMethod is the highest method this build reads.
+const lastMethod = MethodExeZstdDict
 
 func (m Method) String() string {
 	switch m {
@@ -57,6 +67,10 @@ func (m Method) String() string {
 		return "zstd-dict"
 	case MethodZstd:
 		return "zstd"
+	case MethodExeBsdiffCM:
+		return "exe-bsdiff-cm"
+	case MethodExeZstdDict:
+		return "exe-zstd-dict"
 	}
 	return fmt.Sprintf("method(%d)", uint8(m))
 }
@@ -132,7 +146,7 @@ func (o *DiffOptions) validate() error {
 		return fmt.Errorf("delta: Workers is %d, want >= 0", o.Workers)
 	}
 	for _, m := range o.Methods {
-		if m < MethodBsdiffCM || m > MethodZstd {
+		if m < MethodBsdiffCM || m > lastMethod {
 			return fmt.Errorf("delta: unknown method %d", m)
 		}
 	}
@@ -235,13 +249,41 @@ func diff(ctx context.Context, old, newb []byte, w io.Writer, opts *DiffOptions,
 		st.Method = MethodBsdiffCM
 		st.Candidates[MethodBsdiffCM] = int64(len(best))
 	}
+	var ex *exeInput
+	if (want(MethodExeBsdiffCM) || want(MethodExeZstdDict)) && len(old) > 0 {
+		ex = prepareExe(old, newb)
+	}
+	if ex != nil && want(MethodExeBsdiffCM) {
+		body, err := ex.bsdiffBody(ctx, o.Workers)
+		if err != nil {
+			return st, err
+		}
+		st.Candidates[MethodExeBsdiffCM] = int64(len(body))
+		if best == nil || len(body) < len(best) {
+			best, st.Method = body, MethodExeBsdiffCM
+		}
+	}
 	tryZstd := o.Methods != nil || len(newb) <= zstdTryBelow || best == nil || int64(len(best)) > int64(len(newb))/5
-	for _, m := range []Method{MethodZstdDict, MethodZstd} {
+	for _, m := range []Method{MethodZstdDict, MethodZstd, MethodExeZstdDict} {
 		if !want(m) || !tryZstd {
 			continue
 		}
 		if err := ctx.Err(); err != nil {
 			return st, err
+		}
+		if m == MethodExeZstdDict {
+			if ex == nil {
+				continue
+			}
+			body, err := ex.zstdBody()
+			if err != nil {
+				return st, err
+			}
+			st.Candidates[m] = int64(len(body))
+			if best == nil || len(body) < len(best) {
+				best, st.Method = body, m
+			}
+			continue
 		}
 		var dict []byte
 		if m == MethodZstdDict {
@@ -368,7 +410,7 @@ func parseHeader(h []byte) (header, error) {
 		return hd, fmt.Errorf("%w: format version %d (this build reads %d; update deltaup)", ErrFormat, h[4], nativeVersion)
 	}
 	hd.method = Method(h[5])
-	if hd.method < MethodBsdiffCM || hd.method > MethodZstd {
+	if hd.method < MethodBsdiffCM || hd.method > lastMethod {
 		return hd, fmt.Errorf("%w: unknown method %d", ErrFormat, h[5])
 	}
 	if h[6] != 0 || h[7] != 0 {
@@ -504,7 +546,7 @@ func applyPatch(ctx context.Context, old []byte, patch io.Reader, out output, op
 	// the first segments decode.
 	chk := startOldCheck(old, hd.oldSum)
 	defer chk.cancel()
-	if hd.method != MethodBsdiffCM {
+	if hd.method == MethodZstdDict || hd.method == MethodZstd {
 		if err := chk.wait(); err != nil {
 			return info, err
 		}
@@ -555,6 +597,11 @@ func applyPatch(ctx context.Context, old []byte, patch io.Reader, out output, op
 		default:
 			err = decodeSegmentsStream(ctx, old, segs, hw, chk.wait)
 		}
+		if oerr := chk.wait(); oerr != nil {
+			return info, oerr
+		}
+	case MethodExeBsdiffCM, MethodExeZstdDict:
+		err = applyExe(ctx, old, body, hd, hw, chk.wait)
 		if oerr := chk.wait(); oerr != nil {
 			return info, oerr
 		}

@@ -1,0 +1,145 @@
+package delta
+
+import (
+	"context"
+	"io"
+	"runtime/debug"
+)
+
+// exeInput holds what the exe methods code: both files filtered, and the
+// header naming the architecture and the ranges.
+type exeInput struct {
+	head       []byte
+	arch       int
+	oldR, newR []codeRange
+	fo, fn     []byte
+	// oldRela, newRela: the RELA sections (x86-64 ELF), predicted too.
+	oldRela, newRela []codeRange
+}
+
+// prepareExe filters copies of old and newb when both are x86-64 or arm64
+// executables of the same architecture that exeCode understands, and
+// returns nil otherwise (nothing is spent beyond parsing the section
+// tables). Memory: len(old)+len(newb) for the copies.
+func prepareExe(old, newb []byte) *exeInput {
+	archO, oldR := exeCode(old)
+	archN, newR := exeCode(newb)
+	if archO == 0 || archO != archN {
+		return nil
+	}
+	ex := &exeInput{head: exeHeader(archO, oldR, newR), arch: archO, oldR: oldR, newR: newR, fo: append([]byte(nil), old...), fn: append([]byte(nil), newb...)}
+	filterAll(ex.fo, archO, oldR, true)
+	filterAll(ex.fn, archN, newR, true)
+	if archO == exeArchX86_64 {
+		ex.oldRela, ex.newRela = exeRela(old), exeRela(newb)
+	}
+	return ex
+}
+
+// bsdiffBody is the exe-bsdiff-cm body: a second bsdiff pass over the
+// filtered files (a suffix array of 4*len(old) while it runs); its long
+// add steps become the equivalences of the reference prediction,
+// applied to a copy of the filtered new file (len(newb) more) before the
+// edit script is coded.
+func (ex *exeInput) bsdiffBody(ctx context.Context, workers int) ([]byte, error) {
+	m, err := newMatcher(ex.fo)
+	if err != nil {
+		return nil, err
+	}
+	ops, err := diffOps(ctx, m, ex.fn, workers, nil)
+	if err != nil {
+		return nil, err
+	}
+	m.sa, m.bucket = nil, nil
+	debug.FreeOSMemory()
+	var eqs []equiv
+	var oldRela, newRela []codeRange
+	fn := ex.fn
+	if eqs = equivsOf(ops); len(eqs) > 0 {
+		fn = append([]byte(nil), ex.fn...)
+		pred := newPredictor(ex.arch, eqs, ex.fo, ex.oldR)
+		f := exeFilter{arch: ex.arch, ranges: ex.newR, enc: true, predOnly: true, pred: pred}
+		f.run(fn, 0)
+		if len(ex.oldRela) > 0 && len(ex.newRela) > 0 {
+			oldRela, newRela = ex.oldRela, ex.newRela
+			newRelaPredictor(pred, oldRela, newRela).run(fn, 0, true)
+		}
+	}
+	body := appendEquivs(append([]byte(nil), ex.head...), eqs)
+	body = appendRanges(appendRanges(body, oldRela), newRela)
+	return append(body, encodeSegments(ex.fo, fn, ops, workers)...), nil
+}
+
+// zstdBody is the exe-zstd-dict body: a zstd frame of the filtered new
+// file with the filtered old file as raw dictionary.
+func (ex *exeInput) zstdBody() ([]byte, error) {
+	z, err := zstdEncode(ex.fn, ex.fo)
+	if err != nil {
+		return nil, err
+	}
+	body := appendRanges(appendRanges(appendEquivs(append([]byte(nil), ex.head...), nil), nil), nil)
+	return append(body, z...), nil
+}
+
+// applyExe rebuilds the new file of an exe-bsdiff-cm or exe-zstd-dict
+// body: the old file is copied and filtered (the extra memory: len(old)),
+// the rest of the body decodes against it as method 1 or 2 does, and the
+// output is unfiltered as it streams to w. gate is the old file's check;
+// nothing reaches w before it passes.
+func applyExe(ctx context.Context, old, body []byte, hd header, w io.Writer, gate func() error) error {
+	arch, oldR, newR, rest, err := parseExeHeader(body, hd.oldSize, hd.newSize)
+	if err != nil {
+		return err
+	}
+	eqs, rest, err := parseEquivs(rest, hd.oldSize, hd.newSize)
+	if err != nil {
+		return err
+	}
+	oldRela, rest, err := parseRanges(rest, hd.oldSize, relaRecord, "relocation")
+	if err != nil {
+		return err
+	}
+	newRela, rest, err := parseRanges(rest, hd.newSize, relaRecord, "relocation")
+	if err != nil {
+		return err
+	}
+	var segs []segment
+	if hd.method == MethodExeBsdiffCM {
+		if segs, err = parseSegments(rest, hd.newSize); err != nil {
+			return err
+		}
+	}
+	fo := append([]byte(nil), old...)
+	filterAll(fo, arch, oldR, true)
+	uw := &unfilterWriter{w: w, f: exeFilter{arch: arch, ranges: newR}}
+	var out io.Writer = uw
+	var rw *relaWriter
+	if len(eqs) > 0 {
+		uw.f.pred = newPredictor(arch, eqs, fo, oldR)
+		if len(newRela) > 0 {
+			rw = &relaWriter{w: uw, rp: newRelaPredictor(uw.f.pred, oldRela, newRela)}
+			out = rw
+		}
+	}
+	if hd.method == MethodExeBsdiffCM {
+		err = decodeSegmentsStream(ctx, fo, segs, out, gate)
+	} else {
+		if err = gate(); err != nil {
+			return err
+		}
+		var dict []byte
+		if len(fo) > 0 {
+			dict = fo
+		}
+		err = zstdDecode(rest, dict, hd.newSize, out)
+	}
+	if err != nil {
+		return err
+	}
+	if rw != nil {
+		if err := rw.flush(); err != nil {
+			return err
+		}
+	}
+	return uw.flush()
+}
