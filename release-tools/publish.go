@@ -63,6 +63,15 @@ type PublishOptions struct {
 	// DefaultValidity. Clients refuse an expired manifest: publish (or
 	// re-sign) before it runs out.
 	Validity time.Duration
+	// ExtraKeys are more release keys, for a v2 repository whose release
+	// threshold is above one: Key and these sign the new index.
+	ExtraKeys []manifest.PrivateKey
+	// TimestampKeys, for a v2 repository, sign the timestamp that shows
+	// the new release to v2 clients (TimestampValidity, default
+	// DefaultTimestampValidity); without them it shows after the next
+	// Refresh.
+	TimestampKeys     []manifest.PrivateKey
+	TimestampValidity time.Duration
 	// Now returns the current time; nil means time.Now.
 	Now func() time.Time
 	// Log, when set, receives one line per step.
@@ -182,6 +191,10 @@ func Publish(ctx context.Context, newDir string, opts PublishOptions) (*PublishR
 
 	pub := o.Key.Public()
 	cur, err := loadManifest(o.Repo, pub, o.App)
+	if err != nil {
+		return nil, err
+	}
+	roles, err := planRoles(&o)
 	if err != nil {
 		return nil, err
 	}
@@ -320,6 +333,9 @@ func Publish(ctx context.Context, newDir string, opts PublishOptions) (*PublishR
 	}
 	if err := publishManifest(o.Repo, raw, sig, m.Sequence); err != nil {
 		return nil, fmt.Errorf("releasetools: installing the manifest: %w", err)
+	}
+	if err := publishRoles(&o, roles, m.Sequence, raw, logf); err != nil {
+		return nil, fmt.Errorf("releasetools: signing the index for v2 clients: %w", err)
 	}
 	logf("manifest: sequence %d, %d releases, valid until %s", m.Sequence, len(m.Releases), m.Expires.Format(time.RFC3339))
 	return &PublishResult{Sequence: m.Sequence, Release: rel, Took: time.Since(start)}, nil

@@ -231,10 +231,10 @@ func strays(repo string) ([]string, error) {
 		switch name {
 		case manifest.ManifestName, manifest.SignatureName:
 			return !isDir
-		case ArchivesDir, PatchesDir, FileListsDir, HistoryDir:
+		case ArchivesDir, PatchesDir, FileListsDir, HistoryDir, manifest.RootDir:
 			return isDir
 		}
-		return false
+		return !isDir && v2TopName.MatchString(name)
 	})
 	if err != nil {
 		return nil, err
@@ -242,11 +242,20 @@ func strays(repo string) ([]string, error) {
 	err = list(HistoryDir, func(name string, isDir bool) bool {
 		return !isDir && historyName.MatchString(name)
 	})
+	if err == nil {
+		err = list(manifest.RootDir, func(name string, isDir bool) bool {
+			return !isDir && historyName.MatchString(name)
+		})
+	}
 	sort.Strings(out)
 	return out, err
 }
 
-var historyName = regexp.MustCompile(`^[0-9]+\.json(\.minisig)?$`)
+var historyName = regexp.MustCompile(`^[0-9]+\.json(\.([0-9A-F]{16}\.)?minisig)?$`)
+
+// v2TopName matches the v2 documents at the top level: the timestamp and
+// its signatures.
+var v2TopName = regexp.MustCompile(`^timestamp\.json(\.[0-9A-F]{16}\.minisig)?$`)
 
 // isSecretKey reports whether the file at p is a minisign secret key
 // (encrypted or not).
