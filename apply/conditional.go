@@ -36,10 +36,13 @@ func (c *conditional) set(req *http.Request) {
 	if c == nil {
 		return
 	}
+	// An ETag when there is one: Last-Modified has a resolution of one
+	// second, so a document replaced within the second it was fetched in
+	// would be answered 304 (the client then keeps the older copy, which
+	// it verifies, until the next change).
 	if c.send.ETag != "" {
 		req.Header.Set("If-None-Match", c.send.ETag)
-	}
-	if c.send.LastModified != "" {
+	} else if c.send.LastModified != "" {
 		req.Header.Set("If-Modified-Since", c.send.LastModified)
 	}
 }
