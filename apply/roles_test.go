@@ -394,3 +394,48 @@ func TestRolesRootRollbackRefused(t *testing.T) {
 		t.Fatalf("expired root: %v, want ErrExpired", err)
 	}
 }
+
+func TestRolesReleaseFastForwardRecovered(t *testing.T) {
+	v := newV2Repo(t, nil)
+	srv := ckServe(t, v.dir)
+	c := v.client(t, srv.URL)
+	if _, err := c.check(t); err != nil {
+		t.Fatal(err)
+	}
+	// The thief of a release key and the timestamp key serves an index of
+	// the highest sequence (honest content re-signed).
+	m := v.base.manifest(t)
+	m.Sequence = manifest.MaxSafeInteger
+	raw, err := manifest.Marshal(m)
+	if err != nil {
+		t.Fatal(err)
+	}
+	sig, _ := manifest.SignIndex(v.rel1, raw)
+	ip := manifest.IndexPath(m.Sequence)
+	v.write(t, ip, raw)
+	v.write(t, manifest.SigPath(ip, v.rel1.Public().ID()), sig)
+	v.forgeTimestamp(t, manifest.MaxSafeInteger, m.Sequence, raw, v.now.Add(24*time.Hour), v.ts)
+	if _, err := c.check(t); err != nil {
+		t.Fatal(err)
+	}
+	if st := c.state(t); st.Sequence != manifest.MaxSafeInteger {
+		t.Fatalf("fast-forward not taken: %d", st.Sequence)
+	}
+	// Two rotations (release, then timestamp): the client walks both
+	// roots in one check and accepts the honest index 3 again.
+	rel3, ts2 := v2Key(t), v2Key(t)
+	ctx := context.Background()
+	if _, err := releasetools.ChangeKeys(ctx, releasetools.KeyChange{Role: manifest.RoleRelease, Add: []manifest.PublicKey{rel3.Public()}, Remove: []string{v.rel1.Public().ID()}}, v.opts(v.rootA, v.rootB, rel3)); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := releasetools.ChangeKeys(ctx, releasetools.KeyChange{Role: manifest.RoleTimestamp, Add: []manifest.PublicKey{ts2.Public()}, Remove: []string{v.ts.Public().ID()}}, v.opts(v.rootA, v.rootB, ts2)); err != nil {
+		t.Fatal(err)
+	}
+	v.touch(t)
+	if _, err := c.check(t); err != nil {
+		t.Fatalf("after the rotations: %v", err)
+	}
+	if st := c.state(t); st.RootVersion != 3 || st.Sequence != 3 || st.TimestampSequence != 1 {
+		t.Fatalf("not recovered: root %d, index %d, timestamp %d", st.RootVersion, st.Sequence, st.TimestampSequence)
+	}
+}

@@ -189,12 +189,16 @@ func Publish(ctx context.Context, newDir string, opts PublishOptions) (*PublishR
 		return nil, err
 	}
 
-	pub := o.Key.Public()
-	cur, err := loadManifest(o.Repo, pub, o.App)
+	roles, err := planRoles(&o)
 	if err != nil {
 		return nil, err
 	}
-	roles, err := planRoles(&o)
+	var cur loaded
+	if roles.root != nil {
+		cur, err = loadIndex(o.Repo, roles.root, o.App)
+	} else {
+		cur, err = loadManifest(o.Repo, o.Key.Public(), o.App)
+	}
 	if err != nil {
 		return nil, err
 	}
@@ -331,11 +335,14 @@ func Publish(ctx context.Context, newDir string, opts PublishOptions) (*PublishR
 	if err := ctx.Err(); err != nil {
 		return nil, err
 	}
+	if err := signNewIndex(&o, roles, m.Sequence, raw); err != nil {
+		return nil, fmt.Errorf("releasetools: signing the index for v2 clients: %w", err)
+	}
 	if err := publishManifest(o.Repo, raw, sig, m.Sequence); err != nil {
 		return nil, fmt.Errorf("releasetools: installing the manifest: %w", err)
 	}
 	if err := publishRoles(&o, roles, m.Sequence, raw, logf); err != nil {
-		return nil, fmt.Errorf("releasetools: signing the index for v2 clients: %w", err)
+		return nil, fmt.Errorf("releasetools: issuing the timestamp: %w", err)
 	}
 	logf("manifest: sequence %d, %d releases, valid until %s", m.Sequence, len(m.Releases), m.Expires.Format(time.RFC3339))
 	return &PublishResult{Sequence: m.Sequence, Release: rel, Took: time.Since(start)}, nil

@@ -136,8 +136,11 @@ func currentTimestamp(repo string) (*manifest.Timestamp, error) {
 }
 
 // writeTimestamp issues the next timestamp for the index raw (sequence
-// seq), signed by the timestamp keys among keys.
-func writeTimestamp(repo string, root *manifest.Root, seq uint64, raw []byte, keys []manifest.PrivateKey, now time.Time, validity time.Duration) (*manifest.Timestamp, error) {
+// seq), signed by the timestamp keys among keys. Its sequence follows the
+// current timestamp's, or restarts at 1 when restart is set (new
+// timestamp keys: clients forget the sequences of the old ones, so a
+// sequence fast-forwarded with a stolen key is left behind).
+func writeTimestamp(repo string, root *manifest.Root, seq uint64, raw []byte, keys []manifest.PrivateKey, now time.Time, validity time.Duration, restart bool) (*manifest.Timestamp, error) {
 	signers, err := roleSigners(root, manifest.RoleTimestamp, keys)
 	if err != nil {
 		return nil, err
@@ -151,7 +154,10 @@ func writeTimestamp(repo string, root *manifest.Root, seq uint64, raw []byte, ke
 	}
 	ts := &manifest.Timestamp{Schema: manifest.RolesSchema, App: root.App, Sequence: 1, Expires: now.UTC().Truncate(time.Second).Add(validity),
 		Index: manifest.IndexRef{Sequence: seq, Size: int64(len(raw)), SHA256: sha256Of(raw)}}
-	if prev != nil {
+	if prev != nil && !restart {
+		if prev.Sequence >= manifest.MaxSafeInteger {
+			return nil, fmt.Errorf("%w: %s has sequence %d, the highest there is: someone signed it with a stolen key; rotate the timestamp key (mkdelta key rotate --role timestamp), which restarts the sequence", ErrRepo, manifest.TimestampName, prev.Sequence)
+		}
 		ts.Sequence = prev.Sequence + 1
 	}
 	b, err := manifest.MarshalTimestamp(ts)
@@ -220,6 +226,33 @@ func currentIndex(repo string, pubs []manifest.PublicKey) (loaded, error) {
 		firstErr = fmt.Errorf("%w: no release key given", ErrRepo)
 	}
 	return loaded{}, firstErr
+}
+
+// loadIndex is loadManifest for a v2 repository: manifest.json must carry
+// a threshold of the release signatures of root (beside its history copy,
+// manifests/SEQ.json.KEYID.minisig); manifest.json.minisig, kept for v1
+// clients, may be by a key since rotated out. An empty repository gives
+// a zero loaded.
+func loadIndex(repo string, root *manifest.Root, app string) (loaded, error) {
+	raw, err := readFile(repo, manifest.ManifestName, manifest.MaxManifestSize)
+	if errors.Is(err, os.ErrNotExist) {
+		return loaded{}, nil
+	}
+	if err != nil {
+		return loaded{}, fmt.Errorf("%w: %v", ErrRepo, err)
+	}
+	m, err := manifest.ParseUnverified(raw)
+	if err != nil {
+		return loaded{}, fmt.Errorf("%w: %s: %v", ErrRepo, manifest.ManifestName, err)
+	}
+	ip := manifest.IndexPath(m.Sequence)
+	if err := root.VerifyRole(manifest.RoleRelease, raw, readSigs(repo, ip, root.Roles[manifest.RoleRelease].KeyIDs)); err != nil {
+		return loaded{}, fmt.Errorf("%w: %s (sequence %d): %v", ErrRepo, manifest.ManifestName, m.Sequence, err)
+	}
+	if app != "" && m.App != app {
+		return loaded{}, fmt.Errorf("%w: the repository holds app %q, not %q", ErrRepo, m.App, app)
+	}
+	return loaded{m: m, raw: raw}, nil
 }
 
 // Migrate turns a v1 repository (or an empty one for app) into a v2 one:
@@ -306,7 +339,7 @@ func Migrate(ctx context.Context, app string, roles map[string][]manifest.Privat
 		return nil, err
 	}
 	o.logf("root 1: keys %s", strings.Join(slices.Sorted(maps.Keys(root.Keys)), ", "))
-	ts, err := writeTimestamp(o.Repo, root, cur.m.Sequence, cur.raw, all, o.now(), o.TimestampValidity)
+	ts, err := writeTimestamp(o.Repo, root, cur.m.Sequence, cur.raw, all, o.now(), o.TimestampValidity, true)
 	if err != nil {
 		return nil, err
 	}
@@ -415,7 +448,7 @@ func ChangeKeys(ctx context.Context, kc KeyChange, o RolesOptions) (*manifest.Ro
 	var cur loaded
 	var relSigners []manifest.PrivateKey
 	if releaseChanged || tsChanged {
-		if cur, err = currentIndex(o.Repo, old.RoleKeys(manifest.RoleRelease)); err != nil {
+		if cur, err = loadIndex(o.Repo, old, ""); err != nil {
 			return nil, err
 		}
 		if cur.m == nil {
@@ -445,7 +478,7 @@ func ChangeKeys(ctx context.Context, kc KeyChange, o RolesOptions) (*manifest.Ro
 	}
 	o.logf("root %d: valid until %s", next.Version, next.Expires.Format(time.RFC3339))
 	if tsChanged {
-		ts, err := writeTimestamp(o.Repo, next, cur.m.Sequence, cur.raw, o.Keys, o.now(), o.TimestampValidity)
+		ts, err := writeTimestamp(o.Repo, next, cur.m.Sequence, cur.raw, o.Keys, o.now(), o.TimestampValidity, true)
 		if err != nil {
 			return nil, err
 		}
@@ -474,21 +507,17 @@ func Refresh(ctx context.Context, o RolesOptions) (*manifest.Timestamp, error) {
 	if root == nil {
 		return nil, fmt.Errorf("%w: %s has no root: run `mkdelta migrate` first", ErrRepo, o.Repo)
 	}
-	cur, err := currentIndex(o.Repo, root.RoleKeys(manifest.RoleRelease))
+	cur, err := loadIndex(o.Repo, root, "")
 	if err != nil {
 		return nil, err
 	}
 	if cur.m == nil {
 		return nil, fmt.Errorf("%w: %s has no manifest.json", ErrRepo, o.Repo)
 	}
-	ip := manifest.IndexPath(cur.m.Sequence)
-	if err := root.VerifyRole(manifest.RoleRelease, cur.raw, readSigs(o.Repo, ip, root.Roles[manifest.RoleRelease].KeyIDs)); err != nil {
-		return nil, fmt.Errorf("%w: index %d: %v", ErrRepo, cur.m.Sequence, err)
-	}
 	if err := ctx.Err(); err != nil {
 		return nil, err
 	}
-	ts, err := writeTimestamp(o.Repo, root, cur.m.Sequence, cur.raw, o.Keys, o.now(), o.TimestampValidity)
+	ts, err := writeTimestamp(o.Repo, root, cur.m.Sequence, cur.raw, o.Keys, o.now(), o.TimestampValidity, false)
 	if err != nil {
 		return nil, err
 	}
@@ -531,21 +560,27 @@ func planRoles(o *PublishOptions) (rolesPlan, error) {
 	return p, nil
 }
 
-// publishRoles signs the new index (sequence seq, bytes raw) with the
-// release keys and issues the timestamp that makes it visible to v2
-// clients.
-func publishRoles(o *PublishOptions, p rolesPlan, seq uint64, raw []byte, logf func(string, ...any)) error {
+// signNewIndex writes the release keys' signatures of the new index
+// (sequence seq, bytes raw) beside its history copy, before manifest.json
+// changes: an index in place always carries them.
+func signNewIndex(o *PublishOptions, p rolesPlan, seq uint64, raw []byte) error {
 	if p.root == nil {
 		return nil
 	}
-	if err := signIndex(o.Repo, seq, raw, p.release); err != nil {
-		return err
+	return signIndex(o.Repo, seq, raw, p.release)
+}
+
+// publishRoles issues the timestamp that makes the new index (sequence
+// seq, bytes raw) visible to v2 clients, once it is in place.
+func publishRoles(o *PublishOptions, p rolesPlan, seq uint64, raw []byte, logf func(string, ...any)) error {
+	if p.root == nil {
+		return nil
 	}
 	if !p.stamping {
 		logf("no timestamp key given: v2 clients see sequence %d after the next `mkdelta refresh`", seq)
 		return nil
 	}
-	ts, err := writeTimestamp(o.Repo, p.root, seq, raw, o.TimestampKeys, o.Now(), o.TimestampValidity)
+	ts, err := writeTimestamp(o.Repo, p.root, seq, raw, o.TimestampKeys, o.Now(), o.TimestampValidity, false)
 	if err != nil {
 		return err
 	}
