@@ -212,20 +212,16 @@ func lockRepo(repo string) (func(), error) {
 // by Recover) and checks that one of keys signed it; nil for an empty
 // repository.
 func currentIndex(repo string, pubs []manifest.PublicKey) (loaded, error) {
-	var firstErr error
+	var ids []string
 	for _, pub := range pubs {
 		cur, err := loadManifest(repo, pub, "")
 		if err == nil {
 			return cur, nil
 		}
-		if firstErr == nil {
-			firstErr = err
-		}
+		ids = append(ids, pub.ID())
 	}
-	if firstErr == nil {
-		firstErr = fmt.Errorf("%w: no release key given", ErrRepo)
-	}
-	return loaded{}, firstErr
+	return loaded{}, fmt.Errorf("%w: %s is signed by none of the release keys given (%s): one of them must be the key the repository is signed with today",
+		ErrRepo, manifest.ManifestName, strings.Join(ids, ", "))
 }
 
 // loadIndex is loadManifest for a v2 repository: manifest.json must carry
