@@ -1,6 +1,7 @@
 package apply
 
 import (
+	"bytes"
 	"context"
 	"crypto/sha256"
 	"encoding/hex"
@@ -180,31 +181,59 @@ func (rf *rolesFetch) get(ctx context.Context, p string, max int64) ([]byte, err
 // skipped. The caller checks the threshold (the Open functions do).
 func (rf *rolesFetch) roleSigs(ctx context.Context, root *manifest.Root, role, doc string, raw []byte, have map[string][]byte) (map[string][]byte, error) {
 	sigs := map[string][]byte{}
-	for id, s := range have {
-		sigs[id] = s
-	}
 	good := 0
 	ro := root.Roles[role]
-	for _, id := range ro.KeyIDs {
-		sig, ok := sigs[id]
-		if !ok {
-			var err error
-			sig, err = rf.get(ctx, manifest.SigPath(doc, id), manifest.MaxSignatureSize+1)
-			if fetchNotFound(err) {
-				continue
-			}
-			if err != nil {
-				return nil, fetchError(manifest.SigPath(doc, id), err)
-			}
+	for _, id := range ro.KeyIDs { // those at hand first
+		if sig, ok := have[id]; ok {
 			sigs[id] = sig
-		}
-		if _, err := manifest.Verify(root.Keys[id], raw, sig); err == nil {
-			if good++; good >= ro.Threshold {
-				break
+			if _, err := manifest.Verify(root.Keys[id], raw, sig); err == nil {
+				good++
 			}
+		}
+	}
+	for _, id := range ro.KeyIDs {
+		if good >= ro.Threshold {
+			break
+		}
+		if _, ok := sigs[id]; ok {
+			continue
+		}
+		p := manifest.SigPath(doc, id)
+		sig, err := rf.get(ctx, p, manifest.MaxSignatureSize+1)
+		if fetchNotFound(err) {
+			continue
+		}
+		if err != nil {
+			return nil, fetchError(p, err)
+		}
+		sigs[id] = sig
+		if _, err := manifest.Verify(root.Keys[id], raw, sig); err == nil {
+			good++
 		}
 	}
 	return sigs, nil
+}
+
+// cachedSigs returns the cached signature files of doc when raw is the
+// cached copy of doc (a 304, or the same bytes again): they still sign
+// it, and are checked again against the current root's keys.
+func (rf *rolesFetch) cachedSigs(doc string, raw []byte, root *manifest.Root, role string) map[string][]byte {
+	cached, ok := rf.cache.Docs[doc]
+	if !ok || !bytes.Equal(cached, raw) {
+		return nil
+	}
+	out := map[string][]byte{}
+	for _, id := range root.Roles[role].KeyIDs {
+		p := manifest.SigPath(doc, id)
+		if s, ok := rf.cache.Docs[p]; ok {
+			out[id] = s
+			rf.docs[p] = s
+			if v, ok := rf.cache.HTTP[p]; ok {
+				rf.http[p] = v
+			}
+		}
+	}
+	return out
 }
 
 // trustedRoot returns the root to start from: the cached one when
@@ -291,7 +320,7 @@ func fetchRolesFrom(ctx context.Context, cfg *Config, f Fetcher, st *State) (*ma
 	if err != nil {
 		return nil, nil, fetchError(manifest.TimestampName, err)
 	}
-	tsSigs, err := rf.roleSigs(ctx, root, manifest.RoleTimestamp, manifest.TimestampName, tsRaw, nil)
+	tsSigs, err := rf.roleSigs(ctx, root, manifest.RoleTimestamp, manifest.TimestampName, tsRaw, rf.cachedSigs(manifest.TimestampName, tsRaw, root, manifest.RoleTimestamp))
 	if err != nil {
 		return nil, nil, err
 	}
