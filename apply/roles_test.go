@@ -155,7 +155,7 @@ func TestRolesCheckAndTinyPoll(t *testing.T) {
 		t.Fatalf("check: up to date %v, current %q", res.UpToDate, res.Current)
 	}
 	st := c.state(t)
-	if st.RootVersion != 1 || st.TimestampSequence != 1 || st.Sequence != 3 || st.ReleaseKeys == "" || st.TimestampKeys == "" {
+	if st.RootVersion != 1 || st.TimestampSequence != 1 || st.Sequence != 4 || st.ReleaseKeys == "" || st.TimestampKeys == "" {
 		t.Fatalf("state after the first check: %+v", st)
 	}
 	// A second check: the index is not fetched again; the timestamp and
@@ -219,12 +219,12 @@ func TestRolesFastForwardRecoveredByRotation(t *testing.T) {
 	if _, err := c.check(t); err != nil {
 		t.Fatal(err)
 	}
-	idx, err := os.ReadFile(filepath.Join(v.dir, filepath.FromSlash(manifest.IndexPath(3))))
+	idx, err := os.ReadFile(filepath.Join(v.dir, filepath.FromSlash(manifest.IndexPath(4))))
 	if err != nil {
 		t.Fatal(err)
 	}
 	// The thief of the timestamp key fast-forwards clients.
-	v.forgeTimestamp(t, manifest.MaxSafeInteger, 3, idx, v.now.Add(24*time.Hour), v.ts)
+	v.forgeTimestamp(t, manifest.MaxSafeInteger, 4, idx, v.now.Add(24*time.Hour), v.ts)
 	if _, err := c.check(t); err != nil {
 		t.Fatal(err)
 	}
@@ -257,7 +257,7 @@ func TestRolesFastForwardRecoveredByRotation(t *testing.T) {
 		t.Fatalf("not recovered: root %d, timestamp %d", st.RootVersion, st.TimestampSequence)
 	}
 	// The old key no longer moves the client.
-	v.forgeTimestamp(t, manifest.MaxSafeInteger, 3, idx, v.now.Add(24*time.Hour), v.ts)
+	v.forgeTimestamp(t, manifest.MaxSafeInteger, 4, idx, v.now.Add(24*time.Hour), v.ts)
 	if _, err := c.check(t); !errors.Is(err, manifest.ErrSignature) {
 		t.Fatalf("revoked key: %v, want ErrSignature", err)
 	}
@@ -307,34 +307,34 @@ func TestRolesStolenKeyBelowThreshold(t *testing.T) {
 	if _, err := c.check(t); !errors.Is(err, manifest.ErrSignature) {
 		t.Fatalf("root 2 signed by one root key of two: %v, want ErrSignature", err)
 	}
-	if st := c.state(t); st.RootVersion != 1 || st.Sequence != 3 {
+	if st := c.state(t); st.RootVersion != 1 || st.Sequence != 4 {
 		t.Fatalf("state moved: root %d, sequence %d", st.RootVersion, st.Sequence)
 	}
 }
 
 func TestRolesHostileMirror(t *testing.T) {
 	v := newV2Repo(t, nil)
-	idx, err := os.ReadFile(filepath.Join(v.dir, filepath.FromSlash(manifest.IndexPath(3))))
+	idx, err := os.ReadFile(filepath.Join(v.dir, filepath.FromSlash(manifest.IndexPath(4))))
 	if err != nil {
 		t.Fatal(err)
 	}
-	older, err := os.ReadFile(filepath.Join(v.dir, filepath.FromSlash(manifest.IndexPath(2))))
-	if err != nil {
-		t.Fatal(err)
-	}
+	// Another index of the same size (an older one would be larger: it
+	// still lists its file lists inline).
+	older := append([]byte{}, idx...)
+	older[len(older)/2] ^= 1
 	tests := []struct {
 		name   string
 		damage func(t *testing.T, v *v2Repo)
 		want   error
 	}{
 		{"mix and match: another index at the named path", func(t *testing.T, v *v2Repo) {
-			v.write(t, manifest.IndexPath(3), older)
+			v.write(t, manifest.IndexPath(4), older)
 		}, manifest.ErrHashMismatch},
 		{"endless data: index larger than the timestamp says", func(t *testing.T, v *v2Repo) {
-			v.write(t, manifest.IndexPath(3), append(append([]byte{}, idx...), make([]byte, 1<<20)...))
+			v.write(t, manifest.IndexPath(4), append(append([]byte{}, idx...), make([]byte, 1<<20)...))
 		}, manifest.ErrTooLarge},
 		{"timestamp signed by a release key", func(t *testing.T, v *v2Repo) {
-			v.forgeTimestamp(t, 9, 3, idx, v.now.Add(24*time.Hour), v.rel1)
+			v.forgeTimestamp(t, 9, 4, idx, v.now.Add(24*time.Hour), v.rel1)
 			os.Remove(filepath.Join(v.dir, manifest.SigPath(manifest.TimestampName, v.ts.Public().ID())))
 		}, manifest.ErrSignature},
 		{"oversized timestamp", func(t *testing.T, v *v2Repo) {
@@ -422,7 +422,7 @@ func TestRolesReleaseFastForwardRecovered(t *testing.T) {
 		t.Fatalf("fast-forward not taken: %d", st.Sequence)
 	}
 	// Two rotations (release, then timestamp): the client walks both
-	// roots in one check and accepts the honest index 3 again.
+	// roots in one check and accepts the honest index 4 again.
 	rel3, ts2 := v2Key(t), v2Key(t)
 	ctx := context.Background()
 	if _, err := releasetools.ChangeKeys(ctx, releasetools.KeyChange{Role: manifest.RoleRelease, Add: []manifest.PublicKey{rel3.Public()}, Remove: []string{v.rel1.Public().ID()}}, v.opts(v.rootA, v.rootB, rel3)); err != nil {
@@ -435,7 +435,7 @@ func TestRolesReleaseFastForwardRecovered(t *testing.T) {
 	if _, err := c.check(t); err != nil {
 		t.Fatalf("after the rotations: %v", err)
 	}
-	if st := c.state(t); st.RootVersion != 3 || st.Sequence != 3 || st.TimestampSequence != 1 {
+	if st := c.state(t); st.RootVersion != 3 || st.Sequence != 4 || st.TimestampSequence != 1 {
 		t.Fatalf("not recovered: root %d, index %d, timestamp %d", st.RootVersion, st.Sequence, st.TimestampSequence)
 	}
 }

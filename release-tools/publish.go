@@ -296,7 +296,9 @@ func Publish(ctx context.Context, newDir string, opts PublishOptions) (*PublishR
 	}
 
 	// The file list: inline, or a document of its own when long.
-	if len(entries) > manifest.InlineFilesMax {
+	// A v2 repository keeps every file list out of the index: clients
+	// fetch one only for a version they install or repair.
+	if len(entries) > manifest.InlineFilesMax || roles.root != nil {
 		doc, err := manifest.MarshalFileList(&manifest.FileList{Schema: manifest.SchemaVersion, Version: o.Version, Files: entries})
 		if err != nil {
 			return nil, err

@@ -212,15 +212,22 @@ func lockRepo(repo string) (func(), error) {
 // by Recover) and checks that one of keys signed it; nil for an empty
 // repository.
 func currentIndex(repo string, pubs []manifest.PublicKey) (loaded, error) {
+	cur, _, err := currentIndexBy(repo, pubs)
+	return cur, err
+}
+
+// currentIndexBy is currentIndex that also says which of pubs signed the
+// index (its position).
+func currentIndexBy(repo string, pubs []manifest.PublicKey) (loaded, int, error) {
 	var ids []string
-	for _, pub := range pubs {
+	for i, pub := range pubs {
 		cur, err := loadManifest(repo, pub, "")
 		if err == nil {
-			return cur, nil
+			return cur, i, nil
 		}
 		ids = append(ids, pub.ID())
 	}
-	return loaded{}, fmt.Errorf("%w: %s is signed by none of the release keys given (%s): one of them must be the key the repository is signed with today",
+	return loaded{}, -1, fmt.Errorf("%w: %s is signed by none of the release keys given (%s): one of them must be the key the repository is signed with today",
 		ErrRepo, manifest.ManifestName, strings.Join(ids, ", "))
 }
 
@@ -274,7 +281,7 @@ func Migrate(ctx context.Context, app string, roles map[string][]manifest.Privat
 	for _, k := range roles[manifest.RoleRelease] {
 		relPubs = append(relPubs, k.Public())
 	}
-	cur, err := currentIndex(o.Repo, relPubs)
+	cur, signer, err := currentIndexBy(o.Repo, relPubs)
 	if err != nil {
 		return nil, err
 	}
@@ -328,7 +335,7 @@ func Migrate(ctx context.Context, app string, roles map[string][]manifest.Privat
 	if err := ctx.Err(); err != nil {
 		return nil, err
 	}
-	if err := signIndex(o.Repo, cur.m.Sequence, cur.raw, relSigners); err != nil {
+	if cur, err = outlineFileLists(o.Repo, cur, roles[manifest.RoleRelease][signer], relSigners, o.now(), o.logf); err != nil {
 		return nil, err
 	}
 	if err := writeSigned(o.Repo, manifest.RootPath(1), raw, rootSigners, manifest.SignRoot); err != nil {
@@ -341,6 +348,64 @@ func Migrate(ctx context.Context, app string, roles map[string][]manifest.Privat
 	}
 	o.logf("timestamp %d: index %d, valid until %s", ts.Sequence, cur.m.Sequence, ts.Expires.Format(time.RFC3339))
 	return root, nil
+}
+
+// outlineFileLists moves every inline file list of the index cur into a
+// file-list document (FileListPath, pinned by size and SHA-256) and
+// publishes the result as the next index: signed by the release signers
+// (beside its history copy, for v2 clients) and by v1Key (the key v1
+// clients trust, manifest.json.minisig), with the same releases and
+// expiry. The index shrinks by the file lists (about 140 bytes per tree
+// entry per release); clients fetch a list only for a version they install
+// or repair. An index without inline lists is only signed.
+func outlineFileLists(repo string, cur loaded, v1Key manifest.PrivateKey, signers []manifest.PrivateKey, now time.Time, logf func(string, ...any)) (loaded, error) {
+	m := *cur.m
+	m.Releases = slices.Clone(cur.m.Releases)
+	moved := 0
+	for i := range m.Releases {
+		r := &m.Releases[i]
+		if r.Files == nil {
+			continue
+		}
+		doc, err := manifest.MarshalFileList(&manifest.FileList{Schema: manifest.SchemaVersion, Version: r.Version, Files: r.Files})
+		if err != nil {
+			return loaded{}, err
+		}
+		rp := FileListPath(m.App, r.Version)
+		if err := writeFile(repo, rp, doc); err != nil {
+			return loaded{}, err
+		}
+		ref := manifest.NewFileListRef(rp, doc)
+		r.FileList, r.Files = &ref, nil
+		moved++
+	}
+	if moved == 0 {
+		return cur, signIndex(repo, cur.m.Sequence, cur.raw, signers)
+	}
+	m.Sequence++
+	if now.After(m.Issued) && now.Before(m.Expires) {
+		m.Issued = now
+	}
+	raw, err := manifest.Marshal(&m)
+	if err != nil {
+		return loaded{}, err
+	}
+	sig, err := manifest.Sign(v1Key, raw)
+	if err != nil {
+		return loaded{}, err
+	}
+	if err := signIndex(repo, m.Sequence, raw, signers); err != nil {
+		return loaded{}, err
+	}
+	if err := publishManifest(repo, raw, sig, m.Sequence); err != nil {
+		return loaded{}, err
+	}
+	logf("index %d: %d file lists moved out of the index (%d -> %d bytes)", m.Sequence, moved, len(cur.raw), len(raw))
+	nm, err := manifest.ParseUnverified(raw)
+	if err != nil {
+		return loaded{}, err
+	}
+	return loaded{m: nm, raw: raw}, nil
 }
 
 // KeyChange is one change of a role's keys: ChangeKeys applies it as a

@@ -48,7 +48,7 @@ func TestMigrateWritesSignedDocuments(t *testing.T) {
 		t.Fatalf("LoadRoot = %+v, %v", root, err)
 	}
 	ts, err := currentTimestamp(f.repo)
-	if err != nil || ts == nil || ts.Sequence != 1 || ts.Index.Sequence != 1 || !ts.Expires.Equal(f.now.Add(DefaultTimestampValidity)) {
+	if err != nil || ts == nil || ts.Sequence != 1 || ts.Index.Sequence != 2 || !ts.Expires.Equal(f.now.Add(DefaultTimestampValidity)) {
 		t.Fatalf("timestamp = %+v, %v", ts, err)
 	}
 	if _, err := Migrate(context.Background(), "demo", nil, nil, f.opts()); !errors.Is(err, ErrRepo) {
@@ -65,6 +65,10 @@ func TestMigrateWritesSignedDocuments(t *testing.T) {
 		if err != nil {
 			t.Fatalf("minisign -V: %v\n%s", err, out)
 		}
+	}
+	// Migration moved the inline file list out of the index (sequence 2).
+	if m := mustManifest(t, f.repo); m.Sequence != 2 || m.Releases[0].Files != nil || m.Releases[0].FileList == nil {
+		t.Fatalf("index after migrate: sequence %d, inline files %d", m.Sequence, len(m.Releases[0].Files))
 	}
 	rep, err := Verify(context.Background(), f.repo, f.rel.Public(), VerifyOptions{Now: func() time.Time { return f.now }})
 	if err != nil || !rep.OK() || len(rep.Strays) != 0 {
@@ -133,7 +137,7 @@ func TestChangeKeys(t *testing.T) {
 		TimestampKeys: []manifest.PrivateKey{newTS}, Now: func() time.Time { return f.now }}); err != nil {
 		t.Fatal(err)
 	}
-	if ts, _ := currentTimestamp(f.repo); ts.Index.Sequence != 2 {
-		t.Fatalf("the timestamp names index %d, want 2", ts.Index.Sequence)
+	if ts, _ := currentTimestamp(f.repo); ts.Index.Sequence != 3 {
+		t.Fatalf("the timestamp names index %d, want 3", ts.Index.Sequence)
 	}
 }
