@@ -242,18 +242,9 @@ func MarshalRoot(r *Root) ([]byte, error) {
 // (trusted because it ships), publishers and the fuzzer. Clients accept
 // later versions only through Root.Next.
 func ParseRoot(raw []byte) (*Root, error) {
-	if len(raw) > MaxRootSize {
-		return nil, fmt.Errorf("%w: root document is %d bytes, the cap is %d", ErrTooLarge, len(raw), MaxRootSize)
-	}
-	if err := checkCanonical(raw, MaxRootSize); err != nil {
-		return nil, fmt.Errorf("root: %w", err)
-	}
-	if err := checkSchemaOf(raw, RolesSchema); err != nil {
-		return nil, fmt.Errorf("root: %w", err)
-	}
 	var w wireRoot
-	if err := decodeStrict(raw, &w); err != nil {
-		return nil, fmt.Errorf("root: %w", err)
+	if err := decodeDoc(RoleRoot, raw, MaxRootSize, &w); err != nil {
+		return nil, err
 	}
 	if w.Type != RoleRoot {
 		return nil, fmt.Errorf("%w: type %q, want %q: this is not a root document", ErrMalformed, w.Type, RoleRoot)
@@ -288,6 +279,24 @@ func ParseRoot(raw []byte) (*Root, error) {
 	}
 	r.hash, r.raw = sha256.Sum256(raw), slices.Clone(raw)
 	return r, nil
+}
+
+// decodeDoc checks a v2 document's size cap, canonical form and schema,
+// and decodes it strictly into w (a pointer to its wire type).
+func decodeDoc(what string, raw []byte, limit int, w any) error {
+	if len(raw) > limit {
+		return fmt.Errorf("%w: %s document is %d bytes, the cap is %d", ErrTooLarge, what, len(raw), limit)
+	}
+	if err := checkCanonical(raw, int64(limit)); err != nil {
+		return fmt.Errorf("%s: %w", what, err)
+	}
+	if err := checkSchemaOf(raw, RolesSchema); err != nil {
+		return fmt.Errorf("%s: %w", what, err)
+	}
+	if err := decodeStrict(raw, w); err != nil {
+		return fmt.Errorf("%s: %w", what, err)
+	}
+	return nil
 }
 
 // SignRoot returns the signature file by priv of the root bytes raw, which
@@ -456,18 +465,9 @@ func MarshalTimestamp(t *Timestamp) ([]byte, error) {
 // ParseTimestamp parses timestamp bytes strictly WITHOUT checking a
 // signature: for publishers and the fuzzer; clients use OpenTimestamp.
 func ParseTimestamp(raw []byte) (*Timestamp, error) {
-	if len(raw) > MaxTimestampSize {
-		return nil, fmt.Errorf("%w: timestamp is %d bytes, the cap is %d", ErrTooLarge, len(raw), MaxTimestampSize)
-	}
-	if err := checkCanonical(raw, MaxTimestampSize); err != nil {
-		return nil, fmt.Errorf("timestamp: %w", err)
-	}
-	if err := checkSchemaOf(raw, RolesSchema); err != nil {
-		return nil, fmt.Errorf("timestamp: %w", err)
-	}
 	var w wireTimestamp
-	if err := decodeStrict(raw, &w); err != nil {
-		return nil, fmt.Errorf("timestamp: %w", err)
+	if err := decodeDoc(RoleTimestamp, raw, MaxTimestampSize, &w); err != nil {
+		return nil, err
 	}
 	if w.Type != RoleTimestamp {
 		return nil, fmt.Errorf("%w: type %q, want %q: this is not a timestamp document", ErrMalformed, w.Type, RoleTimestamp)

@@ -208,6 +208,24 @@ func lockRepo(repo string) (func(), error) {
 	return lockFile(lp)
 }
 
+// lockV2 takes the publish lock of a v2 repository and loads its newest
+// root.
+func lockV2(repo string) (func(), *manifest.Root, error) {
+	unlock, err := lockRepo(repo)
+	if err != nil {
+		return nil, nil, err
+	}
+	root, err := LoadRoot(repo)
+	if err == nil && root == nil {
+		err = fmt.Errorf("%w: %s has no root: run `mkdelta migrate` first", ErrRepo, repo)
+	}
+	if err != nil {
+		unlock()
+		return nil, nil, err
+	}
+	return unlock, root, nil
+}
+
 // current returns the repository's current index (manifest.json, completed
 // by Recover) and checks that one of keys signed it; nil for an empty
 // repository.
@@ -426,18 +444,11 @@ type KeyChange struct {
 // the new root on their next check and forget the sequences they accepted
 // for a role whose keys changed. Nothing is written when a check fails.
 func ChangeKeys(ctx context.Context, kc KeyChange, o RolesOptions) (*manifest.Root, error) {
-	unlock, err := lockRepo(o.Repo)
+	unlock, old, err := lockV2(o.Repo)
 	if err != nil {
 		return nil, err
 	}
 	defer unlock()
-	old, err := LoadRoot(o.Repo)
-	if err != nil {
-		return nil, err
-	}
-	if old == nil {
-		return nil, fmt.Errorf("%w: %s has no root: run `mkdelta migrate` first", ErrRepo, o.Repo)
-	}
 	validity := o.Validity
 	if validity <= 0 {
 		validity = DefaultRootValidity
@@ -556,18 +567,11 @@ func ChangeKeys(ctx context.Context, kc KeyChange, o RolesOptions) (*manifest.Ro
 // the validity. The index must be signed by a threshold of the release
 // keys: Refresh never vouches for an index the release keys did not sign.
 func Refresh(ctx context.Context, o RolesOptions) (*manifest.Timestamp, error) {
-	unlock, err := lockRepo(o.Repo)
+	unlock, root, err := lockV2(o.Repo)
 	if err != nil {
 		return nil, err
 	}
 	defer unlock()
-	root, err := LoadRoot(o.Repo)
-	if err != nil {
-		return nil, err
-	}
-	if root == nil {
-		return nil, fmt.Errorf("%w: %s has no root: run `mkdelta migrate` first", ErrRepo, o.Repo)
-	}
 	cur, err := loadIndex(o.Repo, root, "")
 	if err != nil {
 		return nil, err
