@@ -652,3 +652,38 @@ func publishRoles(o *PublishOptions, p rolesPlan, seq uint64, raw []byte, logf f
 	logf("timestamp %d: index %d, valid until %s", ts.Sequence, seq, ts.Expires.Format(time.RFC3339))
 	return nil
 }
+
+// verifyRoles checks the v2 documents of a repository as a client would
+// (nothing for a v1 repository): the root chain and the newest root's
+// expiry, the release signatures of the current index m (bytes raw), and
+// the timestamp: its signatures, expiry, and that it names this index.
+func verifyRoles(repo string, m *manifest.Manifest, raw []byte, now time.Time) []Fault {
+	root, err := LoadRoot(repo)
+	if err != nil {
+		return []Fault{{Path: manifest.RootDir + "/", Err: err}}
+	}
+	if root == nil {
+		return nil
+	}
+	var out []Fault
+	if err := root.CheckFresh(now); err != nil {
+		out = append(out, Fault{Path: manifest.RootPath(root.Version), Err: err})
+	}
+	ip := manifest.IndexPath(m.Sequence)
+	if err := root.VerifyRole(manifest.RoleRelease, raw, readSigs(repo, ip, root.Roles[manifest.RoleRelease].KeyIDs)); err != nil {
+		out = append(out, Fault{Path: ip, Err: err})
+	}
+	tsRaw, err := readFile(repo, manifest.TimestampName, manifest.MaxTimestampSize)
+	if err != nil {
+		return append(out, Fault{Path: manifest.TimestampName, Err: err})
+	}
+	sigs := readSigs(repo, manifest.TimestampName, root.Roles[manifest.RoleTimestamp].KeyIDs)
+	ts, err := manifest.OpenTimestamp(tsRaw, sigs, root, manifest.TimestampOptions{App: root.App, Now: now})
+	if err != nil {
+		return append(out, Fault{Path: manifest.TimestampName, Err: fmt.Errorf("%w (mkdelta refresh issues a new one)", err)})
+	}
+	if ts.Index.Sequence != m.Sequence || ts.Index.SHA256 != sha256Of(raw) {
+		out = append(out, Fault{Path: manifest.TimestampName, Err: fmt.Errorf("names index %d, but %s is index %d: v2 clients do not see it yet; run mkdelta refresh", ts.Index.Sequence, manifest.ManifestName, m.Sequence)})
+	}
+	return out
+}

@@ -121,6 +121,20 @@ func TestChangeKeys(t *testing.T) {
 	if err != nil || ts.Sequence != 2 {
 		t.Fatalf("refresh: %+v, %v", ts, err)
 	}
+	// Verify reports a timestamp that names an older index, and one that
+	// has expired.
+	if _, err := Publish(ctx, versionTree(t, 2), PublishOptions{Repo: f.repo, App: "demo", Version: "1.0.5", Key: f.rel, Now: func() time.Time { return f.now }}); err != nil {
+		t.Fatal(err)
+	}
+	for _, at := range []time.Time{f.now, f.now.Add(2 * DefaultTimestampValidity)} {
+		rep, err := Verify(ctx, f.repo, f.rel.Public(), VerifyOptions{Now: func() time.Time { return at }})
+		if err != nil || rep.OK() || rep.Faults[0].Path != manifest.TimestampName {
+			t.Fatalf("verify with a stale timestamp at %s: %v %v", at, err, rep.Faults)
+		}
+	}
+	if _, err := Refresh(ctx, f.opts(newTS)); err != nil {
+		t.Fatal(err)
+	}
 	if got, err := LoadRoot(f.repo); err != nil || got.Version != 2 {
 		t.Fatalf("LoadRoot after rotation: %v", err)
 	}
@@ -137,7 +151,7 @@ func TestChangeKeys(t *testing.T) {
 		TimestampKeys: []manifest.PrivateKey{newTS}, Now: func() time.Time { return f.now }}); err != nil {
 		t.Fatal(err)
 	}
-	if ts, _ := currentTimestamp(f.repo); ts.Index.Sequence != 3 {
-		t.Fatalf("the timestamp names index %d, want 3", ts.Index.Sequence)
+	if ts, _ := currentTimestamp(f.repo); ts.Index.Sequence != 4 {
+		t.Fatalf("the timestamp names index %d, want 4", ts.Index.Sequence)
 	}
 }

@@ -103,6 +103,9 @@ func Verify(ctx context.Context, repo string, pub manifest.PublicKey, opts Verif
 	if t := now(); !t.Before(m.Expires) {
 		fault(manifest.ManifestName, fmt.Errorf("expired at %s: clients refuse it; publish or re-sign", m.Expires.Format(time.RFC3339)))
 	}
+	for _, f := range verifyRoles(repo, m, raw, now()) {
+		fault(f.Path, f.Err)
+	}
 
 	tmp, err := os.MkdirTemp(filepath.Dir(filepath.Clean(repo)), ".deltaup-verify-")
 	if err != nil {
