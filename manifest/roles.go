@@ -47,9 +47,10 @@ const (
 	MaxRoleKeys = 16
 	MaxRootKeys = 48
 	// MaxRootWalk caps how many root versions a client walks in one check
-	// (a hostile mirror cannot keep it fetching forever); the next check
-	// continues from where it stopped.
-	MaxRootWalk = 32
+	// (a hostile mirror cannot keep it fetching forever; go-tuf's default
+	// too). A client further behind than that fails the check: ship a
+	// newer root with the application.
+	MaxRootWalk = 256
 )
 
 // Roles lists the role names in canonical order.
