@@ -9,6 +9,7 @@ import (
 	"fmt"
 	"io"
 	"path/filepath"
+	"strings"
 
 	"github.com/deltaup/deltaup/delta"
 	"github.com/deltaup/deltaup/manifest"
@@ -356,9 +357,11 @@ func fetchRolesFrom(ctx context.Context, cfg *Config, f Fetcher, st *State) (*ma
 		}
 	}
 	if m == nil {
-		raw, err := rf.f.Get(ctx, ip, ts.Index.Size)
-		if err != nil {
-			return nil, nil, fetchError(ip, err)
+		raw := rf.fromDelta(ctx, ts.Index)
+		if raw == nil {
+			if raw, err = rf.f.Get(ctx, ip, ts.Index.Size); err != nil {
+				return nil, nil, fetchError(ip, err)
+			}
 		}
 		rf.docs[ip] = raw
 		sigs, err := rf.roleSigs(ctx, root, manifest.RoleRelease, ip, raw, nil)
@@ -377,4 +380,37 @@ func fetchRolesFrom(ctx context.Context, cfg *Config, f Fetcher, st *State) (*ma
 		cfg.releaseKeys = root.RoleKeys(manifest.RoleRelease)
 	}
 	return m, commit, nil
+}
+
+// fromDelta rebuilds the index ref names from the cached index and the
+// delta between them (manifest.DeltaPath), and returns its bytes when they
+// have exactly ref's size and SHA-256; nil otherwise (no cached index, no
+// delta, a damaged one): the caller then fetches the whole index. The
+// bytes returned are checked by the caller like a fetched index.
+func (rf *rolesFetch) fromDelta(ctx context.Context, ref manifest.IndexRef) []byte {
+	var base *manifest.Manifest
+	for p, raw := range rf.cache.Docs {
+		if !strings.HasPrefix(p, "manifests/") || !strings.HasSuffix(p, ".json") || strings.HasSuffix(p, ".minisig") {
+			continue
+		}
+		if m, err := manifest.ParseUnverified(raw); err == nil && manifest.IndexPath(m.Sequence) == p && m.Sequence < ref.Sequence {
+			base = m
+		}
+	}
+	if base == nil {
+		return nil
+	}
+	raw, err := rf.f.Get(ctx, manifest.DeltaPath(base.Sequence, ref.Sequence), ref.Size)
+	if err != nil {
+		return nil
+	}
+	d, err := manifest.ParseDelta(raw)
+	if err != nil {
+		return nil
+	}
+	out, err := manifest.ApplyDelta(base, d)
+	if err != nil || int64(len(out)) != ref.Size || sha256.Sum256(out) != ref.SHA256 {
+		return nil
+	}
+	return out
 }

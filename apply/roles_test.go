@@ -6,6 +6,7 @@ import (
 	"errors"
 	"os"
 	"path/filepath"
+	"slices"
 	"strings"
 	"testing"
 	"time"
@@ -181,8 +182,36 @@ func TestRolesCheckAndTinyPoll(t *testing.T) {
 		t.Fatal(err)
 	}
 	v.touch(t)
+	before = len(srv.requests())
 	if res, err = c.check(t); err != nil || res.UpToDate || res.Target != "1.3.0" {
 		t.Fatalf("after publishing 1.3.0: %v (target %q)", err, res.Target)
+	}
+	// The client held index 4: it fetched the delta, not index 5.
+	after := srv.requests()[before:]
+	if !slices.Contains(after, "/"+manifest.DeltaPath(4, 5)) || slices.Contains(after, "/"+manifest.IndexPath(5)) {
+		t.Fatalf("update check requests: %v", after)
+	}
+	// A damaged delta is ignored: the whole index is fetched.
+	v.base.trees["1.4.0"] = ckTree(t, 8, v.base.pubFile)
+	if _, err := releasetools.Publish(context.Background(), v.base.trees["1.4.0"], releasetools.PublishOptions{Repo: v.dir, App: "demo", Version: "1.4.0",
+		Key: v.rel1, TimestampKeys: []manifest.PrivateKey{v.ts}, Now: func() time.Time { return v.now }}); err != nil {
+		t.Fatal(err)
+	}
+	v.touch(t)
+	d := filepath.Join(v.dir, filepath.FromSlash(manifest.DeltaPath(5, 6)))
+	raw, err := os.ReadFile(d)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(d, []byte(strings.Replace(string(raw), `"keep":`, `"keep":1`, 1)), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	before = len(srv.requests())
+	if res, err = c.check(t); err != nil || res.Target != "1.4.0" {
+		t.Fatalf("after publishing 1.4.0 with a damaged delta: %v", err)
+	}
+	if after := srv.requests()[before:]; !slices.Contains(after, "/"+manifest.IndexPath(6)) {
+		t.Fatalf("the whole index was not fetched: %v", after)
 	}
 }
 

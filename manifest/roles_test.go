@@ -8,6 +8,8 @@ import (
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/deltaup/deltaup/internal/tree"
 )
 
 func newKey(t testing.TB) PrivateKey {
@@ -291,6 +293,73 @@ func FuzzTimestamp(f *testing.F) {
 		enc, err := MarshalTimestamp(ts)
 		if err != nil || !bytes.Equal(enc, raw) {
 			t.Fatalf("round trip: %v", err)
+		}
+	})
+}
+
+func TestIndexDelta(t *testing.T) {
+	base := fixture(t)
+	baseRaw, err := Marshal(base)
+	if err != nil {
+		t.Fatal(err)
+	}
+	base, _ = ParseUnverified(baseRaw)
+	next := fixture(t)
+	next.Sequence++
+	next.Releases = append(next.Releases[:2], Release{Version: "1.3.0", Channel: "stable", Files: treeOf("1.3.0"), Archives: archives("1.3.0"), Patches: []Patch{patch("1.1.0", "1.3.0")}})
+	next.Releases[2].TreeDigest = tree.Digest(next.Releases[2].Files)
+	want, err := Marshal(next)
+	if err != nil {
+		t.Fatal(err)
+	}
+	raw, err := MakeDelta(base, next)
+	if err != nil {
+		t.Fatal(err)
+	}
+	d, err := ParseDelta(raw)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if d.Keep != 2 || len(d.Index.Releases) != 1 || len(raw) >= len(want) {
+		t.Fatalf("delta keeps %d, appends %d, %d bytes (index %d)", d.Keep, len(d.Index.Releases), len(raw), len(want))
+	}
+	got, err := ApplyDelta(base, d)
+	if err != nil || !bytes.Equal(got, want) {
+		t.Fatalf("ApplyDelta: %v (equal %v)", err, bytes.Equal(got, want))
+	}
+	other := *base
+	other.Sequence = 99
+	if _, err := ApplyDelta(&other, d); !errors.Is(err, ErrMalformed) {
+		t.Fatalf("delta on another base: %v", err)
+	}
+	for _, bad := range []string{`{}`, `{"from":1,"index":null,"keep":0,"type":"delta"}`, strings.Replace(string(raw), `"keep":2`, `"keep":-1`, 1), strings.Replace(string(raw), `"type":"delta"`, `"type":"index"`, 1)} {
+		if _, err := ParseDelta([]byte(bad)); !errors.Is(err, ErrMalformed) {
+			t.Errorf("ParseDelta(%.60s) = %v, want ErrMalformed", bad, err)
+		}
+	}
+}
+
+// FuzzDelta: index deltas come unsigned from mirrors. Any bytes: no
+// panic; what parses and applies to the fixture marshals (Validate holds).
+func FuzzDelta(f *testing.F) {
+	base := fixture(f)
+	next := fixture(f)
+	next.Sequence++
+	raw, err := MakeDelta(base, next)
+	if err != nil {
+		f.Fatal(err)
+	}
+	f.Add(raw)
+	f.Add([]byte(`{"from":7,"index":{},"keep":0,"type":"delta"}`))
+	f.Fuzz(func(t *testing.T, raw []byte) {
+		d, err := ParseDelta(raw)
+		if err != nil {
+			return
+		}
+		if out, err := ApplyDelta(base, d); err == nil {
+			if _, err := ParseUnverified(out); err != nil {
+				t.Fatalf("ApplyDelta produced an index that does not parse: %v", err)
+			}
 		}
 	})
 }

@@ -641,6 +641,9 @@ func publishRoles(o *PublishOptions, p rolesPlan, seq uint64, raw []byte, logf f
 	if p.root == nil {
 		return nil
 	}
+	if err := writeDeltas(o.Repo, seq, raw, logf); err != nil {
+		return err
+	}
 	if !p.stamping {
 		logf("no timestamp key given: v2 clients see sequence %d after the next `mkdelta refresh`", seq)
 		return nil
@@ -686,4 +689,41 @@ func verifyRoles(repo string, m *manifest.Manifest, raw []byte, now time.Time) [
 		out = append(out, Fault{Path: manifest.TimestampName, Err: fmt.Errorf("names index %d, but %s is index %d: v2 clients do not see it yet; run mkdelta refresh", ts.Index.Sequence, manifest.ManifestName, m.Sequence)})
 	}
 	return out
+}
+
+// DeltaDepth is how many earlier indexes get a delta to each new one: a
+// client that missed up to this many publishes fetches a delta, one
+// further behind the whole index.
+const DeltaDepth = 8
+
+// writeDeltas writes deltas/S-SEQ.json from each of the DeltaDepth
+// indexes before seq (their history copies) to the new index raw, where
+// the delta is smaller than the index.
+func writeDeltas(repo string, seq uint64, raw []byte, logf func(string, ...any)) error {
+	next, err := manifest.ParseUnverified(raw)
+	if err != nil {
+		return err
+	}
+	for s := seq - 1; s >= 1 && s+DeltaDepth >= seq; s-- {
+		old, err := readFile(repo, manifest.IndexPath(s), manifest.MaxManifestSize)
+		if err != nil {
+			continue // pruned or never written
+		}
+		base, err := manifest.ParseUnverified(old)
+		if err != nil {
+			continue
+		}
+		d, err := manifest.MakeDelta(base, next)
+		if err != nil {
+			return err
+		}
+		if len(d) >= len(raw) {
+			continue
+		}
+		if err := writeFile(repo, manifest.DeltaPath(s, seq), d); err != nil {
+			return err
+		}
+	}
+	logf("deltas to index %d from the %d before it", seq, min(uint64(DeltaDepth), seq-1))
+	return nil
 }

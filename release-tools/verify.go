@@ -234,7 +234,7 @@ func strays(repo string) ([]string, error) {
 		switch name {
 		case manifest.ManifestName, manifest.SignatureName:
 			return !isDir
-		case ArchivesDir, PatchesDir, FileListsDir, HistoryDir, manifest.RootDir:
+		case ArchivesDir, PatchesDir, FileListsDir, HistoryDir, manifest.RootDir, manifest.DeltaDir:
 			return isDir
 		}
 		return !isDir && v2TopName.MatchString(name)
