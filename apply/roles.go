@@ -357,14 +357,14 @@ func fetchRolesFrom(ctx context.Context, cfg *Config, f Fetcher, st *State) (*ma
 		}
 	}
 	if m == nil {
-		raw := rf.fromDelta(ctx, ts.Index)
+		raw, have := rf.fromDelta(ctx, ts.Index)
 		if raw == nil {
 			if raw, err = rf.f.Get(ctx, ip, ts.Index.Size); err != nil {
 				return nil, nil, fetchError(ip, err)
 			}
 		}
 		rf.docs[ip] = raw
-		sigs, err := rf.roleSigs(ctx, root, manifest.RoleRelease, ip, raw, nil)
+		sigs, err := rf.roleSigs(ctx, root, manifest.RoleRelease, ip, raw, have)
 		if err != nil {
 			return nil, nil, err
 		}
@@ -386,8 +386,9 @@ func fetchRolesFrom(ctx context.Context, cfg *Config, f Fetcher, st *State) (*ma
 // delta between them (manifest.DeltaPath), and returns its bytes when they
 // have exactly ref's size and SHA-256; nil otherwise (no cached index, no
 // delta, a damaged one): the caller then fetches the whole index. The
-// bytes returned are checked by the caller like a fetched index.
-func (rf *rolesFetch) fromDelta(ctx context.Context, ref manifest.IndexRef) []byte {
+// bytes returned are checked by the caller like a fetched index, and so
+// are the signatures the delta carries.
+func (rf *rolesFetch) fromDelta(ctx context.Context, ref manifest.IndexRef) ([]byte, map[string][]byte) {
 	var base *manifest.Manifest
 	for p, raw := range rf.cache.Docs {
 		if !strings.HasPrefix(p, "manifests/") || !strings.HasSuffix(p, ".json") || strings.HasSuffix(p, ".minisig") {
@@ -398,19 +399,22 @@ func (rf *rolesFetch) fromDelta(ctx context.Context, ref manifest.IndexRef) []by
 		}
 	}
 	if base == nil {
-		return nil
+		return nil, nil
 	}
 	raw, err := rf.f.Get(ctx, manifest.DeltaPath(base.Sequence, ref.Sequence), ref.Size)
 	if err != nil {
-		return nil
+		return nil, nil
 	}
 	d, err := manifest.ParseDelta(raw)
 	if err != nil {
-		return nil
+		return nil, nil
 	}
 	out, err := manifest.ApplyDelta(base, d)
 	if err != nil || int64(len(out)) != ref.Size || sha256.Sum256(out) != ref.SHA256 {
-		return nil
+		return nil, nil
 	}
-	return out
+	for id, sig := range d.Sigs {
+		rf.docs[manifest.SigPath(manifest.IndexPath(ref.Sequence), id)] = sig
+	}
+	return out, d.Sigs
 }

@@ -30,18 +30,23 @@ type IndexDelta struct {
 	// Index is the new index with only the appended releases in
 	// Releases (its header: app, channels, sequence, issued, expires).
 	Index Manifest
+	// Sigs are the release keys' signature files of the new index, by key
+	// ID (saving the client a request each); checked like fetched ones.
+	Sigs map[string][]byte
 }
 
 type wireDelta struct {
-	From  uint64        `json:"from"`
-	Index *wireManifest `json:"index"`
-	Keep  int           `json:"keep"`
-	Type  string        `json:"type"`
+	From  uint64            `json:"from"`
+	Index *wireManifest     `json:"index"`
+	Keep  int               `json:"keep"`
+	Sigs  map[string]string `json:"sigs,omitempty"`
+	Type  string            `json:"type"`
 }
 
 // MakeDelta returns the canonical delta document from index base to index
-// next: the longest common prefix of their releases is kept.
-func MakeDelta(base, next *Manifest) ([]byte, error) {
+// next: the longest common prefix of their releases is kept; sigs (key ID
+// to signature file) are carried along.
+func MakeDelta(base, next *Manifest, sigs map[string][]byte) ([]byte, error) {
 	keep := 0
 	for keep < len(base.Releases) && keep < len(next.Releases) {
 		a, err := encodeJSON(toWire(&Manifest{Releases: base.Releases[keep : keep+1]}).Releases, MaxManifestSize)
@@ -59,7 +64,14 @@ func MakeDelta(base, next *Manifest) ([]byte, error) {
 	}
 	head := *next
 	head.Releases = next.Releases[keep:]
-	return encodeJSON(&wireDelta{From: base.Sequence, Index: toWire(&head), Keep: keep, Type: "delta"}, MaxManifestSize)
+	w := &wireDelta{From: base.Sequence, Index: toWire(&head), Keep: keep, Type: "delta"}
+	for id, sig := range sigs {
+		if w.Sigs == nil {
+			w.Sigs = map[string]string{}
+		}
+		w.Sigs[id] = string(sig)
+	}
+	return encodeJSON(w, MaxManifestSize)
 }
 
 // ParseDelta parses delta bytes strictly (cap, canonical form, known
@@ -86,7 +98,20 @@ func ParseDelta(raw []byte) (*IndexDelta, error) {
 	if err != nil {
 		return nil, fmt.Errorf("delta: %w", err)
 	}
-	return &IndexDelta{From: w.From, Keep: w.Keep, Index: *m}, nil
+	d := &IndexDelta{From: w.From, Keep: w.Keep, Index: *m}
+	if len(w.Sigs) > MaxRoleKeys {
+		return nil, fmt.Errorf("%w: delta: %d signatures, at most %d", ErrMalformed, len(w.Sigs), MaxRoleKeys)
+	}
+	for id, sig := range w.Sigs {
+		if !validKeyID(id) || len(sig) > MaxSignatureSize {
+			return nil, fmt.Errorf("%w: delta: signature %q: not a key ID, or over %d bytes", ErrMalformed, id, MaxSignatureSize)
+		}
+		if d.Sigs == nil {
+			d.Sigs = map[string][]byte{}
+		}
+		d.Sigs[id] = []byte(sig)
+	}
+	return d, nil
 }
 
 // ApplyDelta rebuilds the index bytes from base (the index of sequence

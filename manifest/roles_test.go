@@ -312,7 +312,7 @@ func TestIndexDelta(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	raw, err := MakeDelta(base, next)
+	raw, err := MakeDelta(base, next, map[string][]byte{"0123456789ABCDEF": []byte("sig")})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -320,7 +320,7 @@ func TestIndexDelta(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if d.Keep != 2 || len(d.Index.Releases) != 1 || len(raw) >= len(want) {
+	if d.Keep != 2 || len(d.Index.Releases) != 1 || len(raw) >= len(want) || string(d.Sigs["0123456789ABCDEF"]) != "sig" {
 		t.Fatalf("delta keeps %d, appends %d, %d bytes (index %d)", d.Keep, len(d.Index.Releases), len(raw), len(want))
 	}
 	got, err := ApplyDelta(base, d)
@@ -345,7 +345,7 @@ func FuzzDelta(f *testing.F) {
 	base := fixture(f)
 	next := fixture(f)
 	next.Sequence++
-	raw, err := MakeDelta(base, next)
+	raw, err := MakeDelta(base, next, nil)
 	if err != nil {
 		f.Fatal(err)
 	}

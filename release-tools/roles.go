@@ -641,7 +641,8 @@ func publishRoles(o *PublishOptions, p rolesPlan, seq uint64, raw []byte, logf f
 	if p.root == nil {
 		return nil
 	}
-	if err := writeDeltas(o.Repo, seq, raw, logf); err != nil {
+	sigs := readSigs(o.Repo, manifest.IndexPath(seq), p.root.Roles[manifest.RoleRelease].KeyIDs)
+	if err := writeDeltas(o.Repo, seq, raw, sigs, logf); err != nil {
 		return err
 	}
 	if !p.stamping {
@@ -697,9 +698,9 @@ func verifyRoles(repo string, m *manifest.Manifest, raw []byte, now time.Time) [
 const DeltaDepth = 8
 
 // writeDeltas writes deltas/S-SEQ.json from each of the DeltaDepth
-// indexes before seq (their history copies) to the new index raw, where
-// the delta is smaller than the index.
-func writeDeltas(repo string, seq uint64, raw []byte, logf func(string, ...any)) error {
+// indexes before seq (their history copies) to the new index raw, with
+// its release signatures sigs, where the delta is smaller than the index.
+func writeDeltas(repo string, seq uint64, raw []byte, sigs map[string][]byte, logf func(string, ...any)) error {
 	next, err := manifest.ParseUnverified(raw)
 	if err != nil {
 		return err
@@ -713,7 +714,7 @@ func writeDeltas(repo string, seq uint64, raw []byte, logf func(string, ...any))
 		if err != nil {
 			continue
 		}
-		d, err := manifest.MakeDelta(base, next)
+		d, err := manifest.MakeDelta(base, next, sigs)
 		if err != nil {
 			return err
 		}
