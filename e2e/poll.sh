@@ -10,7 +10,8 @@
 # log ($bytes_sent: status line, headers and body; $request_length: the
 # request), the bytes of each check. The v2 target: a check with no update
 # is at most 1 KiB on the wire (both directions) once the client has seen
-# the repository. Skips (exit 0) without the corpus or nginx.
+# the repository, and an update check (3.3.3 published, the client holding
+# the index before it: a delta) at most 4 KiB. Skips (exit 0) without the corpus or nginx.
 set -euo pipefail
 
 here=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
@@ -115,9 +116,13 @@ echo "v2 timestamp.json: $(stat -c %s repo/timestamp.json) bytes"
 "$mk" publish -q --repo repo --app prettier --version 3.3.3 --key rel.key --timestamp-key ts.key "$corpus/prettier/3.3.3"
 chmod -R a+rX repo
 measure "v1 update check (3.3.2 -> 3.3.3)" "${v1[@]}"
-measure "v2 update check (3.3.2 -> 3.3.3)" "${v2[@]}"
+upd=$(measure "v2 update check (3.3.2 -> 3.3.3)" "${v2[@]}")
+echo "$upd"
 idx=$(sed -n 's/.*"index":{"sequence":\([0-9]*\).*/\1/p' repo/timestamp.json)
 echo "v1 manifest.json: $(stat -c %s repo/manifest.json) bytes, v2 index manifests/$idx.json: $(stat -c %s "repo/manifests/$idx.json") bytes for 4 releases; delta $(stat -c %s "repo/deltas/$((idx - 1))-$idx.json") bytes; file list of 3.3.3 $(stat -c %s repo/filelists/prettier-3.3.3.files.json) bytes"
 total=$(echo "$out" | sed -n 's/.*, *\([0-9]*\) total:.*/\1/p')
 [ "$total" -le 1024 ] || die "a v2 check with no update cost $total bytes on the wire, more than 1 KiB"
 echo "poll: OK: a v2 check with no update costs $total bytes on the wire (target <= 1024)"
+utotal=$(echo "$upd" | sed -n 's/.*, *\([0-9]*\) total:.*/\1/p')
+[ "$utotal" -le 4096 ] || die "a v2 update check cost $utotal bytes on the wire, more than 4 KiB"
+echo "poll: OK: a v2 update check costs $utotal bytes on the wire (target <= 4096, plus the file list the update then fetches)"
