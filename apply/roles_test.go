@@ -114,6 +114,26 @@ func (v *v2Repo) forgeTimestamp(t testing.TB, seq uint64, idxSeq uint64, idx []b
 	v.write(t, manifest.TimestampName, raw)
 }
 
+// forgeIndex writes index m (at its sequence's path) signed by keys, as a
+// thief of those keys would, and returns its bytes.
+func (v *v2Repo) forgeIndex(t testing.TB, m *manifest.Manifest, keys ...manifest.PrivateKey) []byte {
+	t.Helper()
+	raw, err := manifest.Marshal(m)
+	if err != nil {
+		t.Fatal(err)
+	}
+	ip := manifest.IndexPath(m.Sequence)
+	for _, k := range keys {
+		sig, err := manifest.SignIndex(k, raw)
+		if err != nil {
+			t.Fatal(err)
+		}
+		v.write(t, manifest.SigPath(ip, k.Public().ID()), sig)
+	}
+	v.write(t, ip, raw)
+	return raw
+}
+
 // client is an installation of the newest release following the
 // repository at the given mirrors, with its own clock.
 type v2Client struct {
@@ -306,14 +326,7 @@ func TestRolesStolenKeyBelowThreshold(t *testing.T) {
 	m := v.base.manifest(t)
 	m.Sequence += 10
 	m.Releases = m.Releases[:1] // take everyone back to 1.0.0
-	raw, err := manifest.Marshal(m)
-	if err != nil {
-		t.Fatal(err)
-	}
-	sig, _ := manifest.SignIndex(v.rel1, raw)
-	ip := manifest.IndexPath(m.Sequence)
-	v.write(t, ip, raw)
-	v.write(t, manifest.SigPath(ip, v.rel1.Public().ID()), sig)
+	raw := v.forgeIndex(t, m, v.rel1)
 	v.forgeTimestamp(t, 50, m.Sequence, raw, v.now.Add(24*time.Hour), v.ts)
 	if _, err := c.check(t); !errors.Is(err, manifest.ErrSignature) {
 		t.Fatalf("index signed by one release key of two: %v, want ErrSignature", err)
@@ -437,14 +450,7 @@ func TestRolesReleaseFastForwardRecovered(t *testing.T) {
 	// the highest sequence (honest content re-signed).
 	m := v.base.manifest(t)
 	m.Sequence = manifest.MaxSafeInteger
-	raw, err := manifest.Marshal(m)
-	if err != nil {
-		t.Fatal(err)
-	}
-	sig, _ := manifest.SignIndex(v.rel1, raw)
-	ip := manifest.IndexPath(m.Sequence)
-	v.write(t, ip, raw)
-	v.write(t, manifest.SigPath(ip, v.rel1.Public().ID()), sig)
+	raw := v.forgeIndex(t, m, v.rel1)
 	v.forgeTimestamp(t, manifest.MaxSafeInteger, m.Sequence, raw, v.now.Add(24*time.Hour), v.ts)
 	if _, err := c.check(t); err != nil {
 		t.Fatal(err)
