@@ -103,6 +103,27 @@ func fetchManifestFrom(ctx context.Context, cfg *Config, f Fetcher, st *State) (
 	if st.App != "" && st.App != cfg.App {
 		return nil, fmt.Errorf("%w: the state file belongs to application %q, not %q: the backup directory is shared; give each application its own", ErrState, st.App, cfg.App)
 	}
+	if cfg.root == nil && len(cfg.Root) > 0 {
+		if err := cfg.parseRoot(); err != nil {
+			return nil, err
+		}
+	}
+	if cfg.root != nil {
+		m, commit, err := fetchRolesFrom(ctx, cfg, f, st)
+		if err != nil {
+			return nil, err
+		}
+		if err := checkManifestFloor(cfg, st, m); err != nil {
+			if errors.Is(err, ErrConfig) {
+				return nil, err
+			}
+			return nil, fmt.Errorf("%w: %w", ErrRefused, err)
+		}
+		commit()
+		h := m.ContentHash()
+		st.App, st.Sequence, st.ManifestHash = cfg.App, m.Sequence, hex.EncodeToString(h[:])
+		return m, nil
+	}
 	seen, err := st.seenHash()
 	if err != nil {
 		return nil, fmt.Errorf("%w: %v", ErrState, err)

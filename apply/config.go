@@ -49,6 +49,14 @@ type Config struct {
 	Servers []string
 	// PublicKey is the trusted minisign key of the publisher (required).
 	PublicKey manifest.PublicKey
+	// Root, when set, is a root document of the application's repository
+	// (root/1.json or a later version) as shipped with the application:
+	// the client then follows repository v2 (docs/FORMAT.md, "Repository
+	// v2: roles"): it walks to the newest root, trusts the keys and
+	// thresholds it names, and polls the tiny timestamp; PublicKey is not
+	// needed. deltaup.json: "root", a file relative to the application
+	// directory.
+	Root []byte
 	// App is the application name the manifest must carry (required).
 	App string
 	// Channel is the channel followed; default DefaultChannel.
@@ -90,6 +98,9 @@ type Config struct {
 	HTTPClient *http.Client
 	// Now returns the current time; nil means time.Now.
 	Now func() time.Time
+
+	root        *manifest.Root       // Root, parsed by Validate
+	releaseKeys []manifest.PublicKey // the release keys of the root accepted last (v2)
 }
 
 // Validate checks c and fills the defaults: Channel, BackupDir,
@@ -123,8 +134,11 @@ func (c *Config) Validate() error {
 			return fmt.Errorf("%w: server %q is not an http:// or https:// URL", ErrConfig, s)
 		}
 	}
-	if c.PublicKey.Equal(manifest.PublicKey{}) {
-		return fmt.Errorf("%w: no trusted public key configured (PublicKey, or \"pubkey\" in %s)", ErrConfig, ConfigFileName)
+	if err := c.parseRoot(); err != nil {
+		return err
+	}
+	if c.PublicKey.Equal(manifest.PublicKey{}) && c.root == nil {
+		return fmt.Errorf("%w: no trusted public key configured (PublicKey, or \"pubkey\" in %s; or a root document: Root, \"root\")", ErrConfig, ConfigFileName)
 	}
 	if c.App == "" {
 		return fmt.Errorf("%w: the application name is not set (App, or \"app\" in %s)", ErrConfig, ConfigFileName)
@@ -203,6 +217,10 @@ type FileConfig struct {
 	Version     string `json:"version,omitempty"`
 	MinVersion  string `json:"min_version,omitempty"`
 	MinSequence uint64 `json:"min_sequence,omitempty"`
+	// Root is the path of the repository's root document shipped with the
+	// application (relative to the application directory, or absolute):
+	// Config.Root.
+	Root string `json:"root,omitempty"`
 
 	// Dir is the application directory the file was read from (not a
 	// JSON key); Found reports whether the file exists.
@@ -233,7 +251,7 @@ func LoadConfigFile(appDir string) (*FileConfig, error) {
 		return nil, fmt.Errorf("%w: %s is larger than %d bytes", ErrConfig, p, MaxConfigFileSize)
 	}
 	if err := decodeStrictJSON(raw, fc); err != nil {
-		return nil, fmt.Errorf("%w: %s: %v (keys: app, servers, pubkey, channel, backup_dir, relaunch, limit_rate, version, min_version, min_sequence)", ErrConfig, p, err)
+		return nil, fmt.Errorf("%w: %s: %v (keys: app, servers, pubkey, root, channel, backup_dir, relaunch, limit_rate, version, min_version, min_sequence)", ErrConfig, p, err)
 	}
 	if fc.LimitRate < 0 {
 		return nil, fmt.Errorf("%w: %s: negative limit_rate", ErrConfig, p)
@@ -284,6 +302,13 @@ func (fc *FileConfig) Merge(c *Config) error {
 		c.LimitRate = fc.LimitRate
 	}
 	fc.mergeFloors(c)
+	if len(c.Root) == 0 && fc.Root != "" {
+		root, err := fc.rootFile()
+		if err != nil {
+			return err
+		}
+		c.Root = root
+	}
 	if c.PublicKey.Equal(manifest.PublicKey{}) && fc.PubKey != "" {
 		k, err := fc.publicKey()
 		if err != nil {

@@ -488,6 +488,10 @@ const readBufSize = 32 << 10
 // repository path p, refusing more than max bytes whatever the server
 // announces. It tries the mirrors in order with retries.
 func (d *Downloader) Get(ctx context.Context, p string, max int64) ([]byte, error) {
+	return d.get(ctx, p, max, nil)
+}
+
+func (d *Downloader) get(ctx context.Context, p string, max int64, cond *conditional) ([]byte, error) {
 	dd, err := d.validate()
 	if err != nil {
 		return nil, err
@@ -504,7 +508,7 @@ func (d *Downloader) Get(ctx context.Context, p string, max int64) ([]byte, erro
 	var data []byte
 	err = dd.tryMirrors(ctx, "fetching "+p, urls, max, func(u string, b *mirrorBudget) *attemptError {
 		var aerr *attemptError
-		data, aerr = dd.getOnce(ctx, u, p, max, b)
+		data, aerr = dd.getOnce(ctx, u, p, max, b, cond)
 		return aerr
 	}, nil)
 	if me, ok := err.(*mirrorsError); ok {
@@ -517,7 +521,7 @@ func (d *Downloader) Get(ctx context.Context, p string, max int64) ([]byte, erro
 }
 
 // getOnce makes one request for a document of at most max bytes from u.
-func (d *Downloader) getOnce(ctx context.Context, u, p string, max int64, b *mirrorBudget) ([]byte, *attemptError) {
+func (d *Downloader) getOnce(ctx context.Context, u, p string, max int64, b *mirrorBudget, cond *conditional) ([]byte, *attemptError) {
 	actx, cancel := context.WithCancel(ctx)
 	defer cancel()
 	g := newStallGuard(d.StallTimeout, cancel)
@@ -526,14 +530,19 @@ func (d *Downloader) getOnce(ctx context.Context, u, p string, max int64, b *mir
 	if err != nil {
 		return nil, &attemptError{url: u, err: err}
 	}
+	cond.set(req)
 	resp, err := d.Client.Do(req)
 	if err != nil {
 		return nil, &attemptError{url: u, err: g.translate(ctx, u, err), retry: true}
 	}
 	defer resp.Body.Close()
+	if cond.notModified(resp) {
+		return nil, nil
+	}
 	if resp.StatusCode != http.StatusOK {
 		return nil, classifyStatus(u, resp, d.BackoffMax)
 	}
+	cond.record(resp)
 	tooLarge := func() *attemptError {
 		return &attemptError{url: u, err: fmt.Errorf("%w: %s is larger than %d bytes (the mirror serves a wrong file; try another mirror)", ErrTooLarge, u, max)}
 	}

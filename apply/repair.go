@@ -273,7 +273,13 @@ func fetchFrameIndex(ctx context.Context, cfg *Config, f Fetcher, r *manifest.Re
 	if err != nil && !fetchNotFound(err) {
 		return nil, n, fmt.Sprintf("%s's frame index signature could not be fetched (%v)", r.Version, err)
 	}
-	x, err := manifest.OpenFrameIndex(raw, sig, cfg.PublicKey, cfg.App, r, entries)
+	var x *manifest.FrameIndex
+	err = fmt.Errorf("%w: no key to check it with", manifest.ErrSignature)
+	for _, k := range cfg.indexKeys() {
+		if x, err = manifest.OpenFrameIndex(raw, sig, k, cfg.App, r, entries); err == nil {
+			break
+		}
+	}
 	if err != nil {
 		return nil, n, fmt.Sprintf("%s's frame index was refused (%v)", r.Version, err)
 	}

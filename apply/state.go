@@ -38,12 +38,27 @@ type State struct {
 	// Together they refuse replayed and forked manifests.
 	Sequence     uint64 `json:"sequence"`
 	ManifestHash string `json:"manifest_hash"`
+	// Repository v2 (Config.Root): the version and SHA-256 of the newest
+	// root accepted (its bytes are kept in the document cache, CachePath);
+	// the highest timestamp sequence accepted and that timestamp's hash;
+	// and the fingerprints of the timestamp and release keys under which
+	// TimestampSequence and Sequence were accepted: when a new root
+	// changes a role's keys, the sequences remembered for it are forgotten
+	// (what undoes a fast-forward made with a stolen key).
+	RootVersion       uint64 `json:"root_version,omitempty"`
+	RootHash          string `json:"root_hash,omitempty"`
+	TimestampSequence uint64 `json:"timestamp_sequence,omitempty"`
+	TimestampHash     string `json:"timestamp_hash,omitempty"`
+	TimestampKeys     string `json:"timestamp_keys,omitempty"`
+	ReleaseKeys       string `json:"release_keys,omitempty"`
 	// Installed is the version installed, as last detected or applied.
 	Installed string `json:"installed"`
 	// Bad lists versions that failed after an update and were rolled
 	// back; they are not offered again (unless asked for explicitly), a
 	// newer version is.
 	Bad []string `json:"bad"`
+
+	cache *docCache // documents to keep with the state (Save writes them first)
 }
 
 // StatePath returns the path of the state file in backupDir.
@@ -83,6 +98,11 @@ func LoadState(backupDir string) (*State, error) {
 func (s *State) check() error {
 	if s.ManifestHash != "" {
 		if _, err := s.seenHash(); err != nil {
+			return err
+		}
+	}
+	for _, h := range []struct{ key, val string }{{"root_hash", s.RootHash}, {"timestamp_hash", s.TimestampHash}} {
+		if _, err := decodeHash(h.key, h.val); err != nil {
 			return err
 		}
 	}
@@ -127,6 +147,9 @@ func (s *State) Save(backupDir string) error {
 	}
 	b = append(b, '\n')
 	if err := os.MkdirAll(backupDir, 0o700); err != nil {
+		return fmt.Errorf("%w: %v", ErrState, err)
+	}
+	if err := s.cache.save(backupDir); err != nil {
 		return fmt.Errorf("%w: %v", ErrState, err)
 	}
 	return delta.WriteFileAtomic(StatePath(backupDir), 0o644, func(w io.Writer) error {

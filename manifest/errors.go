@@ -34,7 +34,8 @@ var (
 	// wraps ErrMalformed. A newer schema means this client is too old.
 	ErrSchema = schemaError{}
 	// ErrHashMismatch: a file-list document does not have the size or
-	// SHA-256 that the signed manifest records for it.
+	// SHA-256 that the signed manifest records for it, or a release index
+	// not those its timestamp names (OpenIndex).
 	ErrHashMismatch = errors.New("manifest: file list does not match its reference")
 	// ErrNotFound: no release matches a lookup (Latest, Release).
 	ErrNotFound = errors.New("manifest: no such release")

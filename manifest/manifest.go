@@ -330,7 +330,10 @@ func parse(raw []byte, limit int64) (*Manifest, error) {
 
 // checkSchema reads only the "schema" member, so that a document of a newer
 // schema fails with ErrSchema rather than with an unknown field.
-func checkSchema(raw []byte) error {
+func checkSchema(raw []byte) error { return checkSchemaOf(raw, SchemaVersion) }
+
+// checkSchemaOf is checkSchema for documents of schema want.
+func checkSchemaOf(raw []byte, want int64) error {
 	if len(raw) == 0 || raw[0] != '{' {
 		return fmt.Errorf("%w: the document is not a JSON object", ErrMalformed)
 	}
@@ -342,9 +345,9 @@ func checkSchema(raw []byte) error {
 	}
 	switch {
 	case s.Schema == nil:
-		return fmt.Errorf("%w: no \"schema\" member (expected %d)", ErrMalformed, SchemaVersion)
-	case *s.Schema != SchemaVersion:
-		return fmt.Errorf("%w: document has schema %d, this client reads %d: update the client", ErrSchema, *s.Schema, SchemaVersion)
+		return fmt.Errorf("%w: no \"schema\" member (expected %d)", ErrMalformed, want)
+	case *s.Schema != want:
+		return fmt.Errorf("%w: document has schema %d, this client reads %d: update the client", ErrSchema, *s.Schema, want)
 	}
 	return nil
 }

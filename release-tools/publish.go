@@ -63,6 +63,15 @@ type PublishOptions struct {
 	// DefaultValidity. Clients refuse an expired manifest: publish (or
 	// re-sign) before it runs out.
 	Validity time.Duration
+	// ExtraKeys are more release keys, for a v2 repository whose release
+	// threshold is above one: Key and these sign the new index.
+	ExtraKeys []manifest.PrivateKey
+	// TimestampKeys, for a v2 repository, sign the timestamp that shows
+	// the new release to v2 clients (TimestampValidity, default
+	// DefaultTimestampValidity); without them it shows after the next
+	// Refresh.
+	TimestampKeys     []manifest.PrivateKey
+	TimestampValidity time.Duration
 	// Now returns the current time; nil means time.Now.
 	Now func() time.Time
 	// Log, when set, receives one line per step.
@@ -180,8 +189,16 @@ func Publish(ctx context.Context, newDir string, opts PublishOptions) (*PublishR
 		return nil, err
 	}
 
-	pub := o.Key.Public()
-	cur, err := loadManifest(o.Repo, pub, o.App)
+	roles, err := planRoles(&o)
+	if err != nil {
+		return nil, err
+	}
+	var cur loaded
+	if roles.root != nil {
+		cur, err = loadIndex(o.Repo, roles.root, o.App)
+	} else {
+		cur, err = loadManifest(o.Repo, o.Key.Public(), o.App)
+	}
 	if err != nil {
 		return nil, err
 	}
@@ -279,7 +296,9 @@ func Publish(ctx context.Context, newDir string, opts PublishOptions) (*PublishR
 	}
 
 	// The file list: inline, or a document of its own when long.
-	if len(entries) > manifest.InlineFilesMax {
+	// A v2 repository keeps every file list out of the index: clients
+	// fetch one only for a version they install or repair.
+	if len(entries) > manifest.InlineFilesMax || roles.root != nil {
 		doc, err := manifest.MarshalFileList(&manifest.FileList{Schema: manifest.SchemaVersion, Version: o.Version, Files: entries})
 		if err != nil {
 			return nil, err
@@ -318,8 +337,14 @@ func Publish(ctx context.Context, newDir string, opts PublishOptions) (*PublishR
 	if err := ctx.Err(); err != nil {
 		return nil, err
 	}
+	if err := signNewIndex(&o, roles, m.Sequence, raw); err != nil {
+		return nil, fmt.Errorf("releasetools: signing the index for v2 clients: %w", err)
+	}
 	if err := publishManifest(o.Repo, raw, sig, m.Sequence); err != nil {
 		return nil, fmt.Errorf("releasetools: installing the manifest: %w", err)
+	}
+	if err := publishRoles(&o, roles, m.Sequence, raw, logf); err != nil {
+		return nil, fmt.Errorf("releasetools: issuing the timestamp: %w", err)
 	}
 	logf("manifest: sequence %d, %d releases, valid until %s", m.Sequence, len(m.Releases), m.Expires.Format(time.RFC3339))
 	return &PublishResult{Sequence: m.Sequence, Release: rel, Took: time.Since(start)}, nil

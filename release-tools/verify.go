@@ -103,6 +103,9 @@ func Verify(ctx context.Context, repo string, pub manifest.PublicKey, opts Verif
 	if t := now(); !t.Before(m.Expires) {
 		fault(manifest.ManifestName, fmt.Errorf("expired at %s: clients refuse it; publish or re-sign", m.Expires.Format(time.RFC3339)))
 	}
+	for _, f := range verifyRoles(repo, m, raw, now()) {
+		fault(f.Path, f.Err)
+	}
 
 	tmp, err := os.MkdirTemp(filepath.Dir(filepath.Clean(repo)), ".deltaup-verify-")
 	if err != nil {
@@ -231,10 +234,10 @@ func strays(repo string) ([]string, error) {
 		switch name {
 		case manifest.ManifestName, manifest.SignatureName:
 			return !isDir
-		case ArchivesDir, PatchesDir, FileListsDir, HistoryDir:
+		case ArchivesDir, PatchesDir, FileListsDir, HistoryDir, manifest.RootDir, manifest.DeltaDir:
 			return isDir
 		}
-		return false
+		return !isDir && v2TopName.MatchString(name)
 	})
 	if err != nil {
 		return nil, err
@@ -242,11 +245,20 @@ func strays(repo string) ([]string, error) {
 	err = list(HistoryDir, func(name string, isDir bool) bool {
 		return !isDir && historyName.MatchString(name)
 	})
+	if err == nil {
+		err = list(manifest.RootDir, func(name string, isDir bool) bool {
+			return !isDir && historyName.MatchString(name)
+		})
+	}
 	sort.Strings(out)
 	return out, err
 }
 
-var historyName = regexp.MustCompile(`^[0-9]+\.json(\.minisig)?$`)
+var historyName = regexp.MustCompile(`^[0-9]+\.json(\.([0-9A-F]{16}\.)?minisig)?$`)
+
+// v2TopName matches the v2 documents at the top level: the timestamp and
+// its signatures.
+var v2TopName = regexp.MustCompile(`^timestamp\.json(\.[0-9A-F]{16}\.minisig)?$`)
 
 // isSecretKey reports whether the file at p is a minisign secret key
 // (encrypted or not).

@@ -113,6 +113,7 @@ func init() {
 				{exitRepoBad, "the repository failed a check: signature, expiry, size, hash, rebuild, a secret\n       key in it"}},
 			run: mkdeltaVerify},
 	}
+	mkCommands = append(mkCommands, rolesCommands()...)
 }
 
 func findMkCommand(name string) *mkCommand {

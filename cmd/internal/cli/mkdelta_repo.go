@@ -105,6 +105,10 @@ func mkdeltaPublish(name string, args []string, stdout, stderr io.Writer) int {
 	milestones := fs.Bool("milestones", true, "also make patches from the versions 4, 8, 16, … positions below when the new version's position is a multiple of that distance (log-many hops for clients far behind; --milestones=false: none)")
 	portable := fs.Bool("portable-modes", false, "record only the permission bits every OS keeps (files 0644/0444, directories 0755/0555): required for Windows builds, wrong for others (executables lose their exec bit)")
 	validity := fs.Duration("validity", releasetools.DefaultValidity, "how long the new manifest stays valid, a `DURATION` such as 2160h")
+	var extraKeys, tsKeys []string
+	fs.StringArrayVar(&extraKeys, "extra-key", nil, "v2: another release secret key `FILE` (repeat up to the release threshold)")
+	fs.StringArrayVar(&tsKeys, "timestamp-key", nil, "v2: timestamp secret key `FILE` that shows the release to clients at once (else after the next `mkdelta refresh`)")
+	tsValidity := fs.Duration("timestamp-validity", releasetools.DefaultTimestampValidity, "v2: how long the timestamp stays valid (`DURATION`)")
 	quiet := fs.BoolP("quiet", "q", false, "print nothing on success")
 	if code, done := parseFlags(cmd, name, fs, args, 1, stdout, stderr); done {
 		return code
@@ -124,6 +128,14 @@ func mkdeltaPublish(name string, args []string, stdout, stderr io.Writer) int {
 	if !ok {
 		return code
 	}
+	extra, code, ok := readKeys(name, extraKeys, *pwFile, stderr)
+	if !ok {
+		return code
+	}
+	stamp, code, ok := readKeys(name, tsKeys, *pwFile, stderr)
+	if !ok {
+		return code
+	}
 	n := *patchesFrom
 	if n == 0 {
 		n = -1 // none
@@ -137,6 +149,7 @@ func mkdeltaPublish(name string, args []string, stdout, stderr io.Writer) int {
 	res, err := releasetools.Publish(ctx, fs.Arg(0), releasetools.PublishOptions{
 		Repo: *repo, App: *app, Version: v, Channel: *channel, Key: key, AllowOlder: *allowOlder,
 		PatchesFrom: n, NoMilestones: !*milestones, PortableModes: *portable, Validity: *validity, Log: log,
+		ExtraKeys: extra, TimestampKeys: stamp, TimestampValidity: *tsValidity,
 	})
 	if err != nil {
 		msg := err.Error()

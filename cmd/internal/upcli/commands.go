@@ -147,6 +147,7 @@ func findClientCommand(name string) *clientCommand {
 // come from deltaup.json in the app directory (flags win).
 type clientFlags struct {
 	appDir, backupDir, app, pubkey, current, channel, to string
+	root                                                 string
 	servers                                              []string
 	relaunch                                             string
 	limitRate                                            units.Rate
@@ -167,6 +168,7 @@ func (c *clientFlags) register(fs *flag.FlagSet, which int) {
 		{fBackupDir, &c.backupDir, "backup-dir", "backup `DIR` (default: APPDIR.backup beside the app directory)"},
 		{fServer, nil, "server", "repository base `URL`s, tried in order (comma-separated or repeated)"},
 		{fPubkey, &c.pubkey, "pubkey", "minisign public key `FILE` of the publisher"},
+		{fPubkey, &c.root, "root", "v2 repository: root document `FILE` shipped with the app (root/N.json; replaces --pubkey)"},
 		{fApp, &c.app, "app", "application `NAME` in the manifest"},
 		{fCurrent, &c.current, "current", "installed `VERSION` (default: found by hashing the app directory)"},
 		{fChannel, &c.channel, "channel", "release `CHANNEL` (default stable)"},
@@ -220,7 +222,7 @@ func (cmd *clientCommand) usage(w io.Writer, fs *flag.FlagSet) {
 	}
 	fmt.Fprintf(w, "usage: %s\n\n%s\n\nflags:\n%s", synopsis, cmd.about, clihelp.FlagUsages(fs))
 	if cmd.flags&fRepo == fRepo {
-		fmt.Fprintf(w, "\nWhat the flags leave unset comes from %s in the app directory (keys app,\nservers, pubkey, channel, backup_dir, relaunch, limit_rate); flags win.\n", apply.ConfigFileName)
+		fmt.Fprintf(w, "\nWhat the flags leave unset comes from %s in the app directory (keys app,\nservers, pubkey, root, channel, backup_dir, relaunch, limit_rate); flags win.\n", apply.ConfigFileName)
 	}
 	fmt.Fprintf(w, "\n%s", exitStatusHelp(cmd.exits, cmd.name == "check"))
 }

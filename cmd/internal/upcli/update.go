@@ -42,6 +42,13 @@ func (c *clientFlags) config(extra []string) (*apply.Config, error) {
 			return nil, &usageError{fmt.Errorf("--pubkey %s: %w", c.pubkey, err)}
 		}
 	}
+	if c.root != "" {
+		raw, err := os.ReadFile(c.root)
+		if err != nil {
+			return nil, &usageError{fmt.Errorf("--root: %w", err)}
+		}
+		cfg.Root = raw
+	}
 	fc, err := apply.LoadConfigFile(appDir)
 	if err != nil {
 		return nil, err
@@ -79,6 +86,10 @@ func resumeArgs(cfg *apply.Config, c *clientFlags) []string {
 	if c.pubkey != "" {
 		p, _ := filepath.Abs(c.pubkey)
 		a = append(a, "--pubkey", p)
+	}
+	if c.root != "" {
+		p, _ := filepath.Abs(c.root)
+		a = append(a, "--root", p)
 	}
 	if c.json {
 		a = append(a, "--json")
