@@ -153,7 +153,7 @@ func mkdeltaKey(name string, args []string, stdout, stderr io.Writer) int {
 	repo := fs.String("repo", "", "repository `DIR` (required)")
 	role := fs.String("role", "", "the role changed: root, release or timestamp")
 	pubPath := fs.String("pubkey", "", "public key `FILE` of the key joining the role (add, rotate)")
-	old := fs.String("old", "", "key `ID` leaving the role (rotate, revoke; 16 hex digits, as minisign prints it)")
+	old := fs.String("old", "", "key leaving the role (rotate, revoke): its `ID` (16 hex digits, as minisign prints it) or its public key file")
 	threshold := fs.Int("threshold", 0, "the role's new threshold `K` (default: unchanged, lowered to the key count if needed)")
 	var keyFiles []string
 	fs.StringArrayVar(&keyFiles, "key", nil, "secret key `FILE` that signs (repeat: root keys of the current and new root, new release or timestamp keys)")
@@ -194,7 +194,16 @@ func mkdeltaKey(name string, args []string, stdout, stderr io.Writer) int {
 		kc.Add = []manifest.PublicKey{pub}
 	}
 	if needOld {
-		kc.Remove = []string{strings.ToUpper(*old)}
+		id := strings.ToUpper(*old)
+		if text, err := os.ReadFile(*old); err == nil {
+			pub, err := manifest.ParsePublicKey(text)
+			if err != nil {
+				fmt.Fprintf(stderr, "%s: --old %s: %v\n", name, *old, err)
+				return exitFailure
+			}
+			id = pub.ID()
+		}
+		kc.Remove = []string{id}
 	}
 	if !repoDirOK(name, *repo, stderr) {
 		return exitFailure

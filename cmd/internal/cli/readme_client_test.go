@@ -570,4 +570,56 @@ func TestREADMEClientLayouts(t *testing.T) {
 		sameEntries(t, app, scanTree(t, app), releases["1.5.0"])
 		sh.expect("/opt/myapp-updater/deltaup status --app-dir /opt/myapp", 0, "installed: 1.5.0 ")
 	})
+
+	// The release side's v2 block, line by line, on a repository of 1.3.0
+	// and 1.4.0; then a client pinned to the root it wrote finds 1.5.0.
+	t.Run("v2", func(t *testing.T) {
+		work, pub, sh, _ := setup(t)
+		v2 := commandLines(fenceAfter(t, release, "### Repository v2", "sh", 0))
+		files := func(v string) map[string][]byte {
+			return map[string][]byte{"bin/myapp": []byte(appReal(v)), "share/notes.txt": []byte(strings.Repeat("notes of "+v+"\n", 200))}
+		}
+		for _, v := range []string{"1.3.0", "1.4.0"} {
+			writeRelease(t, filepath.Join(work, "build"), files(v))
+			pub.expect(publishVersion(v), 0)
+		}
+		steps := []readmeStep{
+			{"mkdelta keygen -o rootA", 0, []string{"wrote rootA.key", "wrote rootB.key", "wrote ts.key"}},
+			{"mkdelta migrate --repo site", 0, []string{"root/1.json"}},
+			{"mkdelta publish --repo site --app myapp --version 1.5.0 ", 0, nil},
+			{"mkdelta refresh --repo site --key ts.key", 0, nil},
+			{"mkdelta keygen -o new", 0, []string{"wrote new.key"}},
+			{"mkdelta key rotate --repo site --role release --old release.pub --pubkey new.pub ", 0, nil},
+		}
+		// A line ending in a backslash goes on on the next line.
+		var joined []string
+		for i := 0; i < len(v2); i++ {
+			l := v2[i]
+			for strings.HasSuffix(strings.TrimSpace(strings.SplitN(l, "#", 2)[0]), "\\") && i+1 < len(v2) {
+				l = strings.TrimSuffix(strings.TrimSpace(strings.SplitN(l, "#", 2)[0]), "\\") + " " + strings.TrimSpace(v2[i+1])
+				i++
+			}
+			joined = append(joined, l)
+		}
+		pub.follow("v2", joined, steps, func(i int) {
+			if strings.HasPrefix(joined[i], "mkdelta migrate") {
+				writeRelease(t, filepath.Join(work, "build"), files("1.5.0"))
+			}
+		})
+		for _, f := range []string{"site/root/1.json", "site/root/2.json", "site/timestamp.json"} {
+			if _, err := os.Stat(filepath.Join(work, f)); err != nil {
+				t.Errorf("after the README's v2 block: %v", err)
+			}
+		}
+		if t.Failed() {
+			return
+		}
+		app := filepath.Join(work, "opt", "myapp")
+		writeRelease(t, app, files("1.4.0"))
+		// v1 clients still trust release.pub: manifest.json stays signed
+		// by it until the next publish; v2 clients follow the new root.
+		sh.expect("mkdelta verify --repo site --pubkey release.pub", 0)
+		sh.expect("deltaup check --app-dir /opt/myapp --server https://updates.example.com/myapp --app myapp --pubkey release.pub --root site/root/1.json", 3,
+			"update ready: 1.4.0 → 1.5.0")
+	})
 }
