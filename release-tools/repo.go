@@ -155,6 +155,11 @@ func loadManifest(repo string, pub manifest.PublicKey, app string) (loaded, erro
 	if _, err := Recover(repo, pub); err != nil {
 		return loaded{}, err
 	}
+	return readManifest(repo, pub, app)
+}
+
+// readManifest reads and verifies the root manifest, changing nothing.
+func readManifest(repo string, pub manifest.PublicKey, app string) (loaded, error) {
 	raw, err := readFile(repo, manifest.ManifestName, manifest.MaxManifestSize)
 	if errors.Is(err, os.ErrNotExist) {
 		return loaded{}, nil

@@ -39,9 +39,8 @@ const (
 // gocloud.dev/blob.
 type blobStore struct {
 	url    string       // as given, for messages
-	root   *blob.Bucket // the whole bucket (leases live beside the prefix)
-	b      *blob.Bucket // the repository's prefix
-	prefix string       // "" or "a/b/"
+	b      *blob.Bucket // the whole bucket (leases live beside the prefix)
+	prefix string       // the repository's folder: "" or "a/b/"
 	lease  *lease
 }
 
@@ -86,11 +85,7 @@ func openBlobStore(ctx context.Context, repo string) (*blobStore, error) {
 	if err != nil {
 		return nil, fmt.Errorf("releasetools: opening %s: %w", repo, err)
 	}
-	s := &blobStore{url: repo, root: root, b: root, prefix: prefix}
-	if prefix != "" {
-		s.b = blob.PrefixedBucket(root, prefix)
-	}
-	return s, nil
+	return &blobStore{url: repo, b: root, prefix: prefix}, nil
 }
 
 // redact drops user information from a URL for messages.
@@ -101,6 +96,9 @@ func redact(u *url.URL) string {
 }
 
 // blobErr maps a bucket error: not found matches fs.ErrNotExist.
+// key is the bucket key of repository path rel.
+func (s *blobStore) key(rel string) string { return s.prefix + rel }
+
 func blobErr(rel string, err error) error {
 	if err == nil {
 		return nil
@@ -114,7 +112,7 @@ func blobErr(rel string, err error) error {
 func (s *blobStore) Put(ctx context.Context, rel string, fill func(io.Writer) error) error {
 	wctx, cancel := context.WithCancel(ctx)
 	defer cancel()
-	w, err := s.b.NewWriter(wctx, rel, &blob.WriterOptions{
+	w, err := s.b.NewWriter(wctx, s.key(rel), &blob.WriterOptions{
 		CacheControl: CacheControlFor(rel),
 		ContentType:  contentTypeFor(rel),
 	})
@@ -130,7 +128,7 @@ func (s *blobStore) Put(ctx context.Context, rel string, fill func(io.Writer) er
 }
 
 func (s *blobStore) Get(ctx context.Context, rel string, limit int64) ([]byte, error) {
-	r, err := s.b.NewReader(ctx, rel, nil)
+	r, err := s.b.NewReader(ctx, s.key(rel), nil)
 	if err != nil {
 		return nil, blobErr(rel, err)
 	}
@@ -157,7 +155,7 @@ func (s *blobStore) Open(ctx context.Context, rel string) (ArtifactFile, int64, 
 		return nil, 0, err
 	}
 	t := tempArtifact{f}
-	if err := s.b.Download(ctx, rel, f, nil); err != nil {
+	if err := s.b.Download(ctx, s.key(rel), f, nil); err != nil {
 		t.Close()
 		return nil, 0, blobErr(rel, err)
 	}
@@ -173,19 +171,19 @@ func (s *blobStore) Open(ctx context.Context, rel string) (ArtifactFile, int64, 
 }
 
 func (s *blobStore) Rename(ctx context.Context, from, to string) error {
-	if err := s.b.Copy(ctx, to, from, nil); err != nil {
+	if err := s.b.Copy(ctx, s.key(to), s.key(from), nil); err != nil {
 		return blobErr(from, err)
 	}
 	return s.Delete(ctx, from)
 }
 
 func (s *blobStore) Delete(ctx context.Context, rel string) error {
-	return blobErr(rel, s.b.Delete(ctx, rel))
+	return blobErr(rel, s.b.Delete(ctx, s.key(rel)))
 }
 
 func (s *blobStore) List(ctx context.Context) ([]Object, error) {
 	var out []Object
-	it := s.b.List(nil)
+	it := s.b.List(&blob.ListOptions{Prefix: s.prefix})
 	for {
 		o, err := it.Next(ctx)
 		if err == io.EOF {
@@ -197,7 +195,7 @@ func (s *blobStore) List(ctx context.Context) ([]Object, error) {
 		if o.IsDir {
 			continue
 		}
-		out = append(out, Object{Path: o.Key, Size: o.Size, ModTime: o.ModTime})
+		out = append(out, Object{Path: strings.TrimPrefix(o.Key, s.prefix), Size: o.Size, ModTime: o.ModTime})
 	}
 	sort.Slice(out, func(i, j int) bool { return out[i].Path < out[j].Path })
 	return out, nil
@@ -210,7 +208,7 @@ func (s *blobStore) Close() error {
 	if s.lease != nil {
 		s.lease.release()
 	}
-	return s.root.Close()
+	return s.b.Close()
 }
 
 // leaseBody is the content of a lease object.
@@ -246,7 +244,7 @@ func leaseKey(dir string, gen uint64) string {
 func (s *blobStore) leases(ctx context.Context) ([]uint64, error) {
 	dir := s.leaseDir()
 	var gens []uint64
-	it := s.root.List(&blob.ListOptions{Prefix: dir})
+	it := s.b.List(&blob.ListOptions{Prefix: dir})
 	for {
 		o, err := it.Next(ctx)
 		if err == io.EOF {
@@ -286,7 +284,7 @@ func (s *blobStore) Lock(ctx context.Context) (func(), error) {
 			top := gens[len(gens)-1]
 			next = top + 1
 			key := leaseKey(dir, top)
-			raw, err := s.root.ReadAll(ctx, key)
+			raw, err := s.b.ReadAll(ctx, key)
 			if err != nil && gcerrors.Code(err) != gcerrors.NotFound {
 				return nil, fmt.Errorf("releasetools: reading the publish lease %s: %w", key, err)
 			}
@@ -301,7 +299,7 @@ func (s *blobStore) Lock(ctx context.Context) (func(), error) {
 		body := leaseBody{Holder: fmt.Sprintf("%s pid %d", host, os.Getpid()), Host: host, PID: os.Getpid(), Acquired: now, Expires: now.Add(LeaseTTL)}
 		raw, _ := json.Marshal(body)
 		key := leaseKey(dir, next)
-		err = s.root.WriteAll(ctx, key, raw, &blob.WriterOptions{IfNotExist: true, ContentType: "application/json", CacheControl: "no-store"})
+		err = s.b.WriteAll(ctx, key, raw, &blob.WriterOptions{IfNotExist: true, ContentType: "application/json", CacheControl: "no-store"})
 		if c := gcerrors.Code(err); c == gcerrors.FailedPrecondition || c == gcerrors.AlreadyExists {
 			continue // another publisher won this generation: look again
 		}
@@ -310,7 +308,7 @@ func (s *blobStore) Lock(ctx context.Context) (func(), error) {
 		}
 		// Older generations are dead or released: drop them.
 		for _, g := range gens {
-			s.root.Delete(ctx, leaseKey(dir, g))
+			s.b.Delete(ctx, leaseKey(dir, g))
 		}
 		l := &lease{s: s, key: key, body: body, stop: make(chan struct{}), done: make(chan struct{})}
 		s.lease = l
@@ -336,7 +334,7 @@ func (l *lease) renew() {
 				l.body.Expires = time.Now().UTC().Add(LeaseTTL)
 				raw, _ := json.Marshal(l.body)
 				l.mu.Unlock()
-				err = l.s.root.WriteAll(ctx, l.key, raw, &blob.WriterOptions{ContentType: "application/json", CacheControl: "no-store"})
+				err = l.s.b.WriteAll(ctx, l.key, raw, &blob.WriterOptions{ContentType: "application/json", CacheControl: "no-store"})
 			}
 			cancel()
 			if err != nil {
@@ -356,7 +354,7 @@ func (l *lease) release() {
 		<-l.done
 		ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
 		defer cancel()
-		l.s.root.Delete(ctx, l.key)
+		l.s.b.Delete(ctx, l.key)
 		l.s.lease = nil
 	})
 }
@@ -388,4 +386,10 @@ func (s *blobStore) Fence(ctx context.Context) error {
 		return fmt.Errorf("%w: the publish lease %s expired: nothing was made live; publish again", ErrRepo, l.key)
 	}
 	return s.checkLease(ctx, l)
+}
+
+// newBlobStore makes a store of a bucket opened elsewhere (tests use
+// in-memory buckets); name is the repo string it answers to.
+func newBlobStore(name string, root *blob.Bucket, prefix string) *blobStore {
+	return &blobStore{url: name, b: root, prefix: prefix}
 }
