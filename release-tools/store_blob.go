@@ -270,7 +270,7 @@ func (s *blobStore) leases(ctx context.Context) ([]uint64, error) {
 // until the release function is called, which deletes it.
 func (s *blobStore) Lock(ctx context.Context) (func(), error) {
 	if s.lease != nil {
-		return nil, errors.New("releasetools: publish lease taken twice (internal error)")
+		return nil, fmt.Errorf("%w: another publish of this process holds the lease %s: wait for it to finish", ErrRepo, s.lease.key)
 	}
 	host, _ := os.Hostname()
 	dir := s.leaseDir()

@@ -108,6 +108,12 @@ func registerStore(t testing.TB, repo string, st Store) {
 // manifest's sequence; any missing or different artifact is an error (a
 // mixed release).
 func clientView(ctx context.Context, st Store, pub manifest.PublicKey) (uint64, error) {
+	return clientViewOf(ctx, st, pub, false)
+}
+
+// clientViewOf is clientView; newestOnly checks only the artifacts of the
+// newest release (the ones a client updating now fetches).
+func clientViewOf(ctx context.Context, st Store, pub manifest.PublicKey, newestOnly bool) (uint64, error) {
 	raw, err := st.Get(ctx, manifest.ManifestName, manifest.MaxManifestSize)
 	if err != nil {
 		return 0, err
@@ -146,7 +152,12 @@ func clientView(ctx context.Context, st Store, pub manifest.PublicKey) (uint64, 
 		}
 		return nil
 	}
-	for _, r := range m.Releases {
+	releases := m.Releases
+	if newestOnly {
+		rs := m.Sorted("")
+		releases = []manifest.Release{*rs[len(rs)-1]}
+	}
+	for _, r := range releases {
 		for _, a := range r.Archives {
 			if err := check(a.Artifact); err != nil {
 				return 0, err
