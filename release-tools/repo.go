@@ -26,6 +26,7 @@
 package releasetools
 
 import (
+	"context"
 	"errors"
 	"fmt"
 	"io"
@@ -190,6 +191,11 @@ func readManifest(repo string, pub manifest.PublicKey, app string) (loaded, erro
 // bytes, the history copy is installed as manifest.json. It reports whether
 // it changed anything. A root pair that verifies is left alone.
 func Recover(repo string, pub manifest.PublicKey) (bool, error) {
+	_, done, err := useStore(context.Background(), repo)
+	if err != nil {
+		return false, err
+	}
+	defer done()
 	sig, err := readFile(repo, manifest.SignatureName, manifest.MaxSignatureSize)
 	if errors.Is(err, os.ErrNotExist) {
 		return false, nil
