@@ -8,7 +8,6 @@ import (
 	"io/fs"
 	"net/url"
 	"os"
-	"path"
 	"path/filepath"
 	"sort"
 	"strings"
@@ -348,6 +347,3 @@ func topLevel(rel string) (string, bool) {
 
 // inDir reports whether rel lies in directory dir (at any depth).
 func inDir(rel, dir string) bool { return strings.HasPrefix(rel, dir+"/") }
-
-// pathBase is path.Base, for the names of history documents.
-func pathBase(rel string) string { return path.Base(rel) }
