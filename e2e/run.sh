@@ -524,7 +524,7 @@ if [ -n "$vport" ]; then
 
 ## Object store: versitygw (S3-compatible) behind nginx
 
-Versity S3 Gateway $("$vgw" --version 2>&1 | head -n1 | awk '{print $NF}') (posix backend) on loopback, written to by
+Versity S3 Gateway (\`go install …/versitygw@v1.8.0\`; it reports version "$("$vgw" --version 2>&1 | head -n1 | awk '{print $NF}')") (posix backend) on loopback, written to by
 \`mkdelta publish --repo 's3://rel/PREFIX?endpoint=…&region=us-east-1&use_path_style=true'\`, read by
 \`deltaup\` through nginx \`proxy_pass\` (a CDN in front of the bucket, anonymous public-read policy).
 
