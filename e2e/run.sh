@@ -15,6 +15,12 @@
 #      most the plan + 256 KiB over both runs and ends in the exact tree;
 #   3. 1 Mbit/s link (limit_rate 125k): bytes and wall time of deltaup's chain
 #      against curl of the full tar.zst, written to bench/RESULTS-e2e.md.
+#   4. object store, when versitygw is found ($VERSITYGW or PATH): the corpus
+#      published to a versitygw bucket (timed against a local directory), a
+#      publish killed with SIGKILL then completed, two publishers at once,
+#      0.25.0 -> 0.25.12 through nginx proxying to the bucket (byte-exact,
+#      bytes = plan), prune --keep 5 then kept versions updated by patches;
+#      figures appended to bench/RESULTS-e2e.md.
 # Skips (exit 0, saying why) when the corpus or nginx is absent.
 # E2E_KEEP=1 keeps the work directory; NGINX=path picks the nginx binary.
 set -euo pipefail
@@ -111,10 +117,46 @@ publish() { # app dir-in-corpus versions...
   log "published $app $* ($(find "$repos/$app/patches" -type f | wc -l) patches)"
 }
 phase "publish esbuild (13 versions, --patches-from 3)"
+es_local_ms=$(now_ms)
 publish esbuild "${es_versions[@]}"
+es_local_ms=$(($(now_ms) - es_local_ms))
 phase "publish prettier (4 versions, --patches-from 3)"
 publish prettier "${pr_versions[@]}"
 chmod -R a+rX "$repos"
+
+# ---- versitygw (S3-compatible object store), when present ---------------------------
+# Started before nginx, which proxies /s3/ to its bucket as a CDN would.
+vgw=${VERSITYGW:-$(command -v versitygw || true)}
+vport=""
+s3_location=""
+if [ -n "$vgw" ] && [ -x "$vgw" ]; then
+  phase "start versitygw (posix backend) and make bucket rel public-read"
+  mkdir -p "$work/vgw"
+  export AWS_ACCESS_KEY_ID=deltaup AWS_SECRET_ACCESS_KEY=deltaup-e2e-secret
+  for _ in $(seq 20); do
+    p=$((20000 + RANDOM % 40000))
+    ROOT_ACCESS_KEY=$AWS_ACCESS_KEY_ID ROOT_SECRET_KEY=$AWS_SECRET_ACCESS_KEY \
+      "$vgw" --port "127.0.0.1:$p" --quiet posix "$work/vgw" >"$work/vgw.log" 2>&1 &
+    vpid=$!
+    bg_pids+=("$vpid")
+    for _ in $(seq 100); do
+      curl -s -o /dev/null "http://127.0.0.1:$p/" && break
+      kill -0 "$vpid" 2>/dev/null || break
+      sleep 0.1
+    done
+    if kill -0 "$vpid" 2>/dev/null && curl -s -o /dev/null "http://127.0.0.1:$p/"; then
+      vport=$p
+      break
+    fi
+  done
+  [ -n "$vport" ] || { cat "$work/vgw.log" >&2; die "versitygw did not start on any of 20 loopback ports"; }
+  (cd "$root" && go build -o "$work/bin/" ./e2e/s3public)
+  "$work/bin/s3public" -endpoint "http://127.0.0.1:$vport" -bucket rel
+  s3_location="location /s3/ { proxy_pass http://127.0.0.1:$vport/rel/; proxy_buffering on; access_log $ngx/s3.log e2e; }"
+  log "versitygw $("$vgw" --version 2>&1 | head -n1) pid $vpid on 127.0.0.1:$vport"
+else
+  log "versitygw not found (set VERSITYGW or go install github.com/versity/versitygw/cmd/versitygw@v1.8.0): the object-store part is skipped"
+fi
 
 # ---- nginx ----------------------------------------------------------------------
 phase "start nginx"
@@ -150,6 +192,7 @@ http {
     location /fast/ { alias $repos/; access_log $ngx/fast.log e2e; }
     location /slow/ { alias $repos/; limit_rate 200k; access_log $ngx/slow.log e2e; }
     location /link/ { alias $repos/; limit_rate 125k; access_log $ngx/link.log e2e; }
+    $s3_location
   }
 }
 CONF
@@ -357,6 +400,8 @@ kb() { awk -v b="$1" 'BEGIN { s = sprintf("%d", b); o = ""; while (length(s) > 3
 pct() { awk -v a="$1" -v b="$2" 'BEGIN { printf "%.1f%%", 100 * a / b }'; }
 cpu=$(grep -m1 'model name' /proc/cpuinfo 2>/dev/null | sed 's/.*: //' || true)
 results=$root/bench/RESULTS-e2e.md
+# The load-test section (go run ./bench/load -write) is kept across runs.
+load_section=$(sed -n '/^<!-- load-test -->$/,$p' "$results" 2>/dev/null || true)
 cat >"$results" <<MD
 # End-to-end: esbuild 0.25.0 → 0.25.12 over a 1 Mbit/s link
 
@@ -379,6 +424,124 @@ because nginx lets each request's first second through at once. Bytes are nginx'
 MD
 log "wrote $results"
 cat "$results"
+
+# ---- 4. object store: versitygw ------------------------------------------------------------
+if [ -n "$vport" ]; then
+  s3repo() { echo "s3://rel/$1?endpoint=http://127.0.0.1:$vport&region=us-east-1&use_path_style=true"; }
+  s3pub() { # prefix version [flags]
+    local pre=$1 v=$2
+    shift 2
+    "$mkdelta" publish -q --repo "$(s3repo "$pre")" --app esbuild --version "$v" --key "$work/k.key" --patches-from 3 "$@" "$corpus/esbuild/$v"
+  }
+  phase "object store: publish esbuild 0.25.0..0.25.11 to versitygw, kill -9 the publish of 0.25.12, publish it again"
+  ms=$(now_ms)
+  for v in "${es_versions[@]:0:12}"; do s3pub esbuild "$v"; done
+  "$mkdelta" publish -q --repo "$(s3repo esbuild)" --app esbuild --version 0.25.12 --key "$work/k.key" --patches-from 3 "$corpus/esbuild/0.25.12" &
+  pubpid=$!
+  bg_pids+=("$pubpid")
+  sleep "$(awk -v r=$RANDOM 'BEGIN { printf "%.2f", 0.5 + 2.5 * r / 32768 }')"
+  if kill -9 "$pubpid" 2>/dev/null; then killed_at="killed"; else killed_at="finished before the kill"; fi
+  wait "$pubpid" 2>/dev/null || true
+  "$mkdelta" verify --repo "$(s3repo esbuild)" --pubkey "$work/k.pub" >"$work/s3-verify-killed.out" ||
+    die "the bucket does not verify after the killed publish: $(cat "$work/s3-verify-killed.out")"
+  log "publish of 0.25.12 $killed_at; the previous release stays in force: $(tail -n1 "$work/s3-verify-killed.out")"
+  s3pub esbuild 0.25.12
+  s3_ms=$(($(now_ms) - ms))
+  "$mkdelta" verify --repo "$(s3repo esbuild)" --pubkey "$work/k.pub" >"$work/s3-verify.out" || die "bucket verify: $(cat "$work/s3-verify.out")"
+  grep -q '^esbuild: sequence 13, 13 releases' "$work/s3-verify.out" || die "bucket verify: $(cat "$work/s3-verify.out")"
+  log "published to versitygw in ${s3_ms} ms (local directory: ${es_local_ms} ms), including the killed attempt"
+  # The clean figure: the same 13 publishes into a fresh prefix and a fresh
+  # directory, alternating version by version so that both see the same
+  # load on a shared machine.
+  s3_clean_ms=0
+  local_again_ms=0
+  for v in "${es_versions[@]}"; do
+    ms=$(now_ms)
+    "$mkdelta" publish -q --repo "$work/local-again" --app esbuild --version "$v" --key "$work/k.key" --patches-from 3 "$corpus/esbuild/$v"
+    local_again_ms=$((local_again_ms + $(now_ms) - ms))
+    ms=$(now_ms)
+    s3pub clean "$v"
+    s3_clean_ms=$((s3_clean_ms + $(now_ms) - ms))
+  done
+  log "13 publishes, alternating: versitygw ${s3_clean_ms} ms, local directory ${local_again_ms} ms"
+
+  phase "object store: two publishers at once"
+  "$mkdelta" publish -q --repo "$(s3repo race)" --app esbuild --version 0.25.0 --key "$work/k.key" "$corpus/esbuild/0.25.0" >"$work/race-1.out" 2>&1 &
+  r1=$!
+  bg_pids+=("$r1")
+  for _ in $(seq 100); do [ -d "$work/vgw/rel/race.deltaup-lock" ] && break; sleep 0.05; done
+  rc2=0
+  "$mkdelta" publish -q --repo "$(s3repo race)" --app esbuild --version 0.25.1 --key "$work/k.key" "$corpus/esbuild/0.25.1" >"$work/race-2.out" 2>&1 || rc2=$?
+  rc1=0
+  wait "$r1" || rc1=$?
+  [ "$rc1" -eq 0 ] || die "the first publisher failed: $(cat "$work/race-1.out")"
+  [ "$rc2" -eq 1 ] && grep -q 'another publish holds the lease' "$work/race-2.out" ||
+    die "the second publisher was not refused (exit $rc2): $(cat "$work/race-2.out")"
+  log "OK second publisher refused: $(cat "$work/race-2.out")"
+
+  phase "object store: update through nginx in front of versitygw (a CDN), byte-exact"
+  dir=$work/apps/esbuild-s3
+  install_app esbuild 0.25.0 "$dir"
+  want=$(plan esbuild "$dir" "$base/s3/esbuild" 0.25.0 0.25.12)
+  before=$(lines "$ngx/s3.log")
+  update esbuild "$dir" "$base/s3/esbuild" >"$work/s3-update.out" 2>&1 || { cat "$work/s3-update.out" >&2; die "update from the bucket failed"; }
+  assert_tree "$dir" "$corpus/esbuild/0.25.12"
+  got=$(served "$ngx/s3.log" "$before" "^/s3/esbuild/(patches|archives)/")
+  [ "$got" -eq "$want" ] || die "s3: nginx served $got artifact bytes, the plan said $want"
+  log "OK esbuild 0.25.0 -> 0.25.12 from the bucket: tree exact, $got artifact bytes = plan"
+  curl -fsSI "$base/s3/esbuild/archives/esbuild-0.25.12.tar.zst" | grep -qi '^cache-control: public, max-age=31536000, immutable' || die "no immutable Cache-Control on an archive"
+  curl -fsSI "$base/s3/esbuild/manifest.json" | grep -qi '^cache-control: public, max-age=60' || die "no short Cache-Control on manifest.json"
+
+  phase "object store: prune --keep 5, every kept version still reaches 0.25.12"
+  size_of() { find "$work/vgw/rel/$1" -type f -printf '%s\n' | awk '{ s += $1 } END { print s + 0 }'; }
+  s3_before=$(size_of esbuild)
+  "$mkdelta" prune -q --repo "$(s3repo esbuild)" --key "$work/k.key" --keep 5
+  again=$("$mkdelta" prune --dry-run --repo "$(s3repo esbuild)" --key "$work/k.key" --keep 5)
+  grep -q 'nothing to prune' <<<"$again" || die "a second prune found more: $again"
+  s3_after=$(size_of esbuild)
+  "$mkdelta" verify --repo "$(s3repo esbuild)" --pubkey "$work/k.pub" >"$work/s3-verify-pruned.out" || die "verify after prune: $(cat "$work/s3-verify-pruned.out")"
+  grep -q '^esbuild: sequence 14, 5 releases' "$work/s3-verify-pruned.out" || die "verify after prune: $(cat "$work/s3-verify-pruned.out")"
+  ! grep -q '^note: no chain of patches' "$work/s3-verify-pruned.out" || die "a kept version has no patch route: $(cat "$work/s3-verify-pruned.out")"
+  # The same prune on a copy of the local repository, for its report.
+  cp -a "$repos/esbuild" "$work/pruned-local"
+  prune_out=$("$mkdelta" prune --repo "$work/pruned-local" --key "$work/k.key" --keep 5 | tail -n1)
+  loc_after=$(find "$work/pruned-local" -type f -printf '%s\n' | awk '{ s += $1 } END { print s + 0 }')
+  grep -qF -- "-> $loc_after bytes" <<<"$prune_out" || die "prune reported '$prune_out', the directory holds $loc_after bytes"
+  loc_verify=$("$mkdelta" verify --repo "$work/pruned-local" --pubkey "$work/k.pub") || die "verify of the pruned local copy: $loc_verify"
+  ! grep -q '^note: no chain' <<<"$loc_verify" || die "local prune: a kept version has no patch route: $loc_verify"
+  fullsize=$(stat -c %s "$repos/esbuild/archives/esbuild-0.25.12.tar.zst")
+  for v in 0.25.8 0.25.9 0.25.10 0.25.11; do
+    dir=$work/apps/esbuild-kept
+    install_app esbuild "$v" "$dir"
+    want=$(plan esbuild "$dir" "$base/s3/esbuild" "$v" 0.25.12)
+    [ "$want" -lt $((fullsize / 2)) ] || die "$v -> 0.25.12 after prune plans $want bytes: not a patch route (full archive $fullsize)"
+    update esbuild "$dir" "$base/s3/esbuild" >"$work/s3-kept.out" 2>&1 || { cat "$work/s3-kept.out" >&2; die "update $v -> 0.25.12 after prune failed"; }
+    assert_tree "$dir" "$corpus/esbuild/0.25.12"
+  done
+  log "OK pruned bucket: $s3_before -> $s3_after bytes; local: $prune_out; kept 0.25.8..0.25.11 update to 0.25.12 exactly"
+
+  cat >>"$results" <<MD
+
+## Object store: versitygw (S3-compatible) behind nginx
+
+Versity S3 Gateway (\`go install …/versitygw@v1.8.0\`; it reports version "$("$vgw" --version 2>&1 | head -n1 | awk '{print $NF}')") (posix backend) on loopback, written to by
+\`mkdelta publish --repo 's3://rel/PREFIX?endpoint=…&region=us-east-1&use_path_style=true'\`, read by
+\`deltaup\` through nginx \`proxy_pass\` (a CDN in front of the bucket, anonymous public-read policy).
+
+| what | figure |
+|---|---:|
+| 13 publishes of esbuild 0.25.0 … 0.25.12 into a fresh prefix | $(secs "$s3_clean_ms") |
+| the same 13 into a local directory, alternating with them | $(secs "$local_again_ms") |
+| ratio bucket / directory (target ≤ 1.2) | $(awk -v a="$s3_clean_ms" -v b="$local_again_ms" 'BEGIN { printf "%.2f", a / b }') |
+| 0.25.0 → 0.25.12 through nginx from the bucket | $(kb "$got") artifact bytes = the plan, tree byte-exact |
+| publish of 0.25.12 killed with SIGKILL after a random 0.5–3 s | $killed_at; bucket verified with the previous release, next publish completed |
+| two publishers at once | the second refused: lease held |
+| \`prune --keep 5\` (bucket) | $(kb "$s3_before") → $(kb "$s3_after") bytes; 0.25.8 … 0.25.11 update to 0.25.12 by patches |
+| \`prune --keep 5\` (local copy), as reported | $prune_out |
+MD
+fi
+
+if [ -n "$load_section" ]; then printf '\n%s\n' "$load_section" >>"$results"; fi
 
 phase "done"
 printf '\n== e2e: timings\n'

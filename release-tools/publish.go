@@ -10,7 +10,6 @@ import (
 	"os"
 	"path/filepath"
 	"slices"
-	"strings"
 	"time"
 
 	"github.com/deltaup/deltaup/delta"
@@ -173,21 +172,16 @@ func Publish(ctx context.Context, newDir string, opts PublishOptions) (*PublishR
 			fmt.Fprintf(o.Log, format+"\n", args...)
 		}
 	}
-	if err := os.MkdirAll(o.Repo, 0o755); err != nil {
-		return nil, err
-	}
-	lockPath, err := LockPath(o.Repo)
+	st, done, err := useStore(ctx, o.Repo)
 	if err != nil {
 		return nil, err
 	}
-	unlock, err := lockFile(lockPath)
+	defer done()
+	unlock, err := st.Lock(ctx)
 	if err != nil {
 		return nil, err
 	}
 	defer unlock()
-	if err := dropLegacyLock(o.Repo); err != nil {
-		return nil, err
-	}
 
 	roles, err := planRoles(&o)
 	if err != nil {
@@ -200,6 +194,9 @@ func Publish(ctx context.Context, newDir string, opts PublishOptions) (*PublishR
 		cur, err = loadManifest(o.Repo, o.Key.Public(), o.App)
 	}
 	if err != nil {
+		return nil, err
+	}
+	if err := removeLeftovers(ctx, st, cur.m, logf); err != nil {
 		return nil, err
 	}
 	entries, err := tree.Scan(ctx, newDir, tree.ScanOptions{Hash: true, Modes: o.modes()})
@@ -264,7 +261,7 @@ func Publish(ctx context.Context, newDir string, opts PublishOptions) (*PublishR
 		}
 		bases = PatchBases(bases, o.PatchesFrom, !o.NoMilestones)
 		// Beside the repository, not inside it, where it would be served.
-		tmp, err := os.MkdirTemp(filepath.Dir(lockPath), "."+filepath.Base(strings.TrimSuffix(lockPath, LockSuffix))+".publish-")
+		tmp, err := os.MkdirTemp(st.TempDir(), tempPrefix(st, ".publish-"))
 		if err != nil {
 			return nil, err
 		}
@@ -350,16 +347,16 @@ func Publish(ctx context.Context, newDir string, opts PublishOptions) (*PublishR
 	return &PublishResult{Sequence: m.Sequence, Release: rel, Took: time.Since(start)}, nil
 }
 
-// writeArtifact writes repo/rel atomically with fill and returns its size
-// and SHA-256.
+// writeArtifact writes repo/rel atomically with fill (through repo's
+// store, see writeFile) and returns its size and SHA-256.
 func writeArtifact(repo, rel string, fill func(io.Writer) error) (manifest.Artifact, error) {
 	art := manifest.Artifact{Path: rel}
-	p := filepath.Join(repo, filepath.FromSlash(rel))
-	if err := os.MkdirAll(filepath.Dir(p), 0o755); err != nil {
+	st, ctx, err := storeOf(repo)
+	if err != nil {
 		return art, err
 	}
 	h := sha256.New()
-	err := delta.WriteFileAtomic(p, 0o644, func(w io.Writer) error {
+	err = st.Put(ctx, rel, func(w io.Writer) error {
 		cw := &hashCounter{w: w, h: h}
 		if err := fill(cw); err != nil {
 			return err
@@ -387,19 +384,18 @@ func (c *hashCounter) Write(p []byte) (int, error) {
 // openArtifact opens repo/art.Path after checking its size and SHA-256
 // against the manifest (verify before parse); the returned reader holds
 // the verified bytes.
-func openArtifact(repo string, art manifest.Artifact) (*os.File, error) {
-	f, err := os.Open(filepath.Join(repo, filepath.FromSlash(art.Path)))
+func openArtifact(repo string, art manifest.Artifact) (ArtifactFile, error) {
+	st, ctx, err := storeOf(repo)
 	if err != nil {
 		return nil, err
 	}
-	fi, err := f.Stat()
+	f, size, err := st.Open(ctx, art.Path)
 	if err != nil {
-		f.Close()
 		return nil, err
 	}
-	if fi.Size() != art.Size {
+	if size != art.Size {
 		f.Close()
-		return nil, fmt.Errorf("%s is %d bytes, the manifest says %d", art.Path, fi.Size(), art.Size)
+		return nil, fmt.Errorf("%s is %d bytes, the manifest says %d", art.Path, size, art.Size)
 	}
 	h := sha256.New()
 	if _, err := io.Copy(h, f); err != nil {

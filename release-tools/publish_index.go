@@ -60,12 +60,14 @@ func publishFrames(ctx context.Context, o *PublishOptions, newDir string, rel *m
 	if tree.Digest(st.Entries) != rel.TreeDigest {
 		return fmt.Errorf("releasetools: %s changed while it was being published", newDir)
 	}
-	local := func(p string) string { return filepath.Join(o.Repo, filepath.FromSlash(p)) }
+	store, sctx, err := storeOf(o.Repo)
+	if err != nil {
+		return err
+	}
 	if framed.Size <= solid.Size+solid.Size*FramedSlackPercent/100 {
-		if err := os.Rename(local(rp), local(solid.Path)); err != nil {
+		if err := store.Rename(sctx, rp, solid.Path); err != nil {
 			return err
 		}
-		syncDirOf(local(solid.Path))
 		framed.Path = solid.Path
 		rel.Archives[ai].Artifact = framed
 		logf("archive %s: framed, %d bytes (%d frames; one frame: %d)", framed.Path, framed.Size, len(st.Frames), solid.Size)
@@ -80,7 +82,7 @@ func publishFrames(ctx context.Context, o *PublishOptions, newDir string, rel *m
 	if errors.Is(err, manifest.ErrTooLarge) {
 		logf("no frame index: %v", err)
 		if framed.Path == rp {
-			return os.Remove(local(rp))
+			return store.Delete(sctx, rp)
 		}
 		return nil
 	}

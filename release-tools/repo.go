@@ -26,6 +26,7 @@
 package releasetools
 
 import (
+	"context"
 	"errors"
 	"fmt"
 	"io"
@@ -36,7 +37,6 @@ import (
 	"strconv"
 	"strings"
 
-	"github.com/deltaup/deltaup/delta"
 	"github.com/deltaup/deltaup/manifest"
 )
 
@@ -119,34 +119,28 @@ func sequenceOf(comment string) (uint64, bool) {
 	return n, err == nil
 }
 
-// writeFile writes b to repo/rel atomically (temp, fsync, rename, fsync
-// directory), creating parent directories.
+// writeFile writes b to repo/rel atomically through repo's store (a
+// directory: temp, fsync, rename, fsync directory, creating parent
+// directories; a bucket: one upload, with CacheControlFor(rel)).
 func writeFile(repo, rel string, b []byte) error {
-	p := filepath.Join(repo, filepath.FromSlash(rel))
-	if err := os.MkdirAll(filepath.Dir(p), 0o755); err != nil {
+	st, ctx, err := storeOf(repo)
+	if err != nil {
 		return err
 	}
-	return delta.WriteFileAtomic(p, 0o644, func(w io.Writer) error {
+	return st.Put(ctx, rel, func(w io.Writer) error {
 		_, err := w.Write(b)
 		return err
 	})
 }
 
-// readFile reads repo/rel, refusing more than limit bytes.
+// readFile reads repo/rel, refusing more than limit bytes; a missing file
+// gives an error matching fs.ErrNotExist.
 func readFile(repo, rel string, limit int64) ([]byte, error) {
-	f, err := os.Open(filepath.Join(repo, filepath.FromSlash(rel)))
+	st, ctx, err := storeOf(repo)
 	if err != nil {
 		return nil, err
 	}
-	defer f.Close()
-	b, err := io.ReadAll(io.LimitReader(f, limit+1))
-	if err != nil {
-		return nil, err
-	}
-	if int64(len(b)) > limit {
-		return nil, fmt.Errorf("%s is larger than %d bytes", rel, limit)
-	}
-	return b, nil
+	return st.Get(ctx, rel, limit)
 }
 
 // loaded is the repository's current manifest, verified.
@@ -162,6 +156,11 @@ func loadManifest(repo string, pub manifest.PublicKey, app string) (loaded, erro
 	if _, err := Recover(repo, pub); err != nil {
 		return loaded{}, err
 	}
+	return readManifest(repo, pub, app)
+}
+
+// readManifest reads and verifies the root manifest, changing nothing.
+func readManifest(repo string, pub manifest.PublicKey, app string) (loaded, error) {
 	raw, err := readFile(repo, manifest.ManifestName, manifest.MaxManifestSize)
 	if errors.Is(err, os.ErrNotExist) {
 		return loaded{}, nil
@@ -192,6 +191,11 @@ func loadManifest(repo string, pub manifest.PublicKey, app string) (loaded, erro
 // bytes, the history copy is installed as manifest.json. It reports whether
 // it changed anything. A root pair that verifies is left alone.
 func Recover(repo string, pub manifest.PublicKey) (bool, error) {
+	_, done, err := useStore(context.Background(), repo)
+	if err != nil {
+		return false, err
+	}
+	defer done()
 	sig, err := readFile(repo, manifest.SignatureName, manifest.MaxSignatureSize)
 	if errors.Is(err, os.ErrNotExist) {
 		return false, nil
@@ -242,7 +246,17 @@ func trustedCommentOf(sig []byte) (string, error) {
 
 // publishManifest writes m's bytes and signature: history copy, root
 // signature, root manifest, in that order.
+//
+// On a bucket the lease is checked first (Store.Fence): a publisher whose
+// lease was taken over makes nothing live.
 func publishManifest(repo string, raw, sig []byte, seq uint64) error {
+	st, ctx, err := storeOf(repo)
+	if err != nil {
+		return err
+	}
+	if err := st.Fence(ctx); err != nil {
+		return err
+	}
 	if err := writeFile(repo, historyPath(seq), raw); err != nil {
 		return err
 	}

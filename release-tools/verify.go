@@ -6,12 +6,11 @@ import (
 	"errors"
 	"fmt"
 	"io"
-	"io/fs"
 	"os"
-	"path"
 	"path/filepath"
 	"regexp"
 	"sort"
+	"strings"
 	"time"
 
 	"aead.dev/minisign"
@@ -52,6 +51,12 @@ type VerifyReport struct {
 	// copied there by mistake. A directory is listed once, as "DIR/". A
 	// minisign secret key among them is a Fault as well.
 	Strays []string
+	// Routes holds, for every release, how many patches take it to the
+	// newest release of its channel (0 for the newest); NoRoute lists the
+	// releases that no chain of patches takes there (their clients
+	// download the newest's full archive).
+	Routes  map[string]int
+	NoRoute []string
 }
 
 // OK reports whether no fault was found.
@@ -77,6 +82,11 @@ func Verify(ctx context.Context, repo string, pub manifest.PublicKey, opts Verif
 			fmt.Fprintf(opts.Log, format+"\n", args...)
 		}
 	}
+	st, done, err := useStore(ctx, repo)
+	if err != nil {
+		return nil, err
+	}
+	defer done()
 	raw, err := readFile(repo, manifest.ManifestName, manifest.MaxManifestSize)
 	if err != nil {
 		return nil, fmt.Errorf("%w: %v", ErrRepo, err)
@@ -107,7 +117,7 @@ func Verify(ctx context.Context, repo string, pub manifest.PublicKey, opts Verif
 		fault(f.Path, f.Err)
 	}
 
-	tmp, err := os.MkdirTemp(filepath.Dir(filepath.Clean(repo)), ".deltaup-verify-")
+	tmp, err := os.MkdirTemp(st.TempDir(), ".deltaup-verify-")
 	if err != nil {
 		return nil, err
 	}
@@ -193,65 +203,52 @@ func Verify(ctx context.Context, repo string, pub manifest.PublicKey, opts Verif
 			logf("ok %s", p.Path)
 		}
 	}
-	rep.Orphans = orphans(repo, referenced)
-	if rep.Strays, err = strays(repo); err != nil {
+	rep.Routes, rep.NoRoute = patchRoutes(m)
+	objs, err := st.List(ctx)
+	if err != nil {
 		return nil, err
 	}
+	rep.Orphans = orphans(objs, referenced)
+	rep.Strays = strays(st, objs)
 	for _, p := range rep.Strays {
-		if isSecretKey(filepath.Join(repo, filepath.FromSlash(p))) {
+		if isSecretKey(ctx, st, p) {
 			fault(p, errors.New("a minisign secret key, served to anyone: remove it, and make a new key pair (mkdelta keygen) if it was ever served"))
 		}
 	}
 	return rep, nil
 }
 
-// strays lists what lies in repo outside the layout: at the top level
-// anything but the root pair and the artifact and history directories, in
-// manifests/ anything but SEQ.json and SEQ.json.minisig.
-func strays(repo string) ([]string, error) {
+// strays lists what lies in the repository outside the layout: at the
+// top level anything but the root pair and the artifact and history
+// directories (a directory once, as "DIR/"), in manifests/ anything but
+// SEQ.json and SEQ.json.minisig.
+func strays(st Store, objs []Object) []string {
+	seen := map[string]bool{}
 	var out []string
-	list := func(dir string, keep func(name string, isDir bool) bool) error {
-		des, err := os.ReadDir(filepath.Join(repo, filepath.FromSlash(dir)))
-		if err != nil {
-			if dir != "" && errors.Is(err, fs.ErrNotExist) {
-				return nil
-			}
-			return err
-		}
-		for _, de := range des {
-			if keep(de.Name(), de.IsDir()) {
-				continue
-			}
-			p := path.Join(dir, de.Name())
-			if de.IsDir() {
-				p += "/"
-			}
+	add := func(p string) {
+		if !seen[p] {
+			seen[p] = true
 			out = append(out, p)
 		}
-		return nil
 	}
-	err := list("", func(name string, isDir bool) bool {
-		switch name {
-		case manifest.ManifestName, manifest.SignatureName:
-			return !isDir
-		case ArchivesDir, PatchesDir, FileListsDir, HistoryDir, manifest.RootDir, manifest.DeltaDir:
-			return isDir
+	for _, o := range objs {
+		first, inDirectory := topLevel(o.Path)
+		switch {
+		case !inDirectory && (first == manifest.ManifestName || first == manifest.SignatureName || v2TopName.MatchString(first)):
+		case inDirectory && (first == ArchivesDir || first == PatchesDir || first == FileListsDir || first == manifest.DeltaDir):
+		case inDirectory && (first == HistoryDir || first == manifest.RootDir):
+			if name := strings.TrimPrefix(o.Path, first+"/"); !historyName.MatchString(name) {
+				add(o.Path)
+			}
+		case inDirectory && isLeaseStray(st, first+"/"):
+		case inDirectory:
+			add(first + "/")
+		default:
+			add(o.Path)
 		}
-		return !isDir && v2TopName.MatchString(name)
-	})
-	if err != nil {
-		return nil, err
-	}
-	err = list(HistoryDir, func(name string, isDir bool) bool {
-		return !isDir && historyName.MatchString(name)
-	})
-	if err == nil {
-		err = list(manifest.RootDir, func(name string, isDir bool) bool {
-			return !isDir && historyName.MatchString(name)
-		})
 	}
 	sort.Strings(out)
-	return out, err
+	return out
 }
 
 var historyName = regexp.MustCompile(`^[0-9]+\.json(\.([0-9A-F]{16}\.)?minisig)?$`)
@@ -260,14 +257,13 @@ var historyName = regexp.MustCompile(`^[0-9]+\.json(\.([0-9A-F]{16}\.)?minisig)?
 // its signatures.
 var v2TopName = regexp.MustCompile(`^timestamp\.json(\.[0-9A-F]{16}\.minisig)?$`)
 
-// isSecretKey reports whether the file at p is a minisign secret key
+// isSecretKey reports whether the object at p is a minisign secret key
 // (encrypted or not).
-func isSecretKey(p string) bool {
-	fi, err := os.Lstat(p)
-	if err != nil || !fi.Mode().IsRegular() || fi.Size() > 4096 {
+func isSecretKey(ctx context.Context, st Store, p string) bool {
+	if strings.HasSuffix(p, "/") {
 		return false
 	}
-	b, err := os.ReadFile(p)
+	b, err := st.Get(ctx, p, 4096)
 	if err != nil {
 		return false
 	}
@@ -292,30 +288,14 @@ func checkPatch(ctx context.Context, repo string, p manifest.Patch, base string,
 	return nil
 }
 
-// orphans lists the files under the artifact directories that no release
+// orphans lists the objects in the artifact directories that no release
 // references.
-func orphans(repo string, referenced map[string]bool) []string {
+func orphans(objs []Object, referenced map[string]bool) []string {
 	var out []string
-	for _, dir := range []string{ArchivesDir, PatchesDir, FileListsDir} {
-		root := filepath.Join(repo, dir)
-		filepath.WalkDir(root, func(p string, d fs.DirEntry, err error) error {
-			if err != nil {
-				if errors.Is(err, fs.ErrNotExist) {
-					return nil
-				}
-				return err
-			}
-			if d.IsDir() {
-				return nil
-			}
-			rel, _ := filepath.Rel(root, p)
-			rp := path.Join(dir, filepath.ToSlash(rel))
-			if !referenced[rp] {
-				out = append(out, rp)
-			}
-			return nil
-		})
+	for _, o := range objs {
+		if isArtifactPath(o.Path) && !referenced[o.Path] {
+			out = append(out, o.Path)
+		}
 	}
-	sort.Strings(out)
 	return out
 }

@@ -91,24 +91,42 @@ func init() {
 			exits: []exitCode{exitsOK, {exitFailure, "failure: BASE.key or BASE.pub exists, or cannot be written"}, exitsUsage},
 			run:   mkdeltaKeygen},
 		{name: "publish", summary: "add a release to a repository: archives, patches, a new signed manifest",
-			synopsis: "[FLAGS] --repo DIR --app NAME --version V --key BASE.key NEW_DIR",
+			synopsis: "[FLAGS] --repo DIR|URL --app NAME --version V --key BASE.key NEW_DIR",
 			about: "Adds the tree NEW_DIR to the repository as version V (v1.2.3 is read as\n" +
 				"1.2.3): full archives, patches from the closest older versions of the\n" +
 				"channel, a new signed manifest. Republishing a version with the same tree does\n" +
 				"nothing; another tree, or a version lower than the newest of the channel\n" +
 				"(without --allow-older), is refused before anything is written. The lock\n" +
 				"DIR.deltaup-lock lives beside the repository, so the directory holding DIR must\n" +
-				"be writable; serve DIR itself.",
+				"be writable; serve DIR itself. A bucket URL (s3://BUCKET/PREFIX?region=R,\n" +
+				"gs://, azblob://; credentials from the environment, e.g. AWS_ACCESS_KEY_ID and\n" +
+				"AWS_SECRET_ACCESS_KEY) takes the lease object PREFIX.deltaup-lock/N instead,\n" +
+				"created with If-None-Match: *, and writes artifacts, file lists, the manifest's\n" +
+				"history copy, its signature and the manifest, in that order.",
 			exits: []exitCode{exitsOK,
 				{exitFailure, "failure: the version exists with another tree or is older (see --allow-older),\n       another publish runs, the repository does not verify with this key, I/O"},
 				{exitUsage, "usage: unknown flag, bad flag value (--version not semver), missing or stray\n       argument, an encrypted --key without --password-file"}},
 			run: mkdeltaPublish},
+		{name: "prune", summary: "remove old releases and every archive and patch no kept release needs",
+			synopsis: "[FLAGS] --repo DIR|URL --key BASE.key --keep N",
+			about: "Keeps the newest N releases of each channel (and, with --keep-days, every\n" +
+				"release published less than D days ago), plus any release a kept one's\n" +
+				"shortest chain of patches to the newest passes through; removes the others\n" +
+				"from the manifest, signs and installs the new manifest, and only then deletes\n" +
+				"the archives, patches, file lists and frame indexes that no kept release\n" +
+				"refers to. Clients on a removed version download the newest full archive.\n" +
+				"--dry-run lists what would go and changes nothing.",
+			exits: []exitCode{exitsOK,
+				{exitFailure, "failure: the repository does not verify with this key, another publish runs, I/O"},
+				{exitUsage, "usage: unknown flag, bad flag value (--keep below 1), missing or stray argument,\n       an encrypted --key without --password-file"}},
+			run: mkdeltaPrune},
 		{name: "verify", summary: "check a repository end to end: signature, hashes, every archive and patch rebuilt",
-			synopsis: "[FLAGS] --repo DIR --pubkey BASE.pub",
+			synopsis: "[FLAGS] --repo DIR|URL --pubkey BASE.pub",
 			about: "Checks the manifest's signature and expiry, every artifact's size and hash, and\n" +
 				"that every archive and patch rebuilds exactly the tree the manifest lists.\n" +
 				"Warns about files in DIR outside the repository layout (a static host serves\n" +
-				"them too), and fails on a secret key among them. Changes nothing.",
+				"them too), and fails on a secret key among them. Notes every release that no\n" +
+				"chain of patches takes to the newest of its channel. Changes nothing.",
 			exits: []exitCode{exitsOK, {exitFailure, "failure: --repo or --pubkey cannot be read"}, exitsUsage,
 				{exitRepoBad, "the repository failed a check: signature, expiry, size, hash, rebuild, a secret\n       key in it"}},
 			run: mkdeltaVerify},

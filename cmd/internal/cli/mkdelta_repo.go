@@ -94,7 +94,7 @@ func readSecretKey(name, keyPath, pwFile string, stderr io.Writer) (key manifest
 func mkdeltaPublish(name string, args []string, stdout, stderr io.Writer) int {
 	cmd := findMkCommand("publish")
 	fs := newFlags(name)
-	repo := fs.String("repo", "", "repository `DIR` (created when missing; required)")
+	repo := fs.String("repo", "", "repository `DIR` or URL: a directory (created when missing), file:///DIR, s3://BUCKET/PREFIX?region=R[&endpoint=URL&use_path_style=true], gs://BUCKET/PREFIX, azblob://CONTAINER/PREFIX (required)")
 	app := fs.String("app", "", "application `NAME` (required)")
 	version := fs.String("version", "", "semantic `VERSION` of the new release, like 1.2.3 or 1.3.0-rc.1; v1.2.3 is read as 1.2.3 (required)")
 	channel := fs.String("channel", releasetools.DefaultChannel, "release `CHANNEL`")
@@ -173,7 +173,7 @@ func mkdeltaPublish(name string, args []string, stdout, stderr io.Writer) int {
 func mkdeltaVerify(name string, args []string, stdout, stderr io.Writer) int {
 	cmd := findMkCommand("verify")
 	fs := newFlags(name)
-	repo := fs.String("repo", "", "repository `DIR` (required)")
+	repo := fs.String("repo", "", "repository `DIR` or URL (file:///DIR, s3://, gs://, azblob://; required)")
 	pubPath := fs.String("pubkey", "", "minisign public key `FILE` (BASE.pub; required)")
 	app := fs.String("app", "", "require this application `NAME`")
 	verbose := fs.BoolP("verbose", "v", false, "print every artifact checked")
@@ -183,12 +183,18 @@ func mkdeltaVerify(name string, args []string, stdout, stderr io.Writer) int {
 	if m := missing(required{"--repo", *repo != ""}, required{"--pubkey", *pubPath != ""}); m != "" {
 		return usageError(name, stderr, "need %s", m)
 	}
-	if fi, err := os.Stat(*repo); err != nil || !fi.IsDir() {
+	if !releasetools.IsRemote(*repo) {
+		dir, err := releasetools.LocalPath(*repo)
 		if err == nil {
-			err = errors.New("not a directory")
+			var fi os.FileInfo
+			if fi, err = os.Stat(dir); err == nil && !fi.IsDir() {
+				err = errors.New("not a directory")
+			}
 		}
-		fmt.Fprintf(stderr, "%s: --repo %s: %v\n", name, *repo, err)
-		return exitFailure
+		if err != nil {
+			fmt.Fprintf(stderr, "%s: --repo %s: %v\n", name, *repo, err)
+			return exitFailure
+		}
 	}
 	text, err := os.ReadFile(*pubPath)
 	if err != nil {
@@ -231,6 +237,9 @@ func mkdeltaVerify(name string, args []string, stdout, stderr io.Writer) int {
 	}
 	if !rep.OK() {
 		return exitRepoBad
+	}
+	for _, v := range rep.NoRoute {
+		fmt.Fprintf(stdout, "note: no chain of patches takes %s to the newest release of its channel: its clients download the full archive\n", v)
 	}
 	fmt.Fprintf(stdout, "%s: sequence %d, %d releases, %d archives, %d patches verified, valid until %s (%.2fs)\n",
 		rep.App, rep.Sequence, rep.Releases, rep.Archives, rep.Patches, rep.Expires.Format(time.RFC3339), time.Since(start).Seconds())
