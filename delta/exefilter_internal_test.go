@@ -9,8 +9,10 @@ import (
 	"hash/crc32"
 	"math/rand/v2"
 	"os"
+	"os/exec"
 	"path/filepath"
 	"runtime"
+	"strings"
 	"testing"
 )
 
@@ -87,7 +89,11 @@ func TestExeFilterMovedCall(t *testing.T) {
 }
 
 func goTestdata(t *testing.T, pkg, name string) []byte {
-	b, err := os.ReadFile(filepath.Join(runtime.GOROOT(), "src", "debug", pkg, "testdata", name))
+	out, err := exec.Command("go", "env", "GOROOT").Output()
+	if err != nil {
+		t.Skipf("go env GOROOT: %v (Go's debug/%s test data is read from there)", err, pkg)
+	}
+	b, err := os.ReadFile(filepath.Join(strings.TrimSpace(string(out)), "src", "debug", pkg, "testdata", name))
 	if err != nil {
 		t.Skipf("Go's debug/%s test data is not installed: %v", pkg, err)
 	}

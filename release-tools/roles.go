@@ -226,16 +226,9 @@ func lockV2(repo string) (func(), *manifest.Root, error) {
 	return unlock, root, nil
 }
 
-// current returns the repository's current index (manifest.json, completed
-// by Recover) and checks that one of keys signed it; nil for an empty
-// repository.
-func currentIndex(repo string, pubs []manifest.PublicKey) (loaded, error) {
-	cur, _, err := currentIndexBy(repo, pubs)
-	return cur, err
-}
-
-// currentIndexBy is currentIndex that also says which of pubs signed the
-// index (its position).
+// currentIndexBy returns the repository's current index (manifest.json,
+// completed by Recover), checks that one of pubs signed it and says which
+// (its position).
 func currentIndexBy(repo string, pubs []manifest.PublicKey) (loaded, int, error) {
 	var ids []string
 	for i, pub := range pubs {
