@@ -21,13 +21,17 @@ import (
 // Compression parameters of the archives Write makes. They are part of the
 // format's determinism: changing one changes the bytes of every archive.
 const (
-	// ZstdWindow is the zstd window (maximum back-reference distance) of
-	// the archives Write makes: 32 MiB, half of what Extract accepts
-	// (MaxZstdWindow). Releases are often several binaries that share code;
-	// on Go's 65 MiB tool directory 8, 16 and 32 MiB windows give 27.9%,
-	// 25.0% and 22.0% of the tar size (zstd -19: 24.9%). The decoder
-	// needs about 40 MiB of memory for it.
+	// ZstdWindow is the largest zstd window (maximum back-reference
+	// distance) of the archives Write makes: 32 MiB, half of what Extract
+	// accepts (MaxZstdWindow). Releases are often several binaries that
+	// share code; on Go's 65 MiB tool directory 8, 16 and 32 MiB windows
+	// give 27.9%, 25.0% and 22.0% of the tar size (zstd -19: 24.9%). The
+	// decoder needs about 40 MiB of memory for it. A smaller tree gets a
+	// smaller window (see archiveWindow): the same compressed blocks, and
+	// a decoder (and encoder) that allocates only what the tree needs.
 	ZstdWindow = 32 << 20
+	// MinZstdWindow is the smallest window archiveWindow picks: 1 MiB.
+	MinZstdWindow = 1 << 20
 	// GzipLevel is the gzip (deflate) level of the archives Write makes.
 	GzipLevel = 9
 )
@@ -112,8 +116,9 @@ type Stats struct {
 // zero blocks and is not padded to a record size. docs/FORMAT.md describes
 // the bytes in full.
 //
-// zstd: one frame at klauspost's SpeedBestCompression, ZstdWindow (32 MiB)
-// window, content checksum, single-threaded (encoder concurrency 1), no
+// zstd: one frame at klauspost's SpeedBestCompression, window
+// archiveWindow(entries) (the smallest power of two from 1 MiB that holds
+// the whole tar stream, at most ZstdWindow, 32 MiB), content checksum, single-threaded (encoder concurrency 1), no
 // content size in the header. With opts.Framed, one such frame per group of
 // consecutive entries (see FrameTarget), each frame compressed on its own
 // and ending at an entry boundary, the end-of-archive marker in the last:
@@ -173,6 +178,7 @@ func Write(ctx context.Context, w io.Writer, root string, format Format, opts *W
 
 	aw := &countWriter{w: w}
 	out := newFramer(aw, format, opts.Framed)
+	out.window = archiveWindow(entries)
 	tc := &countWriter{w: out}
 	tw := tar.NewWriter(tc)
 	buf := make([]byte, 256<<10)
@@ -234,6 +240,29 @@ func Write(ctx context.Context, w io.Writer, root string, format Format, opts *W
 	return st, nil
 }
 
+// archiveWindow is the zstd window of an archive of entries: the smallest
+// power of two, from MinZstdWindow to ZstdWindow, not below an upper bound
+// of the tar stream's size (each entry's header, a PAX header as large as
+// its names could need, padded data; the end marker). While the window
+// holds the whole stream, every match the encoder finds is the same as
+// with a larger one, so only the frame header's window descriptor differs;
+// the decoder's history buffer is then sized to the tree, not to 32 MiB.
+func archiveWindow(entries []tree.Entry) int {
+	bound := int64(1024)
+	for i := range entries {
+		e := &entries[i]
+		bound += 1024 + int64(len(e.Path)+len(e.Target)+64+511)&^511 + (e.Size+511)&^511
+		if bound >= ZstdWindow {
+			return ZstdWindow
+		}
+	}
+	w := MinZstdWindow
+	for int64(w) < bound {
+		w <<= 1
+	}
+	return w
+}
+
 // entryTarSize is about the tar bytes of e: its header and padded data
 // (a PAX header, rare, adds a little).
 func entryTarSize(e *tree.Entry) int64 {
@@ -248,6 +277,7 @@ type framer struct {
 	out    *countWriter
 	format Format
 	framed bool
+	window int // zstd window (archiveWindow)
 
 	gz     io.WriteCloser
 	enc    *zstd.Encoder
@@ -280,7 +310,7 @@ func (f *framer) openFrame(first int, tarOff int64) error {
 	}
 	if f.format == TarGz {
 		if f.gz == nil {
-			gz, err := newCompressor(f.out, TarGz)
+			gz, err := newCompressor(f.out, TarGz, 0)
 			if err != nil {
 				return err
 			}
@@ -290,7 +320,7 @@ func (f *framer) openFrame(first int, tarOff int64) error {
 		return nil
 	}
 	if f.enc == nil {
-		enc, err := newCompressor(nil, TarZst)
+		enc, err := newCompressor(nil, TarZst, f.window)
 		if err != nil {
 			return err
 		}
@@ -460,13 +490,14 @@ func validText(s string) bool {
 	return true
 }
 
-// newCompressor returns the compressing writer of format over w.
-func newCompressor(w io.Writer, format Format) (io.WriteCloser, error) {
+// newCompressor returns the compressing writer of format over w; window
+// is the zstd window (a power of two up to ZstdWindow).
+func newCompressor(w io.Writer, format Format, window int) (io.WriteCloser, error) {
 	switch format {
 	case TarZst:
 		enc, err := zstd.NewWriter(w,
 			zstd.WithEncoderLevel(zstd.SpeedBestCompression),
-			zstd.WithWindowSize(ZstdWindow),
+			zstd.WithWindowSize(window),
 			zstd.WithEncoderConcurrency(1),
 			zstd.WithEncoderCRC(true),
 			// The same output with a history buffer of the window plus a

@@ -9,6 +9,7 @@ import (
 	"io/fs"
 	"net/url"
 	"os"
+	"slices"
 	"sort"
 	"strconv"
 	"strings"
@@ -16,9 +17,6 @@ import (
 	"time"
 
 	"gocloud.dev/blob"
-	_ "gocloud.dev/blob/azureblob" // azblob://
-	_ "gocloud.dev/blob/gcsblob"   // gs://
-	_ "gocloud.dev/blob/s3blob"    // s3://
 	"gocloud.dev/gcerrors"
 )
 
@@ -81,6 +79,9 @@ func openBlobStore(ctx context.Context, repo string) (*blobStore, error) {
 		prefix += "/"
 	}
 	open := url.URL{Scheme: u.Scheme, Host: u.Host, RawQuery: u.RawQuery}
+	if !slices.Contains(blob.DefaultURLMux().BucketSchemes(), u.Scheme) {
+		return nil, fmt.Errorf("releasetools: --repo %s: this program has no %s:// driver: import _ \"github.com/deltaup/deltaup/release-tools/clouds\" (mkdelta does)", redact(u), u.Scheme)
+	}
 	root, err := blob.OpenBucket(ctx, open.String())
 	if err != nil {
 		return nil, fmt.Errorf("releasetools: opening %s: %w", repo, err)

@@ -13,6 +13,8 @@ import (
 	"sync/atomic"
 	"testing"
 	"time"
+
+	_ "gocloud.dev/blob/s3blob" // s3:// (mkdelta registers all clouds through release-tools/clouds)
 )
 
 // versityGW starts the Versity S3 Gateway (posix backend) on a loopback
