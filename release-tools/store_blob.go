@@ -42,6 +42,9 @@ type blobStore struct {
 	b      *blob.Bucket // the whole bucket (leases live beside the prefix)
 	prefix string       // the repository's folder: "" or "a/b/"
 	lease  *lease
+	// borrowed: a platform's sub-store (usePlatform), sharing the bucket
+	// and the lease of the repository's store, which closes them.
+	borrowed bool
 }
 
 // openBlobStore opens a bucket URL: SCHEME://BUCKET[/PREFIX][?PARAMS], with
@@ -205,6 +208,9 @@ func (s *blobStore) TempDir() string { return "" }
 func (s *blobStore) String() string  { return s.url }
 
 func (s *blobStore) Close() error {
+	if s.borrowed {
+		return nil
+	}
 	if s.lease != nil {
 		s.lease.release()
 	}
