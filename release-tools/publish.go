@@ -50,8 +50,9 @@ type PublishOptions struct {
 	// clients install (Windows has no permission bits: a release with an
 	// executable bit cannot be verified there). Only for those: installed
 	// elsewhere, the files would lose their executable bits, so publish
-	// each platform's build as its own app or channel. A whole channel
-	// should use one setting.
+	// each platform's build as its own platform (Platform, which sets it
+	// for windows-…), app or channel. A whole channel should use one
+	// setting.
 	PortableModes bool
 	// Platform, when set (manifest.ValidPlatform: "linux-amd64",
 	// "windows-amd64", "darwin-arm64", …), publishes into that platform's
