@@ -76,7 +76,7 @@ func usePlatform(ctx context.Context, repo string, st Store, platform string) (s
 	case *localStore:
 		sst = &localStore{dir: filepath.Join(s.dir, platform)}
 	case *blobStore:
-		sst = &blobStore{url: sub, b: s.b, prefix: s.prefix + platform + "/", lease: s.lease, borrowed: true}
+		sst = &blobStore{url: sub, b: s.b, prefix: s.prefix + platform + "/", parent: s}
 	default:
 		return "", nil, fmt.Errorf("releasetools: %s: platforms need a directory or a bucket", repo)
 	}

@@ -204,3 +204,46 @@ func TestPlatformsV1PruneMigrate(t *testing.T) {
 		t.Fatalf("verify without a platform of a platforms-only repository: %v", err)
 	}
 }
+
+// TestPlatformsOnBucket: platforms on an object store: each in
+// PREFIX/PLATFORM/, under the repository's lease, with the same headers.
+func TestPlatformsOnBucket(t *testing.T) {
+	ctx := context.Background()
+	rel, _, _ := testKey(t)
+	now := time.Now().UTC()
+	repo, root, st := memRepo(t, "platforms")
+	v0, v1 := tinyTree(t, 0), tinyTree(t, 1)
+	for _, p := range []string{"linux-amd64", "windows-amd64"} {
+		publishPlatform(t, repo, p, "1.0.0", v0, rel, now)
+		publishPlatform(t, repo, p, "1.1.0", v1, rel, now)
+	}
+	for _, p := range []string{"linux-amd64", "windows-amd64"} {
+		rep, err := Verify(ctx, repo, rel.Public(), VerifyOptions{Platform: p})
+		if err != nil || !rep.OK() || rep.Patches != 1 || len(rep.Orphans) != 0 || len(rep.Strays) != 0 {
+			t.Fatalf("verify %s: %v %+v", p, err, rep)
+		}
+		for rel, want := range map[string]string{manifest.ManifestName: CacheMutable, "manifests/2.json": CacheImmutable} {
+			a, err := root.Attributes(ctx, st.key(p+"/"+rel))
+			if err != nil || a.CacheControl != want {
+				t.Fatalf("%s/%s: %v, Cache-Control %q", p, rel, err, a.CacheControl)
+			}
+		}
+	}
+	if ls, _ := st.leases(ctx); len(ls) != 0 {
+		t.Errorf("leases left: %v", ls)
+	}
+	if _, err := Verify(ctx, repo, rel.Public(), VerifyOptions{}); err == nil || !strings.Contains(err.Error(), "linux-amd64, windows-amd64") {
+		t.Fatalf("verify without a platform: %v", err)
+	}
+	before, _ := st.List(ctx)
+	res, err := Prune(ctx, PruneOptions{Repo: repo, Key: rel, Keep: 1, Platform: "windows-amd64"})
+	if err != nil || !slices.Equal(res.Dropped, []string{"1.0.0"}) {
+		t.Fatalf("prune: %v %+v", err, res)
+	}
+	after, _ := st.List(ctx)
+	for _, o := range before {
+		if strings.HasPrefix(o.Path, "linux-amd64/") && !slices.ContainsFunc(after, func(a Object) bool { return a.Path == o.Path }) {
+			t.Fatalf("pruning windows-amd64 deleted %s", o.Path)
+		}
+	}
+}

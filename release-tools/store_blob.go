@@ -42,9 +42,10 @@ type blobStore struct {
 	b      *blob.Bucket // the whole bucket (leases live beside the prefix)
 	prefix string       // the repository's folder: "" or "a/b/"
 	lease  *lease
-	// borrowed: a platform's sub-store (usePlatform), sharing the bucket
-	// and the lease of the repository's store, which closes them.
-	borrowed bool
+	// parent, for a platform's sub-store (usePlatform), is the
+	// repository's store: it holds the lease (Fence asks it) and closes
+	// the bucket they share.
+	parent *blobStore
 }
 
 // openBlobStore opens a bucket URL: SCHEME://BUCKET[/PREFIX][?PARAMS], with
@@ -208,7 +209,7 @@ func (s *blobStore) TempDir() string { return "" }
 func (s *blobStore) String() string  { return s.url }
 
 func (s *blobStore) Close() error {
-	if s.borrowed {
+	if s.parent != nil {
 		return nil
 	}
 	if s.lease != nil {
@@ -378,6 +379,9 @@ func (s *blobStore) checkLease(ctx context.Context, l *lease) error {
 }
 
 func (s *blobStore) Fence(ctx context.Context) error {
+	if s.parent != nil {
+		return s.parent.Fence(ctx)
+	}
 	l := s.lease
 	if l == nil {
 		return errors.New("releasetools: writing without the publish lease (internal error)")
