@@ -62,14 +62,14 @@ func platformRepo(repo, platform string) (string, error) {
 // (readFile, writeFile, writeArtifact, …) then reach it by the returned
 // repo string. A bucket's sub-store shares the bucket and the lease
 // (Fence checks the lease of the whole repository). Release it with the
-// returned function. For "" it returns repo.
-func usePlatform(ctx context.Context, repo string, st Store, platform string) (string, func(), error) {
+// returned function. For "" it returns repo and st.
+func usePlatform(ctx context.Context, repo string, st Store, platform string) (string, Store, func(), error) {
 	if platform == "" {
-		return repo, func() {}, nil
+		return repo, st, func() {}, nil
 	}
 	sub, err := platformRepo(repo, platform)
 	if err != nil {
-		return "", nil, err
+		return "", nil, nil, err
 	}
 	var sst Store
 	switch s := st.(type) {
@@ -78,16 +78,17 @@ func usePlatform(ctx context.Context, repo string, st Store, platform string) (s
 	case *blobStore:
 		sst = &blobStore{url: sub, b: s.b, prefix: s.prefix + platform + "/", parent: s}
 	default:
-		return "", nil, fmt.Errorf("releasetools: %s: platforms need a directory or a bucket", repo)
+		return "", nil, nil, fmt.Errorf("releasetools: %s: platforms need a directory or a bucket", repo)
 	}
 	stores.Lock()
 	defer stores.Unlock()
 	if r, ok := stores.m[sub]; ok {
 		r.refs++
+		sst = r.st
 	} else {
 		stores.m[sub] = &storeRef{st: sst, ctx: ctx, refs: 1}
 	}
-	return sub, func() { releaseStore(sub) }, nil
+	return sub, sst, func() { releaseStore(sub) }, nil
 }
 
 // ListPlatforms returns the platforms of repo (sorted): the top-level

@@ -112,17 +112,12 @@ func Prune(ctx context.Context, opts PruneOptions) (*PruneResult, error) {
 		}
 		defer unlock()
 	}
-	if o.Platform != "" {
-		sub, release, perr := usePlatform(ctx, o.Repo, st, o.Platform)
-		if perr != nil {
-			return nil, perr
-		}
-		defer release()
-		if st, _, perr = storeOf(sub); perr != nil {
-			return nil, perr
-		}
-		o.Repo = sub
+	sub, st, release, err := usePlatform(ctx, o.Repo, st, o.Platform)
+	if err != nil {
+		return nil, err
 	}
+	defer release()
+	o.Repo = sub
 	if o.DryRun {
 		cur, err = readManifest(o.Repo, pub, "")
 	} else {

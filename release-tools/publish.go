@@ -204,16 +204,12 @@ func Publish(ctx context.Context, newDir string, opts PublishOptions) (*PublishR
 	}
 	// A platform's releases go to its sub-repository; the lock, the root
 	// and the timestamp are the repository's.
-	sst := st
+	sub, sst, release, err := usePlatform(ctx, o.Repo, st, o.Platform)
+	if err != nil {
+		return nil, err
+	}
+	defer release()
 	if o.Platform != "" {
-		sub, release, err := usePlatform(ctx, o.Repo, st, o.Platform)
-		if err != nil {
-			return nil, err
-		}
-		defer release()
-		if sst, _, err = storeOf(sub); err != nil {
-			return nil, err
-		}
 		roles.top, roles.platform, o.Repo = o.Repo, o.Platform, sub
 		logf("platform %s: publishing into %s%s", o.Platform, sub, map[bool]string{true: " (portable modes)", false: ""}[o.PortableModes])
 	}

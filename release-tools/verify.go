@@ -97,17 +97,11 @@ func Verify(ctx context.Context, repo string, pub manifest.PublicKey, opts Verif
 	}
 	defer done()
 	top, tmpDir := repo, st.TempDir()
-	if opts.Platform != "" {
-		sub, release, err := usePlatform(ctx, repo, st, opts.Platform)
-		if err != nil {
-			return nil, err
-		}
-		defer release()
-		if st, _, err = storeOf(sub); err != nil {
-			return nil, err
-		}
-		repo = sub
+	repo, st, release, err := usePlatform(ctx, repo, st, opts.Platform)
+	if err != nil {
+		return nil, err
 	}
+	defer release()
 	raw, err := readFile(repo, manifest.ManifestName, manifest.MaxManifestSize)
 	if err != nil {
 		if plats, perr := ListPlatforms(ctx, top); perr == nil && len(plats) > 0 && opts.Platform == "" {
