@@ -43,7 +43,7 @@ const (
 	// MaxRootSize and MaxTimestampSize cap those documents.
 	MaxRootSize = 64 << 10
 	// MaxTimestampSize caps timestamp.json: about 210 bytes with one
-	// index, about 140 more per platform (MaxPlatforms of them).
+	// index, about 125 more per platform (MaxPlatforms of them).
 	MaxTimestampSize = 16 << 10
 	// MaxRoleKeys caps the keys of one role, MaxRootKeys those of a root.
 	MaxRoleKeys = 16
