@@ -129,6 +129,15 @@ func fetchManifestFrom(ctx context.Context, cfg *Config, f Fetcher, st *State) (
 		return nil, fmt.Errorf("%w: %v", ErrState, err)
 	}
 	opts := manifest.OpenOptions{App: cfg.App, Now: cfg.now(), MinSequence: st.Sequence, SeenHash: seen}
+	// A v1 client with an explicit platform reads that platform's
+	// sub-repository; the sequence remembered counts only for it.
+	dir := cfg.Platform
+	if st.IndexPlatform != dir {
+		opts.MinSequence, opts.SeenHash = 0, [32]byte{}
+	}
+	if dir != "" {
+		f = subFetcher{f: f, dir: dir}
+	}
 
 	raw, err := f.Get(ctx, manifest.ManifestName, manifest.MaxManifestSize+1)
 	if err != nil {
@@ -155,8 +164,10 @@ func fetchManifestFrom(ctx context.Context, cfg *Config, f Fetcher, st *State) (
 		}
 		return nil, fmt.Errorf("%w: %w", ErrRefused, err)
 	}
+	rebase(m, dir)
+	cfg.indexDir = dir
 	h := m.ContentHash()
-	st.App, st.Sequence, st.ManifestHash = cfg.App, m.Sequence, hex.EncodeToString(h[:])
+	st.App, st.Sequence, st.ManifestHash, st.IndexPlatform = cfg.App, m.Sequence, hex.EncodeToString(h[:]), dir
 	return m, nil
 }
 

@@ -61,6 +61,14 @@ type Config struct {
 	App string
 	// Channel is the channel followed; default DefaultChannel.
 	Channel string
+	// Platform is the build followed in a repository that publishes
+	// several ("linux-amd64", "windows-amd64", …; docs/FORMAT.md,
+	// "Platforms in one repository"). Empty: a v2 client (Root) follows
+	// DefaultPlatform (GOOS-GOARCH) when the repository publishes it, else
+	// the platform-less build; a v1 client the platform-less build. Set,
+	// exactly that platform's sub-repository (ErrPlatform when the
+	// repository has none). deltaup.json: "platform"; deltaup --platform.
+	Platform string
 	// Current is the installed version when known; empty means detect it
 	// by scanning AppDir (DetectVersion).
 	Current string
@@ -101,6 +109,7 @@ type Config struct {
 
 	root        *manifest.Root       // Root, parsed by Validate
 	releaseKeys []manifest.PublicKey // the release keys of the root accepted last (v2)
+	indexDir    string               // the platform whose index was accepted last ("": none)
 }
 
 // Validate checks c and fills the defaults: Channel, BackupDir,
@@ -135,6 +144,9 @@ func (c *Config) Validate() error {
 		}
 	}
 	if err := c.parseRoot(); err != nil {
+		return err
+	}
+	if err := c.checkPlatform(); err != nil {
 		return err
 	}
 	if c.PublicKey.Equal(manifest.PublicKey{}) && c.root == nil {
@@ -221,6 +233,8 @@ type FileConfig struct {
 	// application (relative to the application directory, or absolute):
 	// Config.Root.
 	Root string `json:"root,omitempty"`
+	// Platform is the build followed (Config.Platform).
+	Platform string `json:"platform,omitempty"`
 
 	// Dir is the application directory the file was read from (not a
 	// JSON key); Found reports whether the file exists.
@@ -251,7 +265,7 @@ func LoadConfigFile(appDir string) (*FileConfig, error) {
 		return nil, fmt.Errorf("%w: %s is larger than %d bytes", ErrConfig, p, MaxConfigFileSize)
 	}
 	if err := decodeStrictJSON(raw, fc); err != nil {
-		return nil, fmt.Errorf("%w: %s: %v (keys: app, servers, pubkey, root, channel, backup_dir, relaunch, limit_rate, version, min_version, min_sequence)", ErrConfig, p, err)
+		return nil, fmt.Errorf("%w: %s: %v (keys: app, servers, pubkey, root, platform, channel, backup_dir, relaunch, limit_rate, version, min_version, min_sequence)", ErrConfig, p, err)
 	}
 	if fc.LimitRate < 0 {
 		return nil, fmt.Errorf("%w: %s: negative limit_rate", ErrConfig, p)
@@ -293,6 +307,9 @@ func (fc *FileConfig) Merge(c *Config) error {
 	}
 	if c.Channel == "" {
 		c.Channel = fc.Channel
+	}
+	if c.Platform == "" {
+		c.Platform = fc.Platform
 	}
 	fc.mergeBackupDir(c)
 	if len(c.Relaunch) == 0 {

@@ -192,6 +192,7 @@ func (res *CheckResult) planRepair(ctx context.Context, cfg *Config, f Fetcher, 
 			return archive(why)
 		}
 		rp.Archive = x.Archive
+		rp.Archive.Path = manifest.PlatformPath(cfg.indexDir, rp.Archive.Path) // a platform's, in its directory
 		spans := x.Spans()
 		spanOf := make(map[int]int, len(need)) // entry index -> span index
 		var ks []int

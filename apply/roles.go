@@ -330,26 +330,32 @@ func fetchRolesFrom(ctx context.Context, cfg *Config, f Fetcher, st *State) (*ma
 		return nil, nil, fmt.Errorf("%w: %w", ErrRefused, err)
 	}
 
-	// The index it names: from the cache when unchanged, else fetched with
-	// a cap of exactly the size the timestamp names.
+	// The index of this client's platform (pickIndex): from the cache when
+	// unchanged, else fetched with a cap of exactly the size the timestamp
+	// names. The sequence remembered is compared only with an index of the
+	// same platform.
+	dir, ref, err := cfg.pickIndex(ts)
+	if err != nil {
+		return nil, nil, err
+	}
 	opts := manifest.OpenOptions{App: cfg.App, Now: now}
-	if st.ReleaseKeys == relKeys {
+	if st.ReleaseKeys == relKeys && st.IndexPlatform == dir {
 		seen, err := st.seenHash()
 		if err != nil {
 			return nil, nil, fmt.Errorf("%w: %v", ErrState, err)
 		}
 		opts.MinSequence, opts.SeenHash = st.Sequence, seen
 	}
-	ip := manifest.IndexPath(ts.Index.Sequence)
+	ip := manifest.PlatformPath(dir, manifest.IndexPath(ref.Sequence))
 	var m *manifest.Manifest
-	if raw, ok := st.cache.Docs[ip]; ok && int64(len(raw)) == ts.Index.Size && sha256.Sum256(raw) == ts.Index.SHA256 {
+	if raw, ok := st.cache.Docs[ip]; ok && int64(len(raw)) == ref.Size && sha256.Sum256(raw) == ref.SHA256 {
 		sigs := map[string][]byte{}
 		for _, id := range root.Roles[manifest.RoleRelease].KeyIDs {
 			if s, ok := st.cache.Docs[manifest.SigPath(ip, id)]; ok {
 				sigs[id] = s
 			}
 		}
-		if m, err = manifest.OpenIndex(raw, sigs, root, ts.Index, opts); err == nil {
+		if m, err = manifest.OpenIndex(raw, sigs, root, ref, opts); err == nil {
 			rf.docs[ip] = raw
 			for id, s := range sigs {
 				rf.docs[manifest.SigPath(ip, id)] = s
@@ -357,9 +363,9 @@ func fetchRolesFrom(ctx context.Context, cfg *Config, f Fetcher, st *State) (*ma
 		}
 	}
 	if m == nil {
-		raw, have := rf.fromDelta(ctx, ts.Index)
+		raw, have := rf.fromDelta(ctx, dir, ref)
 		if raw == nil {
-			if raw, err = rf.f.Get(ctx, ip, ts.Index.Size); err != nil {
+			if raw, err = rf.f.Get(ctx, ip, ref.Size); err != nil {
 				return nil, nil, fetchError(ip, err)
 			}
 		}
@@ -368,14 +374,16 @@ func fetchRolesFrom(ctx context.Context, cfg *Config, f Fetcher, st *State) (*ma
 		if err != nil {
 			return nil, nil, err
 		}
-		if m, err = manifest.OpenIndex(raw, sigs, root, ts.Index, opts); err != nil {
-			return nil, nil, fmt.Errorf("%w: %w", ErrRefused, err)
+		if m, err = manifest.OpenIndex(raw, sigs, root, ref, opts); err != nil {
+			return nil, nil, fmt.Errorf("%w: %s: %w", ErrRefused, platformText(dir), err)
 		}
 	}
+	rebase(m, dir)
 	commit := func() {
 		st.RootVersion, st.RootHash = root.Version, hexHash(root.ContentHash())
 		st.TimestampSequence, st.TimestampHash, st.TimestampKeys = ts.Sequence, hexHash(ts.ContentHash()), tsKeys
-		st.ReleaseKeys = relKeys
+		st.ReleaseKeys, st.IndexPlatform = relKeys, dir
+		cfg.indexDir = dir
 		st.cache.Root, st.cache.Docs, st.cache.HTTP, st.cache.dirty = root.Raw(), rf.docs, rf.http, true
 		cfg.releaseKeys = root.RoleKeys(manifest.RoleRelease)
 	}
@@ -388,20 +396,20 @@ func fetchRolesFrom(ctx context.Context, cfg *Config, f Fetcher, st *State) (*ma
 // delta, a damaged one): the caller then fetches the whole index. The
 // bytes returned are checked by the caller like a fetched index, and so
 // are the signatures the delta carries.
-func (rf *rolesFetch) fromDelta(ctx context.Context, ref manifest.IndexRef) ([]byte, map[string][]byte) {
+func (rf *rolesFetch) fromDelta(ctx context.Context, dir string, ref manifest.IndexRef) ([]byte, map[string][]byte) {
 	var base *manifest.Manifest
 	for p, raw := range rf.cache.Docs {
-		if !strings.HasPrefix(p, "manifests/") || !strings.HasSuffix(p, ".json") || strings.HasSuffix(p, ".minisig") {
+		if !strings.HasPrefix(p, manifest.PlatformPath(dir, "manifests/")) || !strings.HasSuffix(p, ".json") || strings.HasSuffix(p, ".minisig") {
 			continue
 		}
-		if m, err := manifest.ParseUnverified(raw); err == nil && manifest.IndexPath(m.Sequence) == p && m.Sequence < ref.Sequence {
+		if m, err := manifest.ParseUnverified(raw); err == nil && manifest.PlatformPath(dir, manifest.IndexPath(m.Sequence)) == p && m.Sequence < ref.Sequence {
 			base = m
 		}
 	}
 	if base == nil {
 		return nil, nil
 	}
-	raw, err := rf.f.Get(ctx, manifest.DeltaPath(base.Sequence, ref.Sequence), ref.Size)
+	raw, err := rf.f.Get(ctx, manifest.PlatformPath(dir, manifest.DeltaPath(base.Sequence, ref.Sequence)), ref.Size)
 	if err != nil {
 		return nil, nil
 	}
@@ -414,7 +422,7 @@ func (rf *rolesFetch) fromDelta(ctx context.Context, ref manifest.IndexRef) ([]b
 		return nil, nil
 	}
 	for id, sig := range d.Sigs {
-		rf.docs[manifest.SigPath(manifest.IndexPath(ref.Sequence), id)] = sig
+		rf.docs[manifest.SigPath(manifest.PlatformPath(dir, manifest.IndexPath(ref.Sequence)), id)] = sig
 	}
 	return out, d.Sigs
 }

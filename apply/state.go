@@ -38,6 +38,11 @@ type State struct {
 	// Together they refuse replayed and forked manifests.
 	Sequence     uint64 `json:"sequence"`
 	ManifestHash string `json:"manifest_hash"`
+	// IndexPlatform is the platform whose index Sequence and ManifestHash
+	// are of ("" for the platform-less build): each platform's index has
+	// its own sequence, so they are compared only with an index of the
+	// same platform (docs/FORMAT.md, "Platforms in one repository").
+	IndexPlatform string `json:"index_platform,omitempty"`
 	// Repository v2 (Config.Root): the version and SHA-256 of the newest
 	// root accepted (its bytes are kept in the document cache, CachePath);
 	// the highest timestamp sequence accepted and that timestamp's hash;

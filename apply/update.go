@@ -155,7 +155,9 @@ func (u *Updater) Prepare(ctx context.Context) (_ *Prepared, err error) {
 	if err != nil {
 		return nil, err
 	}
-	if tree.DefaultModes == tree.ModesPortable {
+	// A Windows build (this system, or a windows-… platform followed
+	// from another) must have been published with portable modes.
+	if tree.DefaultModes == tree.ModesPortable || manifest.IsWindowsPlatform(cfg.indexDir) {
 		if bad := tree.NotPortable(target); bad != "" {
 			return nil, fmt.Errorf("%w: release %s records permission bits this system cannot keep, e.g. %s: it can be installed here only if published with `mkdelta publish --portable-modes`", ErrNotPortable, rel.Version, bad)
 		}

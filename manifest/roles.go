@@ -41,8 +41,10 @@ const (
 	TimestampName = "timestamp.json"
 
 	// MaxRootSize and MaxTimestampSize cap those documents.
-	MaxRootSize      = 64 << 10
-	MaxTimestampSize = 2 << 10
+	MaxRootSize = 64 << 10
+	// MaxTimestampSize caps timestamp.json: about 210 bytes with one
+	// index, about 125 more per platform (MaxPlatforms of them).
+	MaxTimestampSize = 16 << 10
 	// MaxRoleKeys caps the keys of one role, MaxRootKeys those of a root.
 	MaxRoleKeys = 16
 	MaxRootKeys = 48
@@ -404,7 +406,15 @@ type Timestamp struct {
 	App      string // application name
 	Sequence uint64 // grows with every timestamp
 	Expires  time.Time
-	Index    IndexRef
+	// Index is the platform-less release index (manifest.json at the
+	// repository's top); the zero IndexRef when the repository has
+	// platforms only.
+	Index IndexRef
+	// Platforms names the release index of each platform
+	// (PLATFORM/manifests/SEQ.json), by platform name (ValidPlatform); nil
+	// or empty when the repository has none. At least one of Index and
+	// Platforms is set.
+	Platforms map[string]IndexRef
 
 	hash [32]byte
 }
@@ -419,22 +429,33 @@ type wireIndexRef struct {
 }
 
 type wireTimestamp struct {
-	App      string       `json:"app"`
-	Expires  string       `json:"expires"`
-	Index    wireIndexRef `json:"index"`
-	Schema   int          `json:"schema"`
-	Sequence uint64       `json:"sequence"`
-	Type     string       `json:"type"`
+	App       string                  `json:"app"`
+	Expires   string                  `json:"expires"`
+	Index     *wireIndexRef           `json:"index,omitempty"`
+	Platforms map[string]wireIndexRef `json:"platforms,omitempty"`
+	Schema    int                     `json:"schema"`
+	Sequence  uint64                  `json:"sequence"`
+	Type      string                  `json:"type"`
 }
 
 func (t *Timestamp) wire() *wireTimestamp {
-	return &wireTimestamp{App: t.App, Expires: t.Expires.UTC().Format(timeLayout), Schema: t.Schema, Sequence: t.Sequence, Type: RoleTimestamp,
-		Index: wireIndexRef{Sequence: t.Index.Sequence, SHA256: hexOf(t.Index.SHA256), Size: t.Index.Size}}
+	w := &wireTimestamp{App: t.App, Expires: t.Expires.UTC().Format(timeLayout), Schema: t.Schema, Sequence: t.Sequence, Type: RoleTimestamp}
+	if t.Index != (IndexRef{}) {
+		w.Index = &wireIndexRef{Sequence: t.Index.Sequence, SHA256: hexOf(t.Index.SHA256), Size: t.Index.Size}
+	}
+	if len(t.Platforms) > 0 {
+		w.Platforms = map[string]wireIndexRef{}
+		for p, ref := range t.Platforms {
+			w.Platforms[p] = wireIndexRef{Sequence: ref.Sequence, SHA256: hexOf(ref.SHA256), Size: ref.Size}
+		}
+	}
+	return w
 }
 
 // Validate checks the schema, app name, 1 <= Sequence <= 2^53-1, the
-// expiry, and the index reference (sequence in range, 0 < size <=
-// MaxManifestSize, a non-zero hash).
+// expiry, and each index reference (sequence in range, 0 < size <=
+// MaxManifestSize, a non-zero hash): Index unless it is the zero IndexRef,
+// and those of Platforms (checkPlatforms); at least one must be set.
 func (t *Timestamp) Validate() error {
 	if t.Schema != RolesSchema {
 		return fmt.Errorf("%w: timestamp schema %d, this package knows %d", ErrSchema, t.Schema, RolesSchema)
@@ -448,9 +469,21 @@ func (t *Timestamp) Validate() error {
 	if err := checkExpiry("timestamp", t.Expires); err != nil {
 		return err
 	}
-	ix := t.Index
+	if t.Index == (IndexRef{}) && len(t.Platforms) == 0 {
+		return fmt.Errorf("%w: timestamp: names no index: it needs \"index\", \"platforms\" or both", ErrMalformed)
+	}
+	if t.Index != (IndexRef{}) {
+		if err := t.Index.check("index"); err != nil {
+			return err
+		}
+	}
+	return checkPlatforms(t.Platforms)
+}
+
+// check validates one index reference of a timestamp.
+func (ix IndexRef) check(what string) error {
 	if ix.Sequence == 0 || ix.Sequence > MaxSafeInteger || ix.Size <= 0 || ix.Size > MaxManifestSize || ix.SHA256 == ([32]byte{}) {
-		return fmt.Errorf("%w: timestamp: index reference needs a sequence in 1..2^53-1, a size in 1..%d and a SHA-256", ErrMalformed, MaxManifestSize)
+		return fmt.Errorf("%w: timestamp: %s reference needs a sequence in 1..2^53-1, a size in 1..%d and a SHA-256", ErrMalformed, what, MaxManifestSize)
 	}
 	return nil
 }
@@ -473,12 +506,21 @@ func ParseTimestamp(raw []byte) (*Timestamp, error) {
 	if w.Type != RoleTimestamp {
 		return nil, fmt.Errorf("%w: type %q, want %q: this is not a timestamp document", ErrMalformed, w.Type, RoleTimestamp)
 	}
-	t := &Timestamp{Schema: w.Schema, App: w.App, Sequence: w.Sequence, Index: IndexRef{Sequence: w.Index.Sequence, Size: w.Index.Size}}
+	t := &Timestamp{Schema: w.Schema, App: w.App, Sequence: w.Sequence}
 	var err error
 	if t.Expires, err = parseTime("timestamp expires", w.Expires); err != nil {
 		return nil, err
 	}
-	if t.Index.SHA256, err = parseHash("timestamp index.sha256", w.Index.SHA256); err != nil {
+	if w.Index != nil {
+		t.Index = IndexRef{Sequence: w.Index.Sequence, Size: w.Index.Size}
+		if t.Index.SHA256, err = parseHash("timestamp index.sha256", w.Index.SHA256); err != nil {
+			return nil, err
+		}
+		if err := t.Index.check("index"); err != nil {
+			return nil, err
+		}
+	}
+	if t.Platforms, err = parsePlatforms(w.Platforms); err != nil {
 		return nil, err
 	}
 	if err := t.Validate(); err != nil {
@@ -497,7 +539,8 @@ func ParseTimestamp(raw []byte) (*Timestamp, error) {
 
 // SignTimestamp returns the signature file by priv of the timestamp bytes
 // raw, which must parse. Trusted comment: "deltaup timestamp app:APP
-// sequence:N index:SEQ sha256:HEX".
+// sequence:N index:SEQ sha256:HEX" (index:0 without a platform-less
+// index), then " platforms:N" when it names platforms.
 func SignTimestamp(priv PrivateKey, raw []byte) ([]byte, error) {
 	if !priv.set {
 		return nil, errors.New("manifest: SignTimestamp: zero PrivateKey")
@@ -506,7 +549,11 @@ func SignTimestamp(priv PrivateKey, raw []byte) ([]byte, error) {
 	if err != nil {
 		return nil, fmt.Errorf("refusing to sign: %w", err)
 	}
-	return signBytes(priv, raw, fmt.Sprintf("deltaup timestamp app:%s sequence:%d index:%d sha256:%x", t.App, t.Sequence, t.Index.Sequence, t.hash)), nil
+	comment := fmt.Sprintf("deltaup timestamp app:%s sequence:%d index:%d sha256:%x", t.App, t.Sequence, t.Index.Sequence, t.hash)
+	if len(t.Platforms) > 0 {
+		comment += fmt.Sprintf(" platforms:%d", len(t.Platforms))
+	}
+	return signBytes(priv, raw, comment), nil
 }
 
 // SignIndex returns a signature file by priv of release-index bytes raw

@@ -285,6 +285,9 @@ func FuzzTimestamp(f *testing.F) {
 	}
 	f.Add(raw)
 	f.Add([]byte(`{"schema":2,"type":"timestamp"}`))
+	for _, ts := range platformTimestamps(f) {
+		f.Add(ts)
+	}
 	f.Fuzz(func(t *testing.T, raw []byte) {
 		ts, err := ParseTimestamp(raw)
 		if err != nil {

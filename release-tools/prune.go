@@ -31,6 +31,10 @@ type PruneOptions struct {
 	Now func() time.Time
 	// Log, when set, receives one line per step.
 	Log io.Writer
+	// Platform, when set, prunes that platform's sub-repository
+	// (REPO/PLATFORM/) under the repository's lock; "" the platform-less
+	// build. Each platform is pruned on its own.
+	Platform string
 }
 
 // PruneResult reports a pruning.
@@ -80,6 +84,9 @@ func Prune(ctx context.Context, opts PruneOptions) (*PruneResult, error) {
 	case o.KeepFor < 0 || o.Validity < 0:
 		return nil, errors.New("releasetools: negative KeepFor or Validity")
 	}
+	if err := checkPlatform(o.Platform); err != nil {
+		return nil, err
+	}
 	if o.Validity == 0 {
 		o.Validity = DefaultValidity
 	}
@@ -98,14 +105,22 @@ func Prune(ctx context.Context, opts PruneOptions) (*PruneResult, error) {
 	defer done()
 	pub := o.Key.Public()
 	var cur loaded
-	if o.DryRun {
-		cur, err = readManifest(o.Repo, pub, "")
-	} else {
+	if !o.DryRun {
 		unlock, lerr := st.Lock(ctx)
 		if lerr != nil {
 			return nil, lerr
 		}
 		defer unlock()
+	}
+	sub, st, release, err := usePlatform(ctx, o.Repo, st, o.Platform)
+	if err != nil {
+		return nil, err
+	}
+	defer release()
+	o.Repo = sub
+	if o.DryRun {
+		cur, err = readManifest(o.Repo, pub, "")
+	} else {
 		cur, err = loadManifest(o.Repo, pub, "")
 	}
 	if err != nil {
@@ -118,6 +133,7 @@ func Prune(ctx context.Context, opts PruneOptions) (*PruneResult, error) {
 	if err != nil {
 		return nil, err
 	}
+	objs = withoutPlatforms(objs)
 	res := &PruneResult{Sequence: cur.m.Sequence, DryRun: o.DryRun}
 	for _, ob := range objs {
 		res.BytesBefore += ob.Size
@@ -198,7 +214,7 @@ func Prune(ctx context.Context, opts PruneOptions) (*PruneResult, error) {
 		if err != nil {
 			return nil, err
 		}
-		for _, ob := range after {
+		for _, ob := range withoutPlatforms(after) {
 			res.BytesAfter += ob.Size
 		}
 	} else {

@@ -50,9 +50,18 @@ type PublishOptions struct {
 	// clients install (Windows has no permission bits: a release with an
 	// executable bit cannot be verified there). Only for those: installed
 	// elsewhere, the files would lose their executable bits, so publish
-	// each platform's build as its own app or channel. A whole channel
-	// should use one setting.
+	// each platform's build as its own platform (Platform, which sets it
+	// for windows-…), app or channel. A whole channel should use one
+	// setting.
 	PortableModes bool
+	// Platform, when set (manifest.ValidPlatform: "linux-amd64",
+	// "windows-amd64", "darwin-arm64", …), publishes into that platform's
+	// sub-repository REPO/PLATFORM/ (its own index, archives and patches;
+	// docs/FORMAT.md, "Platforms in one repository"); in a v2 repository
+	// the timestamp then names its index beside the others'. A Windows
+	// platform ("windows-…") implies PortableModes. "" is the
+	// platform-less build, at the repository's top, as before.
+	Platform string
 	// AllowOlder publishes a version lower than the newest release of its
 	// channel (a fix for an older line, say). Without it Publish refuses
 	// with ErrOlder: clients already on the newest never install it, and
@@ -100,6 +109,12 @@ func (o *PublishOptions) validate() error {
 		return fmt.Errorf("releasetools: %w", err)
 	}
 	o.Version = v
+	if err := checkPlatform(o.Platform); err != nil {
+		return err
+	}
+	if manifest.IsWindowsPlatform(o.Platform) {
+		o.PortableModes = true
+	}
 	if o.Channel == "" {
 		o.Channel = DefaultChannel
 	}
@@ -187,6 +202,17 @@ func Publish(ctx context.Context, newDir string, opts PublishOptions) (*PublishR
 	if err != nil {
 		return nil, err
 	}
+	// A platform's releases go to its sub-repository; the lock, the root
+	// and the timestamp are the repository's.
+	sub, sst, release, err := usePlatform(ctx, o.Repo, st, o.Platform)
+	if err != nil {
+		return nil, err
+	}
+	defer release()
+	if o.Platform != "" {
+		roles.top, roles.platform, o.Repo = o.Repo, o.Platform, sub
+		logf("platform %s: publishing into %s%s", o.Platform, sub, map[bool]string{true: " (portable modes)", false: ""}[o.PortableModes])
+	}
 	var cur loaded
 	if roles.root != nil {
 		cur, err = loadIndex(o.Repo, roles.root, o.App)
@@ -196,7 +222,7 @@ func Publish(ctx context.Context, newDir string, opts PublishOptions) (*PublishR
 	if err != nil {
 		return nil, err
 	}
-	if err := removeLeftovers(ctx, st, cur.m, logf); err != nil {
+	if err := removeLeftovers(ctx, sst, cur.m, logf); err != nil {
 		return nil, err
 	}
 	entries, err := tree.Scan(ctx, newDir, tree.ScanOptions{Hash: true, Modes: o.modes()})

@@ -1,6 +1,7 @@
 package releasetools
 
 import (
+	"cmp"
 	"context"
 	"crypto/sha256"
 	"errors"
@@ -136,11 +137,37 @@ func currentTimestamp(repo string) (*manifest.Timestamp, error) {
 }
 
 // writeTimestamp issues the next timestamp for the index raw (sequence
-// seq), signed by the timestamp keys among keys. Its sequence follows the
-// current timestamp's, or restarts at 1 when restart is set (new
-// timestamp keys: clients forget the sequences of the old ones, so a
-// sequence fast-forwarded with a stolen key is left behind).
-func writeTimestamp(repo string, root *manifest.Root, seq uint64, raw []byte, keys []manifest.PrivateKey, now time.Time, validity time.Duration, restart bool) (*manifest.Timestamp, error) {
+// seq) of platform ("" for the platform-less build), naming every other
+// index as the current timestamp does, signed by the timestamp keys among
+// keys. Its sequence follows the current timestamp's, or restarts at 1
+// when restart is set (new timestamp keys: clients forget the sequences
+// of the old ones, so a sequence fast-forwarded with a stolen key is left
+// behind).
+func writeTimestamp(repo, platform string, root *manifest.Root, seq uint64, raw []byte, keys []manifest.PrivateKey, now time.Time, validity time.Duration, restart bool) (*manifest.Timestamp, error) {
+	prev, err := currentTimestamp(repo)
+	if err != nil {
+		return nil, err
+	}
+	var index manifest.IndexRef
+	var plats map[string]manifest.IndexRef
+	if prev != nil {
+		index, plats = prev.Index, maps.Clone(prev.Platforms)
+	}
+	ref := manifest.IndexRef{Sequence: seq, Size: int64(len(raw)), SHA256: sha256Of(raw)}
+	if platform == "" {
+		index = ref
+	} else {
+		if plats == nil {
+			plats = map[string]manifest.IndexRef{}
+		}
+		plats[platform] = ref
+	}
+	return issueTimestamp(repo, root, index, plats, keys, now, validity, restart)
+}
+
+// issueTimestamp writes the next timestamp naming index (the zero
+// IndexRef: none) and the platforms' indexes, as writeTimestamp.
+func issueTimestamp(repo string, root *manifest.Root, index manifest.IndexRef, plats map[string]manifest.IndexRef, keys []manifest.PrivateKey, now time.Time, validity time.Duration, restart bool) (*manifest.Timestamp, error) {
 	signers, err := roleSigners(root, manifest.RoleTimestamp, keys)
 	if err != nil {
 		return nil, err
@@ -153,7 +180,7 @@ func writeTimestamp(repo string, root *manifest.Root, seq uint64, raw []byte, ke
 		validity = DefaultTimestampValidity
 	}
 	ts := &manifest.Timestamp{Schema: manifest.RolesSchema, App: root.App, Sequence: 1, Expires: now.UTC().Truncate(time.Second).Add(validity),
-		Index: manifest.IndexRef{Sequence: seq, Size: int64(len(raw)), SHA256: sha256Of(raw)}}
+		Index: index, Platforms: plats}
 	if prev != nil && !restart {
 		if prev.Sequence >= manifest.MaxSafeInteger {
 			return nil, fmt.Errorf("%w: %s has sequence %d, the highest there is: someone signed it with a stolen key; rotate the timestamp key (mkdelta key rotate --role timestamp), which restarts the sequence", ErrRepo, manifest.TimestampName, prev.Sequence)
@@ -292,21 +319,49 @@ func Migrate(ctx context.Context, app string, roles map[string][]manifest.Privat
 	for _, k := range roles[manifest.RoleRelease] {
 		relPubs = append(relPubs, k.Public())
 	}
-	cur, signer, err := currentIndexBy(o.Repo, relPubs)
+	// The platform-less index and every platform's (each a v1
+	// repository of its own so far), each signed by one of the release keys.
+	type v1Index struct {
+		platformIndex
+		signer int
+	}
+	var idx []v1Index
+	plats, err := ListPlatforms(ctx, o.Repo)
 	if err != nil {
-		return nil, err
+		return nil, fmt.Errorf("%w: listing the platforms of %s: %v", ErrRepo, o.Repo, err)
 	}
-	if cur.m == nil {
+	for _, p := range append([]string{""}, plats...) {
+		sub, err := platformRepo(o.Repo, p)
+		if err != nil {
+			return nil, err
+		}
+		cur, signer, err := currentIndexBy(sub, relPubs)
+		if err == nil && cur.m == nil && p == "" {
+			continue // platforms only
+		}
+		if err != nil {
+			if p != "" {
+				err = fmt.Errorf("platform %s: %w", p, err)
+			}
+			return nil, err
+		}
+		want := app
+		if want == "" && len(idx) > 0 {
+			want = idx[0].cur.m.App
+		}
+		if want != "" && cur.m.App != want {
+			return nil, fmt.Errorf("%w: %s holds app %q, not %q", ErrRepo, sub, cur.m.App, want)
+		}
+		idx = append(idx, v1Index{platformIndex{platform: p, repo: sub, cur: cur}, signer})
+	}
+	if len(idx) == 0 {
 		return nil, fmt.Errorf("%w: %s has no manifest.json: publish a first release, then migrate", ErrRepo, o.Repo)
-	}
-	if app != "" && cur.m.App != app {
-		return nil, fmt.Errorf("%w: the repository holds app %q, not %q", ErrRepo, cur.m.App, app)
 	}
 	validity := o.Validity
 	if validity <= 0 {
 		validity = DefaultRootValidity
 	}
-	root := &manifest.Root{Schema: manifest.RolesSchema, App: cur.m.App, Version: 1, Expires: o.now().Add(validity), Keys: map[string]manifest.PublicKey{}, Roles: map[string]manifest.Role{}}
+	root := &manifest.Root{Schema: manifest.RolesSchema, App: idx[0].cur.m.App, Version: 1, Expires: o.now().Add(validity), Keys: map[string]manifest.PublicKey{}, Roles: map[string]manifest.Role{}}
 	var all []manifest.PrivateKey
 	for _, name := range manifest.Roles {
 		var ids []string
@@ -346,18 +401,22 @@ func Migrate(ctx context.Context, app string, roles map[string][]manifest.Privat
 	if err := ctx.Err(); err != nil {
 		return nil, err
 	}
-	if cur, err = outlineFileLists(o.Repo, cur, roles[manifest.RoleRelease][signer], relSigners, o.now(), o.logf); err != nil {
-		return nil, err
+	stamped := make([]platformIndex, len(idx))
+	for i, x := range idx {
+		if x.cur, err = outlineFileLists(x.repo, x.cur, roles[manifest.RoleRelease][x.signer], relSigners, o.now(), o.logf); err != nil {
+			return nil, err
+		}
+		stamped[i] = x.platformIndex
 	}
 	if err := writeSigned(o.Repo, manifest.RootPath(1), raw, rootSigners, manifest.SignRoot); err != nil {
 		return nil, err
 	}
 	o.logf("root 1: keys %s", strings.Join(slices.Sorted(maps.Keys(root.Keys)), ", "))
-	ts, err := writeTimestamp(o.Repo, root, cur.m.Sequence, cur.raw, all, o.now(), o.TimestampValidity, true)
+	ts, err := stampIndexes(o.Repo, root, stamped, all, o.now(), o.TimestampValidity, true)
 	if err != nil {
 		return nil, err
 	}
-	o.logf("timestamp %d: index %d, valid until %s", ts.Sequence, cur.m.Sequence, ts.Expires.Format(time.RFC3339))
+	o.logf("timestamp %d: %s, valid until %s", ts.Sequence, describeStamp(ts), ts.Expires.Format(time.RFC3339))
 	return root, nil
 }
 
@@ -510,19 +569,16 @@ func ChangeKeys(ctx context.Context, kc KeyChange, o RolesOptions) (*manifest.Ro
 	}
 	releaseChanged := next.RoleFingerprint(manifest.RoleRelease) != old.RoleFingerprint(manifest.RoleRelease)
 	tsChanged := next.RoleFingerprint(manifest.RoleTimestamp) != old.RoleFingerprint(manifest.RoleTimestamp)
-	var cur loaded
+	var idx []platformIndex
 	var relSigners []manifest.PrivateKey
 	if releaseChanged || tsChanged {
-		if cur, err = loadIndex(o.Repo, old, ""); err != nil {
+		if idx, err = currentIndexes(o.Repo, old); err != nil {
 			return nil, err
-		}
-		if cur.m == nil {
-			return nil, fmt.Errorf("%w: %s has no manifest.json", ErrRepo, o.Repo)
 		}
 	}
 	if releaseChanged {
 		if relSigners, err = roleSigners(next, manifest.RoleRelease, o.Keys); err != nil {
-			return nil, fmt.Errorf("re-signing index %d with the new release keys: %w", cur.m.Sequence, err)
+			return nil, fmt.Errorf("re-signing the current index with the new release keys: %w", err)
 		}
 	}
 	if tsChanged {
@@ -534,8 +590,10 @@ func ChangeKeys(ctx context.Context, kc KeyChange, o RolesOptions) (*manifest.Ro
 		return nil, err
 	}
 	if releaseChanged {
-		if err := signIndex(o.Repo, cur.m.Sequence, cur.raw, relSigners); err != nil {
-			return nil, err
+		for _, x := range idx {
+			if err := signIndex(x.repo, x.cur.m.Sequence, x.cur.raw, relSigners); err != nil {
+				return nil, err
+			}
 		}
 	}
 	if err := writeSigned(o.Repo, manifest.RootPath(next.Version), raw, signers, manifest.SignRoot); err != nil {
@@ -543,16 +601,17 @@ func ChangeKeys(ctx context.Context, kc KeyChange, o RolesOptions) (*manifest.Ro
 	}
 	o.logf("root %d: valid until %s", next.Version, next.Expires.Format(time.RFC3339))
 	if tsChanged {
-		ts, err := writeTimestamp(o.Repo, next, cur.m.Sequence, cur.raw, o.Keys, o.now(), o.TimestampValidity, true)
+		ts, err := stampIndexes(o.Repo, next, idx, o.Keys, o.now(), o.TimestampValidity, true)
 		if err != nil {
 			return nil, err
 		}
-		o.logf("timestamp %d: index %d, valid until %s", ts.Sequence, cur.m.Sequence, ts.Expires.Format(time.RFC3339))
+		o.logf("timestamp %d: %s, valid until %s", ts.Sequence, describeStamp(ts), ts.Expires.Format(time.RFC3339))
 	}
 	return next, nil
 }
 
-// Refresh issues the next timestamp for the repository's current index,
+// Refresh issues the next timestamp for the repository's current indexes
+// (the platform-less one and every platform's, each re-read and checked),
 // valid for o.TimestampValidity (default a day), signed by the timestamp
 // keys among o.Keys. A cron or CI job runs it more often than the validity
 // (say every 6 hours for a day's validity); clients refuse a timestamp
@@ -565,21 +624,18 @@ func Refresh(ctx context.Context, o RolesOptions) (*manifest.Timestamp, error) {
 		return nil, err
 	}
 	defer unlock()
-	cur, err := loadIndex(o.Repo, root, "")
+	idx, err := currentIndexes(o.Repo, root)
 	if err != nil {
 		return nil, err
-	}
-	if cur.m == nil {
-		return nil, fmt.Errorf("%w: %s has no manifest.json", ErrRepo, o.Repo)
 	}
 	if err := ctx.Err(); err != nil {
 		return nil, err
 	}
-	ts, err := writeTimestamp(o.Repo, root, cur.m.Sequence, cur.raw, o.Keys, o.now(), o.TimestampValidity, false)
+	ts, err := stampIndexes(o.Repo, root, idx, o.Keys, o.now(), o.TimestampValidity, false)
 	if err != nil {
 		return nil, err
 	}
-	o.logf("timestamp %d: index %d, valid until %s", ts.Sequence, cur.m.Sequence, ts.Expires.Format(time.RFC3339))
+	o.logf("timestamp %d: %s, valid until %s", ts.Sequence, describeStamp(ts), ts.Expires.Format(time.RFC3339))
 	return ts, nil
 }
 
@@ -589,6 +645,8 @@ func sha256Of(b []byte) [32]byte { return sha256.Sum256(b) }
 // writes anything.
 type rolesPlan struct {
 	root     *manifest.Root // nil for a v1 repository
+	top      string         // the repository (root, timestamp), when the index is a platform's
+	platform string         // the platform published, "" for the platform-less build
 	release  []manifest.PrivateKey
 	stamping bool // timestamp keys reach the threshold
 }
@@ -642,20 +700,22 @@ func publishRoles(o *PublishOptions, p rolesPlan, seq uint64, raw []byte, logf f
 		logf("no timestamp key given: v2 clients see sequence %d after the next `mkdelta refresh`", seq)
 		return nil
 	}
-	ts, err := writeTimestamp(o.Repo, p.root, seq, raw, o.TimestampKeys, o.Now(), o.TimestampValidity, false)
+	top := cmp.Or(p.top, o.Repo)
+	ts, err := writeTimestamp(top, p.platform, p.root, seq, raw, o.TimestampKeys, o.Now(), o.TimestampValidity, false)
 	if err != nil {
 		return err
 	}
-	logf("timestamp %d: index %d, valid until %s", ts.Sequence, seq, ts.Expires.Format(time.RFC3339))
+	logf("timestamp %d: %s, valid until %s", ts.Sequence, describeStamp(ts), ts.Expires.Format(time.RFC3339))
 	return nil
 }
 
 // verifyRoles checks the v2 documents of a repository as a client would
 // (nothing for a v1 repository): the root chain and the newest root's
 // expiry, the release signatures of the current index m (bytes raw), and
-// the timestamp: its signatures, expiry, and that it names this index.
-func verifyRoles(repo string, m *manifest.Manifest, raw []byte, now time.Time) []Fault {
-	root, err := LoadRoot(repo)
+// the timestamp: its signatures, expiry, and that it names this index (as
+// platform's; top is the repository, repo the platform's sub-repository).
+func verifyRoles(top, repo, platform string, m *manifest.Manifest, raw []byte, now time.Time) []Fault {
+	root, err := LoadRoot(top)
 	if err != nil {
 		return []Fault{{Path: manifest.RootDir + "/", Err: err}}
 	}
@@ -670,17 +730,19 @@ func verifyRoles(repo string, m *manifest.Manifest, raw []byte, now time.Time) [
 	if err := root.VerifyRole(manifest.RoleRelease, raw, readSigs(repo, ip, root.Roles[manifest.RoleRelease].KeyIDs)); err != nil {
 		out = append(out, Fault{Path: ip, Err: err})
 	}
-	tsRaw, err := readFile(repo, manifest.TimestampName, manifest.MaxTimestampSize)
+	tsRaw, err := readFile(top, manifest.TimestampName, manifest.MaxTimestampSize)
 	if err != nil {
 		return append(out, Fault{Path: manifest.TimestampName, Err: err})
 	}
-	sigs := readSigs(repo, manifest.TimestampName, root.Roles[manifest.RoleTimestamp].KeyIDs)
+	sigs := readSigs(top, manifest.TimestampName, root.Roles[manifest.RoleTimestamp].KeyIDs)
 	ts, err := manifest.OpenTimestamp(tsRaw, sigs, root, manifest.TimestampOptions{App: root.App, Now: now})
 	if err != nil {
 		return append(out, Fault{Path: manifest.TimestampName, Err: fmt.Errorf("%w (mkdelta refresh issues a new one)", err)})
 	}
-	if ts.Index.Sequence != m.Sequence || ts.Index.SHA256 != sha256Of(raw) {
-		out = append(out, Fault{Path: manifest.TimestampName, Err: fmt.Errorf("names index %d, but %s is index %d: v2 clients do not see it yet; run mkdelta refresh", ts.Index.Sequence, manifest.ManifestName, m.Sequence)})
+	if ref, ok := ts.IndexFor(platform); !ok {
+		out = append(out, Fault{Path: manifest.TimestampName, Err: fmt.Errorf("names no index for %s: v2 clients do not see it yet; run mkdelta refresh", platformText(platform))})
+	} else if ref.Sequence != m.Sequence || ref.SHA256 != sha256Of(raw) {
+		out = append(out, Fault{Path: manifest.TimestampName, Err: fmt.Errorf("names index %d for %s, but %s is index %d: v2 clients do not see it yet; run mkdelta refresh", ref.Sequence, platformText(platform), manifest.PlatformPath(platform, manifest.ManifestName), m.Sequence)})
 	}
 	return out
 }

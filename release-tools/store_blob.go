@@ -40,6 +40,10 @@ type blobStore struct {
 	b      *blob.Bucket // the whole bucket (leases live beside the prefix)
 	prefix string       // the repository's folder: "" or "a/b/"
 	lease  *lease
+	// parent, for a platform's sub-store (usePlatform), is the
+	// repository's store: it holds the lease (Fence asks it) and closes
+	// the bucket they share.
+	parent *blobStore
 }
 
 // openBlobStore opens a bucket URL: SCHEME://BUCKET[/PREFIX][?PARAMS], with
@@ -206,6 +210,9 @@ func (s *blobStore) TempDir() string { return "" }
 func (s *blobStore) String() string  { return s.url }
 
 func (s *blobStore) Close() error {
+	if s.parent != nil {
+		return nil
+	}
 	if s.lease != nil {
 		s.lease.release()
 	}
@@ -373,6 +380,9 @@ func (s *blobStore) checkLease(ctx context.Context, l *lease) error {
 }
 
 func (s *blobStore) Fence(ctx context.Context) error {
+	if s.parent != nil {
+		return s.parent.Fence(ctx)
+	}
 	l := s.lease
 	if l == nil {
 		return errors.New("releasetools: writing without the publish lease (internal error)")

@@ -9,6 +9,7 @@ import (
 	"os"
 	"path/filepath"
 	"regexp"
+	"slices"
 	"sort"
 	"strings"
 	"time"
@@ -27,6 +28,11 @@ type VerifyOptions struct {
 	Now func() time.Time
 	// Log, when set, receives one line per artifact checked.
 	Log io.Writer
+	// Platform, when set, verifies that platform's sub-repository
+	// (REPO/PLATFORM/) instead of the platform-less build; in a v2
+	// repository against the timestamp's entry for it. Each platform is
+	// verified on its own (ListPlatforms names them).
+	Platform string
 }
 
 // Fault is one problem Verify found.
@@ -82,13 +88,25 @@ func Verify(ctx context.Context, repo string, pub manifest.PublicKey, opts Verif
 			fmt.Fprintf(opts.Log, format+"\n", args...)
 		}
 	}
+	if err := checkPlatform(opts.Platform); err != nil {
+		return nil, err
+	}
 	st, done, err := useStore(ctx, repo)
 	if err != nil {
 		return nil, err
 	}
 	defer done()
+	top, tmpDir := repo, st.TempDir()
+	repo, st, release, err := usePlatform(ctx, repo, st, opts.Platform)
+	if err != nil {
+		return nil, err
+	}
+	defer release()
 	raw, err := readFile(repo, manifest.ManifestName, manifest.MaxManifestSize)
 	if err != nil {
+		if plats, perr := ListPlatforms(ctx, top); perr == nil && len(plats) > 0 && opts.Platform == "" {
+			return nil, fmt.Errorf("%w: %v: the repository holds platforms %s: verify each with --platform", ErrRepo, err, strings.Join(plats, ", "))
+		}
 		return nil, fmt.Errorf("%w: %v", ErrRepo, err)
 	}
 	sig, err := readFile(repo, manifest.SignatureName, manifest.MaxSignatureSize)
@@ -113,11 +131,11 @@ func Verify(ctx context.Context, repo string, pub manifest.PublicKey, opts Verif
 	if t := now(); !t.Before(m.Expires) {
 		fault(manifest.ManifestName, fmt.Errorf("expired at %s: clients refuse it; publish or re-sign", m.Expires.Format(time.RFC3339)))
 	}
-	for _, f := range verifyRoles(repo, m, raw, now()) {
+	for _, f := range verifyRoles(top, repo, opts.Platform, m, raw, now()) {
 		fault(f.Path, f.Err)
 	}
 
-	tmp, err := os.MkdirTemp(st.TempDir(), ".deltaup-verify-")
+	tmp, err := os.MkdirTemp(tmpDir, ".deltaup-verify-")
 	if err != nil {
 		return nil, err
 	}
@@ -224,6 +242,7 @@ func Verify(ctx context.Context, repo string, pub manifest.PublicKey, opts Verif
 // SEQ.json and SEQ.json.minisig.
 func strays(st Store, objs []Object) []string {
 	seen := map[string]bool{}
+	plats := platformsIn(objs)
 	var out []string
 	add := func(p string) {
 		if !seen[p] {
@@ -241,6 +260,8 @@ func strays(st Store, objs []Object) []string {
 				add(o.Path)
 			}
 		case inDirectory && isLeaseStray(st, first+"/"):
+		case inDirectory && slices.Contains(plats, first):
+			// A platform's sub-repository: verified with --platform.
 		case inDirectory:
 			add(first + "/")
 		default:

@@ -22,6 +22,7 @@ func mkdeltaPrune(name string, args []string, stdout, stderr io.Writer) int {
 	dryRun := fs.BoolP("dry-run", "n", false, "list what would go; change nothing")
 	validity := fs.Duration("validity", releasetools.DefaultValidity, "how long the new manifest stays valid, a `DURATION` such as 2160h")
 	quiet := fs.BoolP("quiet", "q", false, "print nothing on success")
+	platform := platformFlag(fs, "prune the build of platform `OS-ARCH` (its directory of the repository) instead of the platform-less build; one platform per run")
 	if code, done := parseFlags(cmd, name, fs, args, 0, stdout, stderr); done {
 		return code
 	}
@@ -37,6 +38,9 @@ func mkdeltaPrune(name string, args []string, stdout, stderr io.Writer) int {
 	if *validity <= 0 {
 		return usageError(name, stderr, "--validity %s: give a positive duration", *validity)
 	}
+	if code, bad := checkPlatformFlag(name, *platform, stderr); bad {
+		return code
+	}
 	key, code, ok := readSecretKey(name, *keyPath, *pwFile, stderr)
 	if !ok {
 		return code
@@ -49,7 +53,7 @@ func mkdeltaPrune(name string, args []string, stdout, stderr io.Writer) int {
 	}
 	res, err := releasetools.Prune(ctx, releasetools.PruneOptions{
 		Repo: *repo, Key: key, Keep: *keep, KeepFor: time.Duration(*keepDays) * 24 * time.Hour,
-		DryRun: *dryRun, Validity: *validity, Log: log,
+		DryRun: *dryRun, Validity: *validity, Log: log, Platform: *platform,
 	})
 	if err != nil {
 		fmt.Fprintf(stderr, "%s: %v\n", name, err)

@@ -105,6 +105,7 @@ func mkdeltaPublish(name string, args []string, stdout, stderr io.Writer) int {
 	milestones := fs.Bool("milestones", true, "also make patches from the versions 4, 8, 16, … positions below when the new version's position is a multiple of that distance (log-many hops for clients far behind; --milestones=false: none)")
 	portable := fs.Bool("portable-modes", false, "record only the permission bits every OS keeps (files 0644/0444, directories 0755/0555): required for Windows builds, wrong for others (executables lose their exec bit)")
 	validity := fs.Duration("validity", releasetools.DefaultValidity, "how long the new manifest stays valid, a `DURATION` such as 2160h")
+	platform := platformFlag(fs, "publish into the platform's directory of the repository, `OS-ARCH` such as linux-amd64, windows-amd64, darwin-arm64 (windows-…: --portable-modes implied; default: the platform-less build)")
 	var extraKeys, tsKeys []string
 	fs.StringArrayVar(&extraKeys, "extra-key", nil, "v2: another release secret key `FILE` (repeat up to the release threshold)")
 	fs.StringArrayVar(&tsKeys, "timestamp-key", nil, "v2: timestamp secret key `FILE` that shows the release to clients at once (else after the next `mkdelta refresh`)")
@@ -123,6 +124,9 @@ func mkdeltaPublish(name string, args []string, stdout, stderr io.Writer) int {
 	}
 	if *patchesFrom < 0 {
 		return usageError(name, stderr, "--patches-from %d: give 0 (no patches) or more", *patchesFrom)
+	}
+	if code, bad := checkPlatformFlag(name, *platform, stderr); bad {
+		return code
 	}
 	key, code, ok := readSecretKey(name, *keyPath, *pwFile, stderr)
 	if !ok {
@@ -148,7 +152,7 @@ func mkdeltaPublish(name string, args []string, stdout, stderr io.Writer) int {
 	}
 	res, err := releasetools.Publish(ctx, fs.Arg(0), releasetools.PublishOptions{
 		Repo: *repo, App: *app, Version: v, Channel: *channel, Key: key, AllowOlder: *allowOlder,
-		PatchesFrom: n, NoMilestones: !*milestones, PortableModes: *portable, Validity: *validity, Log: log,
+		PatchesFrom: n, NoMilestones: !*milestones, PortableModes: *portable, Platform: *platform, Validity: *validity, Log: log,
 		ExtraKeys: extra, TimestampKeys: stamp, TimestampValidity: *tsValidity,
 	})
 	if err != nil {
@@ -177,11 +181,15 @@ func mkdeltaVerify(name string, args []string, stdout, stderr io.Writer) int {
 	pubPath := fs.String("pubkey", "", "minisign public key `FILE` (BASE.pub; required)")
 	app := fs.String("app", "", "require this application `NAME`")
 	verbose := fs.BoolP("verbose", "v", false, "print every artifact checked")
+	platform := platformFlag(fs, "verify the build of platform `OS-ARCH` (its directory of the repository) instead of the platform-less build; one platform per run")
 	if code, done := parseFlags(cmd, name, fs, args, 0, stdout, stderr); done {
 		return code
 	}
 	if m := missing(required{"--repo", *repo != ""}, required{"--pubkey", *pubPath != ""}); m != "" {
 		return usageError(name, stderr, "need %s", m)
+	}
+	if code, bad := checkPlatformFlag(name, *platform, stderr); bad {
+		return code
 	}
 	if !releasetools.IsRemote(*repo) {
 		dir, err := releasetools.LocalPath(*repo)
@@ -208,7 +216,7 @@ func mkdeltaVerify(name string, args []string, stdout, stderr io.Writer) int {
 	}
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt)
 	defer stop()
-	opts := releasetools.VerifyOptions{App: *app}
+	opts := releasetools.VerifyOptions{App: *app, Platform: *platform}
 	if *verbose {
 		opts.Log = stdout
 	}
@@ -241,7 +249,13 @@ func mkdeltaVerify(name string, args []string, stdout, stderr io.Writer) int {
 	for _, v := range rep.NoRoute {
 		fmt.Fprintf(stdout, "note: no chain of patches takes %s to the newest release of its channel: its clients download the full archive\n", v)
 	}
+	what := rep.App
+	if *platform != "" {
+		what += " " + *platform
+	} else if note := releasetools.PlatformsNote(ctx, *repo); note != "" {
+		fmt.Fprintf(stdout, "note: %s\n", note)
+	}
 	fmt.Fprintf(stdout, "%s: sequence %d, %d releases, %d archives, %d patches verified, valid until %s (%.2fs)\n",
-		rep.App, rep.Sequence, rep.Releases, rep.Archives, rep.Patches, rep.Expires.Format(time.RFC3339), time.Since(start).Seconds())
+		what, rep.Sequence, rep.Releases, rep.Archives, rep.Patches, rep.Expires.Format(time.RFC3339), time.Since(start).Seconds())
 	return exitOK
 }

@@ -147,7 +147,7 @@ func findClientCommand(name string) *clientCommand {
 // come from deltaup.json in the app directory (flags win).
 type clientFlags struct {
 	appDir, backupDir, app, pubkey, current, channel, to string
-	root                                                 string
+	root, platform                                       string
 	servers                                              []string
 	relaunch                                             string
 	limitRate                                            units.Rate
@@ -172,6 +172,7 @@ func (c *clientFlags) register(fs *flag.FlagSet, which int) {
 		{fApp, &c.app, "app", "application `NAME` in the manifest"},
 		{fCurrent, &c.current, "current", "installed `VERSION` (default: found by hashing the app directory)"},
 		{fChannel, &c.channel, "channel", "release `CHANNEL` (default stable)"},
+		{fChannel, &c.platform, "platform", "build `OS-ARCH` followed in a repository of several platforms (default: this program's, else the platform-less build)"},
 		{fTo, &c.to, "to", "target `VERSION` (default: the newest of the channel)"},
 		{fRelaunch, &c.relaunch, "relaunch", "after the swap, start `PATH` (relative to the app dir; its arguments after --)"},
 	}
@@ -222,7 +223,7 @@ func (cmd *clientCommand) usage(w io.Writer, fs *flag.FlagSet) {
 	}
 	fmt.Fprintf(w, "usage: %s\n\n%s\n\nflags:\n%s", synopsis, cmd.about, clihelp.FlagUsages(fs))
 	if cmd.flags&fRepo == fRepo {
-		fmt.Fprintf(w, "\nWhat the flags leave unset comes from %s in the app directory (keys app,\nservers, pubkey, root, channel, backup_dir, relaunch, limit_rate); flags win.\n", apply.ConfigFileName)
+		fmt.Fprintf(w, "\nWhat the flags leave unset comes from %s in the app directory (keys app,\nservers, pubkey, root, platform, channel, backup_dir, relaunch, limit_rate);\nflags win.\n", apply.ConfigFileName)
 	}
 	fmt.Fprintf(w, "\n%s", exitStatusHelp(cmd.exits, cmd.name == "check"))
 }

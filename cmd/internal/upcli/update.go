@@ -29,7 +29,7 @@ func (c *clientFlags) config(extra []string) (*apply.Config, error) {
 		return nil, err
 	}
 	cfg := &apply.Config{AppDir: appDir, BackupDir: c.backupDir, Servers: c.servers, App: c.app,
-		Channel: c.channel, Current: c.current, To: c.to, LimitRate: int64(c.limitRate), TrustSharedDirs: c.trustShared}
+		Channel: c.channel, Platform: c.platform, Current: c.current, To: c.to, LimitRate: int64(c.limitRate), TrustSharedDirs: c.trustShared}
 	if c.relaunch != "" {
 		cfg.Relaunch = append([]string{c.relaunch}, extra...)
 	}
