@@ -83,6 +83,7 @@ type toolSetup struct {
 	ctx    context.Context
 	root   string // module root (directory containing go.mod)
 	binDir string // where built binaries go
+	tags   string // go build -tags (tests: "nocloud", a quicker link)
 
 	built map[string]buildResult // by package path, e.g. "./cmd/mkdelta"
 }
@@ -108,7 +109,11 @@ func (s *toolSetup) build(pkg string) (string, error) {
 		return r.path, r.err
 	}
 	out := filepath.Join(s.binDir, exe(filepath.Base(pkg)))
-	cmd := exec.CommandContext(s.ctx, "go", "build", "-o", out, pkg)
+	args := []string{"build", "-o", out}
+	if s.tags != "" {
+		args = append(args, "-tags", s.tags)
+	}
+	cmd := exec.CommandContext(s.ctx, "go", append(args, pkg)...)
 	cmd.Dir = s.root
 	var stderr bytes.Buffer
 	cmd.Stdout = &stderr

@@ -618,7 +618,7 @@ func TestCorpusTrees(t *testing.T) {
 	}
 	ctx := context.Background()
 	tmp := t.TempDir()
-	setup := &toolSetup{ctx: ctx, root: root, binDir: tmp, built: map[string]buildResult{}}
+	setup := &toolSetup{ctx: ctx, root: root, binDir: tmp, tags: "nocloud", built: map[string]buildResult{}}
 	r := &treeRun{ctx: ctx, corpus: corpus, tmp: tmp, runs: 1, archiveRepos: map[string]string{}}
 	if r.mkdelta, err = setup.build("./cmd/mkdelta"); err != nil {
 		t.Fatal(err)

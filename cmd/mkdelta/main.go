@@ -18,7 +18,6 @@ import (
 	"os"
 
 	"github.com/deltaup/deltaup/cmd/internal/cli"
-	_ "github.com/deltaup/deltaup/release-tools/clouds" // s3://, gs://, azblob:// for --repo
 )
 
 func main() {
