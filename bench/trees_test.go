@@ -3,6 +3,7 @@ package main
 import (
 	"context"
 	"errors"
+	"fmt"
 	"io"
 	"os"
 	"os/exec"
@@ -600,17 +601,20 @@ func TestTarZstSize(t *testing.T) {
 	}
 }
 
-// TestCorpusTrees runs one real tree pair and a small publish scenario
-// through the built CLIs (deltaup's native format only, to stay quick).
+// TestCorpusTrees runs one tree pair and a small publish scenario through
+// the built CLIs (deltaup's native format only), on a small synthetic
+// corpus laid out as the real one (APP/VERSION/...): it checks the
+// harness, not the figures, which come from the real corpus by
+// `bench --trees`.
 func TestCorpusTrees(t *testing.T) {
 	if testing.Short() {
-		t.Skip("skipping corpus benchmark in -short mode")
+		t.Skip("skipping the tree harness (builds mkdelta and deltaup) in -short mode")
 	}
-	corpus := defaultCorpusDir()
+	corpus := synthTreeCorpus(t, "prettier", "3.3.1", "3.3.2", "3.3.3")
 	pair := treePair{"prettier", "3.3.2", "3.3.3"}
 	scen := publishScenario{App: "prettier", Setup: []string{"3.3.1"}, Timed: "3.3.2", PatchesFrom: 1}
 	if err := checkTreeCorpus(corpus, []treePair{pair}, []publishScenario{scen}); err != nil {
-		t.Skipf("corpus absent (%v); %s", err, fetchHint)
+		t.Fatal(err)
 	}
 	root, err := moduleRoot()
 	if err != nil {
@@ -660,4 +664,40 @@ func TestCorpusTrees(t *testing.T) {
 	if ps := pub.Artifacts.patchesTo("3.3.2"); len(ps) != 1 || ps[0].From != "3.3.1" {
 		t.Errorf("patches into 3.3.2: %v", ps)
 	}
+}
+
+// synthTreeCorpus writes a corpus of app at versions: a few dozen
+// JavaScript-like files, some unchanged between versions, some edited
+// (the version string, and a function per version), one added and one
+// removed per version, and a symlink.
+func synthTreeCorpus(t *testing.T, app string, versions ...string) string {
+	t.Helper()
+	corpus := t.TempDir()
+	for vi, v := range versions {
+		dir := filepath.Join(corpus, app, v)
+		if err := os.MkdirAll(filepath.Join(dir, "plugins"), 0o755); err != nil {
+			t.Fatal(err)
+		}
+		write := func(name, data string) {
+			if err := os.WriteFile(filepath.Join(dir, name), []byte(data), 0o644); err != nil {
+				t.Fatal(err)
+			}
+		}
+		write("package.json", fmt.Sprintf(`{"name":%q,"version":%q}`+"\n", app, v))
+		for f := 0; f < 24; f++ {
+			var b strings.Builder
+			for fn := 0; fn < 60; fn++ {
+				fmt.Fprintf(&b, "function f%d_%d(a, b) {\n  return a * %d + b - %d;\n}\n", f, fn, fn*7+f, fn)
+			}
+			if f%3 == 0 { // edited in every version
+				fmt.Fprintf(&b, "export const version = %q;\nfunction added%d() { return %d; }\n", v, vi, vi*f)
+			}
+			write(fmt.Sprintf("plugins/p%02d.js", f), b.String())
+		}
+		write(fmt.Sprintf("only-in-%d.js", vi), strings.Repeat(fmt.Sprintf("// release %s\n", v), 200))
+		if err := os.Symlink("plugins/p00.js", filepath.Join(dir, "index.js")); err != nil {
+			t.Fatal(err)
+		}
+	}
+	return corpus
 }
