@@ -4,6 +4,8 @@ import (
 	"os"
 	"sync"
 	"testing"
+
+	"github.com/deltaup/deltaup/internal/testtmp"
 )
 
 // The published test repositories (ckNewRepoPatches) are built once per
@@ -52,7 +54,7 @@ func ckSharedRepoPatches(t testing.TB, patchesFrom int) *ckRepo {
 }
 
 func TestMain(m *testing.M) {
-	code := m.Run()
+	code := testtmp.Wrap(m).Run()
 	if shared.dir != "" {
 		os.RemoveAll(shared.dir)
 	}

@@ -68,6 +68,7 @@ type repoServer struct {
 	gen     map[string]int          // ETag generation per path (ChangeETag)
 	reqs    []*repoRequest
 	modTime time.Time
+	active  int // handlers running
 }
 
 // newRepoServer starts a server for files (repository path → content); it
@@ -105,8 +106,20 @@ func (s *repoServer) setFault(p string, faults ...repoFault) {
 	}
 }
 
-// requests returns copies of the requests recorded for p ("" for all).
+// requests returns copies of the requests recorded for p ("" for all),
+// once the handlers still running have ended (a client may have read a
+// whole body before the handler that wrote it counted its last write), or
+// after 10 s if one does not (a stalled one).
 func (s *repoServer) requests(p string) []repoRequest {
+	for i := 0; i < 1000; i++ {
+		s.mu.Lock()
+		active := s.active
+		s.mu.Unlock()
+		if active == 0 {
+			break
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	var out []repoRequest
@@ -148,6 +161,12 @@ func (s *repoServer) serve(w http.ResponseWriter, r *http.Request) {
 	p := strings.TrimPrefix(r.URL.Path, "/")
 	rec := &repoRequest{Method: r.Method, Path: p, Range: r.Header.Get("Range"), IfRange: r.Header.Get("If-Range")}
 	s.mu.Lock()
+	s.active++
+	defer func() {
+		s.mu.Lock()
+		s.active--
+		s.mu.Unlock()
+	}()
 	s.reqs = append(s.reqs, rec)
 	data, ok := s.files[p]
 	var f repoFault

@@ -9,6 +9,8 @@ import (
 	"sync"
 	"testing"
 	"time"
+
+	"github.com/deltaup/deltaup/internal/testtmp"
 )
 
 // syncBuffer collects the demo's output (server log and app output come
@@ -41,7 +43,7 @@ var demoBuilds = sync.OnceValue(func() string {
 })
 
 func TestMain(m *testing.M) {
-	code := m.Run()
+	code := testtmp.Wrap(m).Run()
 	if d := demoBuilds(); d != "" {
 		os.RemoveAll(d)
 	}

@@ -18,14 +18,16 @@ import (
 
 	"github.com/deltaup/deltaup/cmd/internal/cli"
 	"github.com/deltaup/deltaup/cmd/internal/upcli"
+	"github.com/deltaup/deltaup/internal/testtmp"
 	"github.com/deltaup/deltaup/internal/tree"
 	"github.com/rogpeppe/go-internal/testscript"
 )
 
 // TestMain lets the test binary act as mkdelta and deltaup: testscript puts
-// copies of it under those names on the scripts' PATH.
+// copies of it under those names on the scripts' PATH. Temporary files
+// live on a memory file system where there is one (internal/testtmp).
 func TestMain(m *testing.M) {
-	testscript.Main(m, map[string]func(){
+	testscript.Main(testtmp.Wrap(m), map[string]func(){
 		"mkdelta": func() { os.Exit(cli.Mkdelta(os.Args[1:], os.Stdout, os.Stderr)) },
 		"deltaup": func() { os.Exit(upcli.Deltaup(os.Args[1:], os.Stdout, os.Stderr)) },
 	})
