@@ -405,6 +405,9 @@ type Timestamp struct {
 	Sequence uint64 // grows with every timestamp
 	Expires  time.Time
 	Index    IndexRef
+	// Policy, when set, names the release policy (PolicyPath(Sequence)) by
+	// sequence, size and SHA-256 (docs/FORMAT.md, "Release policy").
+	Policy *IndexRef
 
 	hash [32]byte
 }
@@ -419,17 +422,22 @@ type wireIndexRef struct {
 }
 
 type wireTimestamp struct {
-	App      string       `json:"app"`
-	Expires  string       `json:"expires"`
-	Index    wireIndexRef `json:"index"`
-	Schema   int          `json:"schema"`
-	Sequence uint64       `json:"sequence"`
-	Type     string       `json:"type"`
+	App      string        `json:"app"`
+	Expires  string        `json:"expires"`
+	Index    wireIndexRef  `json:"index"`
+	Policy   *wireIndexRef `json:"policy,omitempty"`
+	Schema   int           `json:"schema"`
+	Sequence uint64        `json:"sequence"`
+	Type     string        `json:"type"`
 }
 
 func (t *Timestamp) wire() *wireTimestamp {
-	return &wireTimestamp{App: t.App, Expires: t.Expires.UTC().Format(timeLayout), Schema: t.Schema, Sequence: t.Sequence, Type: RoleTimestamp,
+	w := &wireTimestamp{App: t.App, Expires: t.Expires.UTC().Format(timeLayout), Schema: t.Schema, Sequence: t.Sequence, Type: RoleTimestamp,
 		Index: wireIndexRef{Sequence: t.Index.Sequence, SHA256: hexOf(t.Index.SHA256), Size: t.Index.Size}}
+	if p := t.Policy; p != nil {
+		w.Policy = &wireIndexRef{Sequence: p.Sequence, SHA256: hexOf(p.SHA256), Size: p.Size}
+	}
+	return w
 }
 
 // Validate checks the schema, app name, 1 <= Sequence <= 2^53-1, the
@@ -451,6 +459,9 @@ func (t *Timestamp) Validate() error {
 	ix := t.Index
 	if ix.Sequence == 0 || ix.Sequence > MaxSafeInteger || ix.Size <= 0 || ix.Size > MaxManifestSize || ix.SHA256 == ([32]byte{}) {
 		return fmt.Errorf("%w: timestamp: index reference needs a sequence in 1..2^53-1, a size in 1..%d and a SHA-256", ErrMalformed, MaxManifestSize)
+	}
+	if p := t.Policy; p != nil && (p.Sequence == 0 || p.Sequence > MaxSafeInteger || p.Size <= 0 || p.Size > MaxPolicySize || p.SHA256 == ([32]byte{})) {
+		return fmt.Errorf("%w: timestamp: policy reference needs a sequence in 1..2^53-1, a size in 1..%d and a SHA-256", ErrMalformed, MaxPolicySize)
 	}
 	return nil
 }
@@ -480,6 +491,12 @@ func ParseTimestamp(raw []byte) (*Timestamp, error) {
 	}
 	if t.Index.SHA256, err = parseHash("timestamp index.sha256", w.Index.SHA256); err != nil {
 		return nil, err
+	}
+	if wp := w.Policy; wp != nil {
+		t.Policy = &IndexRef{Sequence: wp.Sequence, Size: wp.Size}
+		if t.Policy.SHA256, err = parseHash("timestamp policy.sha256", wp.SHA256); err != nil {
+			return nil, err
+		}
 	}
 	if err := t.Validate(); err != nil {
 		return nil, err
