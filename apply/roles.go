@@ -372,7 +372,13 @@ func fetchRolesFrom(ctx context.Context, cfg *Config, f Fetcher, st *State) (*ma
 			return nil, nil, fmt.Errorf("%w: %w", ErrRefused, err)
 		}
 	}
+	// The release policy it names, checked like the index.
+	pol, err := rf.fetchPolicy(ctx, root, ts, st, st.ReleaseKeys == relKeys, now)
+	if err != nil {
+		return nil, nil, err
+	}
 	commit := func() {
+		st.recordPolicy(pol)
 		st.RootVersion, st.RootHash = root.Version, hexHash(root.ContentHash())
 		st.TimestampSequence, st.TimestampHash, st.TimestampKeys = ts.Sequence, hexHash(ts.ContentHash()), tsKeys
 		st.ReleaseKeys = relKeys

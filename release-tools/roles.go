@@ -154,6 +154,9 @@ func writeTimestamp(repo string, root *manifest.Root, seq uint64, raw []byte, ke
 	}
 	ts := &manifest.Timestamp{Schema: manifest.RolesSchema, App: root.App, Sequence: 1, Expires: now.UTC().Truncate(time.Second).Add(validity),
 		Index: manifest.IndexRef{Sequence: seq, Size: int64(len(raw)), SHA256: sha256Of(raw)}}
+	if ts.Policy, err = currentPolicyRef(repo, root); err != nil {
+		return nil, err
+	}
 	if prev != nil && !restart {
 		if prev.Sequence >= manifest.MaxSafeInteger {
 			return nil, fmt.Errorf("%w: %s has sequence %d, the highest there is: someone signed it with a stolen key; rotate the timestamp key (mkdelta key rotate --role timestamp), which restarts the sequence", ErrRepo, manifest.TimestampName, prev.Sequence)
@@ -597,6 +600,9 @@ type rolesPlan struct {
 // release threshold and whether TimestampKeys reach the timestamp one.
 func planRoles(o *PublishOptions) (rolesPlan, error) {
 	root, err := LoadRoot(o.Repo)
+	if err == nil && root == nil && o.Policy != nil {
+		err = fmt.Errorf("%w: rollout settings (--rollout, --critical, --notes) need a v2 repository: run `mkdelta migrate` first", ErrRepo)
+	}
 	if err != nil || root == nil {
 		return rolesPlan{}, err
 	}
@@ -682,7 +688,7 @@ func verifyRoles(repo string, m *manifest.Manifest, raw []byte, now time.Time) [
 	if ts.Index.Sequence != m.Sequence || ts.Index.SHA256 != sha256Of(raw) {
 		out = append(out, Fault{Path: manifest.TimestampName, Err: fmt.Errorf("names index %d, but %s is index %d: v2 clients do not see it yet; run mkdelta refresh", ts.Index.Sequence, manifest.ManifestName, m.Sequence)})
 	}
-	return out
+	return append(out, verifyPolicy(repo, root, ts, now)...)
 }
 
 // DeltaDepth is how many earlier indexes get a delta to each new one: a
