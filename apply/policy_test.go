@@ -377,7 +377,15 @@ func TestPolicyHostileMirror(t *testing.T) {
 		})
 	}
 
-	// An expired policy (its validity shorter than the timestamp's).
+	// An expired policy (its validity shorter than the timestamp's) on one
+	// mirror, a current one on the next.
+	fresh := filepath.Join(t.TempDir(), "fresh")
+	ckCopyDir(t, honest, fresh)
+	if _, err := releasetools.SetPolicy(context.Background(), releasetools.PolicyChange{Version: "1.2.0", Notes: str("still halted")},
+		releasetools.PolicyOptions{Repo: fresh, Keys: []manifest.PrivateKey{v.rel1}, TimestampKeys: []manifest.PrivateKey{v.ts}, Now: func() time.Time { return v.now }}); err != nil {
+		t.Fatal(err)
+	}
+	touchTimestamp(t, fresh)
 	if _, err := releasetools.SetPolicy(context.Background(), releasetools.PolicyChange{Version: "1.2.0", Resume: true},
 		releasetools.PolicyOptions{Repo: honest, Keys: []manifest.PrivateKey{v.rel1}, TimestampKeys: []manifest.PrivateKey{v.ts}, Validity: 2 * time.Hour,
 			Now: func() time.Time { return v.now }}); err != nil {
@@ -388,5 +396,12 @@ func TestPolicyHostileMirror(t *testing.T) {
 	c.clock = v.now.Add(3 * time.Hour)
 	if _, err := c.check(t); !errors.Is(err, manifest.ErrExpired) || !strings.Contains(err.Error(), "release policy expired") {
 		t.Fatalf("expired policy: %v, want ErrExpired", err)
+	}
+	c.cfg.Servers = []string{good.URL, ckServe(t, fresh).URL}
+	if res, err := c.check(t); err != nil || res.Target != "1.1.0" || res.Notes != "" {
+		t.Fatalf("expired then current policy: %v", err)
+	}
+	if st := c.state(t); st.PolicySequence != cur.Sequence+1 {
+		t.Fatalf("accepted policy %d, want %d (the fresh mirror's)", st.PolicySequence, cur.Sequence+1)
 	}
 }

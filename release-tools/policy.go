@@ -311,6 +311,18 @@ func writePolicy(repo string, p *manifest.Policy, raw []byte, signers []manifest
 	return writeFile(repo, manifest.PolicyName, raw)
 }
 
+// resignPolicy signs the current policy (checked against root old) with
+// the new release keys signers, beside its history copy, before the root
+// that names them is written: clients of the new root find their
+// signatures.
+func resignPolicy(repo string, old *manifest.Root, signers []manifest.PrivateKey) error {
+	p, raw, err := currentPolicy(repo, old)
+	if p == nil || err != nil {
+		return err
+	}
+	return writeSigned(repo, manifest.PolicyPath(p.Sequence), raw, signers, manifest.SignPolicy)
+}
+
 // publishPolicy applies o.Policy to the new release of m (the index about
 // to be published) before the index is in place, so that the release is
 // never visible without its policy (a publish killed in between leaves an

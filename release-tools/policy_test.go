@@ -108,8 +108,25 @@ func TestSetPolicy(t *testing.T) {
 	if !found {
 		t.Fatalf("verify after the policy expired: %v", rep.Faults)
 	}
+	// A release key rotation signs the policy with the new key too:
+	// refresh and verify stay clean under root 2.
+	rel2, _, _ := testKey(t)
+	if _, err := ChangeKeys(ctx, KeyChange{Role: manifest.RoleRelease, Add: []manifest.PublicKey{rel2.Public()}, Remove: []string{f.rel.Public().ID()}},
+		RolesOptions{Repo: f.repo, Keys: []manifest.PrivateKey{f.a, f.b, rel2}, Now: func() time.Time { return f.now }}); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := Refresh(ctx, f.opts(f.ts)); err != nil {
+		t.Fatalf("refresh after the release key rotation: %v", err)
+	}
+	if rep, err := Verify(ctx, f.repo, f.rel.Public(), VerifyOptions{Now: func() time.Time { return f.now }}); err != nil || !rep.OK() {
+		t.Fatalf("verify after the release key rotation: %v %v", err, rep.Faults)
+	}
+	if _, err := SetPolicy(ctx, PolicyChange{Version: "1.0.0", Halt: true}, po(rel2)); err != nil {
+		t.Fatalf("SetPolicy with the new release key: %v", err)
+	}
+	f.rel = rel2
 	// A policy.json the release keys did not sign stops refresh.
-	if err := os.WriteFile(filepath.Join(f.repo, manifest.SigPath(manifest.PolicyPath(3), f.rel.Public().ID())), []byte("garbage"), 0o644); err != nil {
+	if err := os.WriteFile(filepath.Join(f.repo, manifest.SigPath(manifest.PolicyPath(4), f.rel.Public().ID())), []byte("garbage"), 0o644); err != nil {
 		t.Fatal(err)
 	}
 	if _, err := Refresh(ctx, f.opts(f.ts)); !errors.Is(err, ErrRepo) || !strings.Contains(err.Error(), "policy.json") {

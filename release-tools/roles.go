@@ -540,6 +540,9 @@ func ChangeKeys(ctx context.Context, kc KeyChange, o RolesOptions) (*manifest.Ro
 		if err := signIndex(o.Repo, cur.m.Sequence, cur.raw, relSigners); err != nil {
 			return nil, err
 		}
+		if err := resignPolicy(o.Repo, old, relSigners); err != nil {
+			return nil, err
+		}
 	}
 	if err := writeSigned(o.Repo, manifest.RootPath(next.Version), raw, signers, manifest.SignRoot); err != nil {
 		return nil, err
