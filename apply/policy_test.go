@@ -174,7 +174,7 @@ func (v *v2Repo) setPolicy(t testing.TB, ch releasetools.PolicyChange) *manifest
 	return p
 }
 
-func pct(n int) *int        { return &n }
+func pct(n int) *int       { return &n }
 func str(s string) *string { return &s }
 
 // TestPolicyCheck runs the policy through real checks against one
