@@ -135,16 +135,11 @@ func SetPolicy(ctx context.Context, ch PolicyChange, o PolicyOptions) (*manifest
 		return nil, err
 	}
 	ro := RolesOptions{Repo: o.Repo, Now: o.Now, Log: o.Log}
-	st, done, err := useStore(ctx, o.Repo)
+	st, release, err := lockStore(ctx, o.Repo)
 	if err != nil {
 		return nil, err
 	}
-	defer done()
-	unlock, err := st.Lock(ctx)
-	if err != nil {
-		return nil, err
-	}
-	defer unlock()
+	defer release()
 	root, err := LoadRoot(o.Repo)
 	if err == nil && root == nil {
 		err = fmt.Errorf("%w: %s has no root: rollouts need a v2 repository; run `mkdelta migrate` first", ErrRepo, o.Repo)
@@ -192,6 +187,21 @@ func SetPolicy(ctx context.Context, ch PolicyChange, o PolicyOptions) (*manifest
 	}
 	ro.logf("timestamp %d: index %d, policy %d, valid until %s", ts.Sequence, cur.m.Sequence, p.Sequence, ts.Expires.Format(time.RFC3339))
 	return p, nil
+}
+
+// lockStore opens repo's store (useStore) and takes its publish lock
+// (Store.Lock); release unlocks and releases the store.
+func lockStore(ctx context.Context, repo string) (Store, func(), error) {
+	st, done, err := useStore(ctx, repo)
+	if err != nil {
+		return nil, nil, err
+	}
+	unlock, err := st.Lock(ctx)
+	if err != nil {
+		done()
+		return nil, nil, err
+	}
+	return st, func() { unlock(); done() }, nil
 }
 
 // describePolicy lists a policy's settings in one line.

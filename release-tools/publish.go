@@ -185,16 +185,11 @@ func Publish(ctx context.Context, newDir string, opts PublishOptions) (*PublishR
 			fmt.Fprintf(o.Log, format+"\n", args...)
 		}
 	}
-	st, done, err := useStore(ctx, o.Repo)
+	st, release, err := lockStore(ctx, o.Repo)
 	if err != nil {
 		return nil, err
 	}
-	defer done()
-	unlock, err := st.Lock(ctx)
-	if err != nil {
-		return nil, err
-	}
-	defer unlock()
+	defer release()
 
 	roles, err := planRoles(&o)
 	if err != nil {

@@ -129,15 +129,7 @@ func mkdeltaPublish(name string, args []string, stdout, stderr io.Writer) int {
 	if *patchesFrom < 0 {
 		return usageError(name, stderr, "--patches-from %d: give 0 (no patches) or more", *patchesFrom)
 	}
-	key, code, ok := readSecretKey(name, *keyPath, *pwFile, stderr)
-	if !ok {
-		return code
-	}
-	extra, code, ok := readKeys(name, extraKeys, *pwFile, stderr)
-	if !ok {
-		return code
-	}
-	stamp, code, ok := readKeys(name, tsKeys, *pwFile, stderr)
+	key, extra, stamp, code, ok := readReleaseKeys(name, *keyPath, extraKeys, tsKeys, *pwFile, stderr)
 	if !ok {
 		return code
 	}

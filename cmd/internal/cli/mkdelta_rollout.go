@@ -121,6 +121,19 @@ func (p *policyFlags) change() (*releasetools.PolicyChange, error) {
 	return ch, nil
 }
 
+// readReleaseKeys reads --key, --extra-key and --timestamp-key (publish,
+// rollout); code is the exit code when it fails, after the message.
+func readReleaseKeys(name, keyPath string, extraPaths, tsPaths []string, pwFile string, stderr io.Writer) (key manifest.PrivateKey, extra, stamp []manifest.PrivateKey, code int, ok bool) {
+	if key, code, ok = readSecretKey(name, keyPath, pwFile, stderr); !ok {
+		return
+	}
+	if extra, code, ok = readKeys(name, extraPaths, pwFile, stderr); !ok {
+		return
+	}
+	stamp, code, ok = readKeys(name, tsPaths, pwFile, stderr)
+	return
+}
+
 func mkdeltaRollout(name string, args []string, stdout, stderr io.Writer) int {
 	cmd := findMkCommand("rollout")
 	fs := newFlags(name)
@@ -178,15 +191,7 @@ func mkdeltaRollout(name string, args []string, stdout, stderr io.Writer) int {
 	if !releasetools.IsRemote(*repo) && !repoDirOK(name, *repo, stderr) {
 		return exitFailure
 	}
-	key, code, ok := readSecretKey(name, *keyPath, *pwFile, stderr)
-	if !ok {
-		return code
-	}
-	extra, code, ok := readKeys(name, extraKeys, *pwFile, stderr)
-	if !ok {
-		return code
-	}
-	stamp, code, ok := readKeys(name, tsKeys, *pwFile, stderr)
+	key, extra, stamp, code, ok := readReleaseKeys(name, *keyPath, extraKeys, tsKeys, *pwFile, stderr)
 	if !ok {
 		return code
 	}
