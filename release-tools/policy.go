@@ -38,6 +38,9 @@ type PolicyChange struct {
 	// MinimumVersion sets the lowest version supported, a release of the
 	// index ("" clears it): installs below it must update to at least it.
 	MinimumVersion *string
+	// Renew issues the next policy even when nothing else changes: a new
+	// expiry.
+	Renew bool
 }
 
 func (ch *PolicyChange) empty() bool {
@@ -48,8 +51,8 @@ func (ch *PolicyChange) empty() bool {
 // validate checks the change alone (no repository needed) and normalizes
 // its versions.
 func (ch *PolicyChange) validate() error {
-	if ch.empty() {
-		return errors.New("releasetools: the policy change changes nothing: give a rollout percentage, halt, resume, pull, critical, notes or a minimum version")
+	if ch.empty() && !ch.Renew {
+		return errors.New("releasetools: the policy change changes nothing: give a rollout percentage, halt, resume, pull, critical, notes or a minimum version (or renew it)")
 	}
 	perRelease := !(ch.Percent == nil && !ch.Halt && !ch.Resume && !ch.Pull && !ch.Unpull && !ch.Critical && !ch.NotCritical && ch.Notes == nil && ch.NotesURL == nil)
 	switch {
@@ -337,12 +340,20 @@ func resignPolicy(repo string, old *manifest.Root, signers []manifest.PrivateKey
 // to be published) before the index is in place, so that the release is
 // never visible without its policy (a publish killed in between leaves an
 // entry for a version the index does not have yet, which clients ignore).
+// Without o.Policy, a repository's existing policy is renewed (a new
+// expiry, as the index gets): a publisher who publishes but never changes
+// the policy does not see it expire.
 func publishPolicy(o *PublishOptions, p rolesPlan, m *manifest.Manifest, logf func(string, ...any)) error {
-	if o.Policy == nil {
+	if p.root == nil {
 		return nil
 	}
-	ch := *o.Policy
-	ch.Version = o.Version
+	ch := PolicyChange{Renew: true}
+	if o.Policy != nil {
+		ch = *o.Policy
+		ch.Version = o.Version
+	} else if cur, _, err := currentPolicy(o.Repo, p.root); cur == nil || err != nil {
+		return err
+	}
 	if err := ch.validate(); err != nil {
 		return err
 	}

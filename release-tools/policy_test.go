@@ -3,6 +3,7 @@ package releasetools
 import (
 	"context"
 	"errors"
+	"fmt"
 	"os"
 	"path/filepath"
 	"strings"
@@ -167,6 +168,17 @@ func TestPublishPolicy(t *testing.T) {
 	ts, _ := currentTimestamp(f.repo)
 	if ts.Index.Sequence != res.Sequence || ts.Policy == nil || ts.Policy.Sequence != p.Sequence {
 		t.Fatalf("timestamp: %+v", ts)
+	}
+	// A later publish without policy settings renews the policy (a new
+	// expiry, the same entries).
+	f.now = f.now.Add(30 * 24 * time.Hour)
+	if _, err := Publish(ctx, versionTree(t, 2), PublishOptions{Repo: f.repo, App: "demo", Version: "1.2.0", Key: f.rel, TimestampKeys: []manifest.PrivateKey{f.ts},
+		Now: func() time.Time { return f.now }}); err != nil {
+		t.Fatal(err)
+	}
+	p2, _, err := currentPolicy(f.repo, mustRoot(t, f.repo))
+	if err != nil || p2.Sequence != p.Sequence+1 || !p2.Expires.Equal(f.now.Add(DefaultValidity)) || fmt.Sprint(p2.Releases) != fmt.Sprint(p.Releases) {
+		t.Fatalf("policy after a publish without settings: %+v, %v", p2, err)
 	}
 }
 

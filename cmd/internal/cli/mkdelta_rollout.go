@@ -32,8 +32,8 @@ func rolloutCommand() *mkCommand {
 			"(\"none\" clears). No new index, no new patch: with --timestamp-key the\n" +
 			"clients see the change at their next check, else after the next\n" +
 			"`mkdelta refresh`. Only v2 clients follow the policy; v1 clients install\n" +
-			"every release at once. The policy expires like the index (--validity): change\n" +
-			"it, or run rollout again with any setting, before it does.",
+			"every release at once. The policy expires like the index (--validity; each\n" +
+			"publish renews it): publish, change it or run rollout --renew before it does.",
 		exits: []exitCode{exitsOK, {exitFailure, "failure: a key or the repository cannot be read, too few release keys, the version\n       is not a release of the index, not a v2 repository, I/O"}, exitsUsage},
 		run:   mkdeltaRollout}
 }
@@ -142,8 +142,9 @@ func mkdeltaRollout(name string, args []string, stdout, stderr io.Writer) int {
 	var extraKeys, tsKeys []string
 	fs.StringArrayVar(&extraKeys, "extra-key", nil, "another release secret key `FILE` (repeat up to the release threshold)")
 	fs.StringArrayVar(&tsKeys, "timestamp-key", nil, "timestamp secret key `FILE`: clients see the change at their next check (else after the next `mkdelta refresh`)")
-	version := fs.String("version", "", "the release the settings apply to (`VERSION`)")
+	version := fs.String("version", "", "the release the settings apply to (`VERSION`, a release of the index)")
 	pf := addPolicyFlags(fs, false)
+	renew := fs.Bool("renew", false, "issue the next policy with no other change: a new expiry (--validity)")
 	minimum := fs.String("minimum-version", "", "installs below `VERSION` must update to at least it (a release of the index; \"none\" clears)")
 	pwFile := fs.String("password-file", "", "the password of encrypted keys, in `FILE`")
 	validity := fs.Duration("validity", releasetools.DefaultValidity, "how long the new policy stays valid (`DURATION`)")
@@ -167,11 +168,12 @@ func mkdeltaRollout(name string, args []string, stdout, stderr io.Writer) int {
 		return usageError(name, stderr, "contradictory flags: give one of --halt/--resume, --pull/--unpull, --critical/--no-critical, and never --pull with --critical")
 	case *ch != (releasetools.PolicyChange{}) && *version == "":
 		return usageError(name, stderr, "which release? need --version")
-	case *ch == (releasetools.PolicyChange{}) && !fs.Changed("minimum-version"):
-		return usageError(name, stderr, "nothing to change: give --version with --percent, --halt, --resume, --pull, --unpull, --critical, --no-critical or notes, or --minimum-version")
+	case *ch == (releasetools.PolicyChange{}) && !fs.Changed("minimum-version") && !*renew:
+		return usageError(name, stderr, "nothing to change: give --version with --percent, --halt, --resume, --pull, --unpull, --critical, --no-critical or notes, or --minimum-version, or --renew")
 	case *validity <= 0 || *tsValidity <= 0:
 		return usageError(name, stderr, "--validity and --timestamp-validity must be positive")
 	}
+	ch.Renew = *renew
 	if *version != "" {
 		v, err := manifest.NormalizeVersion(*version)
 		if err != nil {
