@@ -301,7 +301,14 @@ func (cr *clientRun) interactive() bool {
 // ask asks on stderr whether to download the update, and reads the
 // answer from stdin: only "y" or "yes" says yes.
 func (cr *clientRun) ask(res *apply.CheckResult) bool {
-	fmt.Fprintf(cr.stderr, "Update %s to %s (%d bytes to download)? [y/N] ", orUnknown(res.Current), res.Target, res.Route.Bytes)
+	mark := ""
+	switch {
+	case res.Required:
+		mark = ", required: " + res.MinimumVersion + " is the lowest version supported"
+	case res.Critical:
+		mark = ", critical"
+	}
+	fmt.Fprintf(cr.stderr, "Update %s to %s (%d bytes to download%s)? [y/N] ", orUnknown(res.Current), res.Target, res.Route.Bytes, mark)
 	ans, _ := bufio.NewReader(cr.stdin).ReadString('\n')
 	ans = strings.ToLower(strings.TrimSpace(ans))
 	return ans == "y" || ans == "yes"
