@@ -405,3 +405,32 @@ func TestPolicyHostileMirror(t *testing.T) {
 		t.Fatalf("accepted policy %d, want %d (the fresh mirror's)", st.PolicySequence, cur.Sequence+1)
 	}
 }
+
+// TestPolicyReleaseKeyRotation: rotating a release key re-signs the
+// policy with the new key; a client walks to the new root, forgets the
+// policy sequence it accepted under the old keys, and accepts the policy
+// by the new key's signature (the cached one, by the old key, no longer
+// counts).
+func TestPolicyReleaseKeyRotation(t *testing.T) {
+	v := newV2Repo(t, nil)
+	v.setPolicy(t, releasetools.PolicyChange{Version: "1.2.0", Halt: true})
+	srv := ckServe(t, v.dir)
+	c := v.policyClient(t, "1.0.0", srv.URL)
+	if res, err := c.check(t); err != nil || res.Target != "1.1.0" {
+		t.Fatalf("first check: %v", err)
+	}
+	before := c.state(t)
+	o := v.opts(v.rootA, v.rel2)
+	if _, err := releasetools.ChangeKeys(context.Background(), releasetools.KeyChange{Role: manifest.RoleRelease, Remove: []string{v.rel1.Public().ID()}}, o); err != nil {
+		t.Fatal(err)
+	}
+	v.touch(t)
+	res, err := c.check(t)
+	if err != nil || res.Target != "1.1.0" {
+		t.Fatalf("after the rotation: %v (target %q): the halt must still hold", err, res.Target)
+	}
+	after := c.state(t)
+	if after.ReleaseKeys == before.ReleaseKeys || after.RootVersion != 2 || after.PolicySequence != before.PolicySequence {
+		t.Fatalf("state after the rotation: %+v", after)
+	}
+}
