@@ -1,6 +1,7 @@
 package apply
 
 import (
+	"bytes"
 	"context"
 	"crypto/rand"
 	"crypto/sha256"
@@ -247,4 +248,23 @@ func avoidVersions(bad []string, pol *manifest.Policy) []string {
 		}
 	}
 	return out
+}
+
+// refetchStale fetches the signature file p again, unconditionally, when
+// sig (which did not verify) is the cached copy: a server without ETags
+// answers If-Modified-Since by the second, so a signature replaced within
+// the second it was fetched in is answered 304, and the stale copy would
+// fail every later check against the new document until it changes
+// again. It returns the fresh bytes, or sig when the fetch fails.
+func (rf *rolesFetch) refetchStale(ctx context.Context, p string, sig []byte) []byte {
+	if cached, ok := rf.cache.Docs[p]; !ok || !bytes.Equal(cached, sig) {
+		return sig
+	}
+	fresh, err := rf.f.Get(ctx, p, manifest.MaxSignatureSize+1)
+	if err != nil {
+		return sig
+	}
+	rf.docs[p] = fresh
+	delete(rf.http, p) // no validators: the next check asks unconditionally
+	return fresh
 }

@@ -434,3 +434,34 @@ func TestPolicyReleaseKeyRotation(t *testing.T) {
 		t.Fatalf("state after the rotation: %+v", after)
 	}
 }
+
+// staleSigs answers 304 to every conditional request for a signature
+// file, as a server without ETags does for a file replaced within the
+// second it was fetched in.
+type staleSigs struct{ *Downloader }
+
+func (s staleSigs) GetIf(ctx context.Context, p string, max int64, v Validators) ([]byte, Validators, bool, error) {
+	if strings.HasSuffix(p, ".minisig") && v != (Validators{}) {
+		return nil, v, true, nil
+	}
+	return s.Downloader.GetIf(ctx, p, max, v)
+}
+
+// TestStaleSignatureRefetched: a halt must reach the client at its next
+// check even when the server answers 304 for the timestamp's replaced
+// signature: the stale copy does not verify, so it is fetched again.
+func TestStaleSignatureRefetched(t *testing.T) {
+	v := newV2Repo(t, nil)
+	srv := ckServe(t, v.dir)
+	c := v.policyClient(t, "1.0.0", srv.URL)
+	f := staleSigs{&Downloader{Mirrors: c.cfg.Servers, Retries: -1, BackoffMin: time.Millisecond}}
+	if res, err := Check(context.Background(), c.cfg, f); err != nil || res.Target != "1.2.0" {
+		t.Fatalf("first check: %v", err)
+	}
+	v.setPolicy(t, releasetools.PolicyChange{Version: "1.2.0", Halt: true})
+	for i := range 2 { // and again: the fresh signature was cached without validators
+		if res, err := Check(context.Background(), c.cfg, f); err != nil || res.Target != "1.1.0" {
+			t.Fatalf("check %d after the halt: %v", i+1, err)
+		}
+	}
+}

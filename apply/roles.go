@@ -207,6 +207,9 @@ func (rf *rolesFetch) roleSigs(ctx context.Context, root *manifest.Root, role, d
 		if err != nil {
 			return nil, fetchError(p, err)
 		}
+		if _, err := manifest.Verify(root.Keys[id], raw, sig); err != nil {
+			sig = rf.refetchStale(ctx, p, sig)
+		}
 		sigs[id] = sig
 		if _, err := manifest.Verify(root.Keys[id], raw, sig); err == nil {
 			good++
