@@ -190,3 +190,22 @@ func mustRoot(t testing.TB, repo string) *manifest.Root {
 	}
 	return r
 }
+
+// TestTimestampMtimeAdvances: timestamps issued within one second get
+// distinct modification seconds (see mtime.go), so a server that answers
+// conditional requests by modification second and size serves each.
+func TestTimestampMtimeAdvances(t *testing.T) {
+	f := newV2Fixture(t)
+	prev := localMtime(f.repo, manifest.TimestampName)
+	for i := range 3 {
+		if _, err := Refresh(context.Background(), f.opts(f.ts)); err != nil {
+			t.Fatal(err)
+		}
+		for _, rel := range timestampFiles([]manifest.PrivateKey{f.ts}) {
+			if m := localMtime(f.repo, rel); m.Unix() <= prev.Unix() {
+				t.Fatalf("refresh %d: %s modified at %v, not in a later second than the previous timestamp (%v)", i+1, rel, m, prev)
+			}
+		}
+		prev = localMtime(f.repo, manifest.TimestampName)
+	}
+}

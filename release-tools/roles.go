@@ -167,7 +167,11 @@ func writeTimestamp(repo string, root *manifest.Root, seq uint64, raw []byte, ke
 	if err != nil {
 		return nil, err
 	}
+	prevMod := localMtime(repo, manifest.TimestampName)
 	if err := writeSigned(repo, manifest.TimestampName, b, signers, manifest.SignTimestamp); err != nil {
+		return nil, err
+	}
+	if err := laterThan(repo, prevMod, timestampFiles(signers)...); err != nil {
 		return nil, err
 	}
 	return ts, nil
