@@ -4,6 +4,7 @@ import (
 	"bufio"
 	"bytes"
 	"crypto/sha256"
+	"encoding/binary"
 	"errors"
 	"fmt"
 	"os"
@@ -211,9 +212,14 @@ func TestTimestampPolicyRef(t *testing.T) {
 }
 
 func TestRolloutBucket(t *testing.T) {
-	// Stable, in range, and independent between versions.
-	if RolloutBucket("a", "1.0.0") != RolloutBucket("a", "1.0.0") {
-		t.Fatal("not stable")
+	// The documented formula (docs/FORMAT.md, "Install id and buckets"):
+	// the first 8 bytes of SHA-256("deltaup-rollout" 0 ID 0 V), big-endian,
+	// modulo 100; in range, and independent between versions.
+	for _, c := range [][2]string{{"a", "1.0.0"}, {fmt.Sprintf("%032x", 7), "2.3.4-rc.1"}} {
+		h := sha256.Sum256([]byte("deltaup-rollout\x00" + c[0] + "\x00" + c[1]))
+		if got, want := RolloutBucket(c[0], c[1]), int(binary.BigEndian.Uint64(h[:8])%100); got != want {
+			t.Fatalf("RolloutBucket(%q, %q) = %d, want %d", c[0], c[1], got, want)
+		}
 	}
 	same := 0
 	for i := range 1000 {

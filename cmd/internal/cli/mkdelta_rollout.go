@@ -33,8 +33,11 @@ func rolloutCommand() *mkCommand {
 			"clients see the change at their next check, else after the next\n" +
 			"`mkdelta refresh`. Only v2 clients follow the policy; v1 clients install\n" +
 			"every release at once. The policy expires like the index (--validity; each\n" +
-			"publish renews it): publish, change it or run rollout --renew before it does.",
-		exits: []exitCode{exitsOK, {exitFailure, "failure: a key or the repository cannot be read, too few release keys, the version\n       is not a release of the index, not a v2 repository, I/O"}, exitsUsage},
+			"publish renews it): publish, change it or run rollout --renew before it does.\n" +
+			"A repository with platforms has one policy for all of them: a version's\n" +
+			"settings apply to each platform's build of it, and the timestamp keeps\n" +
+			"naming every platform's index.",
+		exits: []exitCode{exitsOK, {exitFailure, "failure: a key or the repository cannot be read, too few release keys, the version\n       is not a release of any index, not a v2 repository, I/O"}, exitsUsage},
 		run:   mkdeltaRollout}
 }
 
