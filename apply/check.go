@@ -309,6 +309,21 @@ type CheckResult struct {
 	// possible (no frame index, no patch chain from Closest).
 	Reason string
 
+	// The release policy, in a v2 repository that publishes one
+	// (docs/FORMAT.md, "Release policy"). Critical: Target is marked
+	// critical (offered whatever its rollout). Required: the installed
+	// version is below MinimumVersion, the lowest the publisher supports;
+	// Target is then at least that when a release at or above it may be
+	// installed. CurrentPulled: the installed version was pulled; Target is
+	// then the next release that may be installed, when there is one.
+	// Notes and NotesURL are Target's release notes. Withheld lists the
+	// newer versions of the channel not offered (pulled, halted, or this
+	// install not in their rollout yet).
+	Critical, Required, CurrentPulled bool
+	MinimumVersion                    string
+	Notes, NotesURL                   string
+	Withheld                          []Withheld
+
 	lists map[string][]byte // file-list documents fetched by the check, by path
 }
 
@@ -321,6 +336,11 @@ type CheckResult struct {
 // tree matches no release, the floor is the application's own record of
 // its version (cfg.RecordedVersion, cfg.MinVersion, st.Installed; see
 // CheckResult.Floor), and a manifest older than it is refused (FetchManifest).
+// In a v2 repository with a release policy, the target is also chosen by
+// it (rollouts, halts, pulls, critical, the minimum version: see
+// CheckResult and pickTarget), a route never passes through a pulled
+// version, and the install gets its random id (State.InstallID) on its
+// first check.
 func CheckUpdate(ctx context.Context, cfg *Config, f Fetcher, st *State) (*CheckResult, error) {
 	if err := cfg.Validate(); err != nil {
 		return nil, err
@@ -336,6 +356,10 @@ func CheckUpdate(ctx context.Context, cfg *Config, f Fetcher, st *State) (*Check
 	m, err := FetchManifest(ctx, cfg, f, st)
 	if err != nil {
 		return nil, err
+	}
+	pol := st.policy
+	if pol != nil {
+		st.ensureInstallID()
 	}
 	res := &CheckResult{Manifest: m, Current: cfg.Current}
 	if res.Current != "" {
@@ -366,15 +390,16 @@ func CheckUpdate(ctx context.Context, cfg *Config, f Fetcher, st *State) (*Check
 		if _, err := m.Latest(cfg.Channel); err != nil {
 			return nil, fmt.Errorf("apply: channel %s: %w", cfg.Channel, err)
 		}
-		rs := m.Sorted(cfg.Channel)
-		for i := len(rs) - 1; i >= 0; i-- {
-			if !st.IsBad(rs[i].Version) {
-				res.Target = rs[i].Version
-				break
-			}
-			res.Skipped = append(res.Skipped, rs[i].Version)
+		known := res.Current
+		if known == "" {
+			known = floor.version
 		}
+		res.pickTarget(m.Sorted(cfg.Channel), pol, st, known)
 	}
+	if err := res.applyPolicy(pol, explicit); err != nil {
+		return nil, err
+	}
+	avoid := avoidVersions(st.Bad, pol)
 	switch {
 	case res.Target == "":
 		res.UpToDate = true
@@ -399,17 +424,17 @@ func CheckUpdate(ctx context.Context, cfg *Config, f Fetcher, st *State) (*Check
 			return res, nil
 		}
 	}
-	res.Route, err = Plan(m, res.Current, res.Target, st.Bad)
+	res.Route, err = Plan(m, res.Current, res.Target, avoid)
 	if err != nil {
 		return nil, err
 	}
 	switch {
 	case res.Current == "":
-		if err := res.planRepair(ctx, cfg, f, st.Bad); err != nil {
+		if err := res.planRepair(ctx, cfg, f, avoid); err != nil {
 			return nil, err
 		}
 	case !res.Detected && res.Route.usesPatches():
-		if err := res.checkCurrent(ctx, cfg, f, st.Bad); err != nil {
+		if err := res.checkCurrent(ctx, cfg, f, avoid); err != nil {
 			return nil, err
 		}
 	}

@@ -207,6 +207,9 @@ func (rf *rolesFetch) roleSigs(ctx context.Context, root *manifest.Root, role, d
 		if err != nil {
 			return nil, fetchError(p, err)
 		}
+		if _, err := manifest.Verify(root.Keys[id], raw, sig); err != nil {
+			sig = rf.refetchStale(ctx, p, sig)
+		}
 		sigs[id] = sig
 		if _, err := manifest.Verify(root.Keys[id], raw, sig); err == nil {
 			good++
@@ -379,7 +382,15 @@ func fetchRolesFrom(ctx context.Context, cfg *Config, f Fetcher, st *State) (*ma
 		}
 	}
 	rebase(m, dir)
+	// The release policy it names, checked like the index: one policy
+	// at the repository's top for every platform, whichever this client
+	// follows.
+	pol, err := rf.fetchPolicy(ctx, root, ts, st, st.ReleaseKeys == relKeys, now)
+	if err != nil {
+		return nil, nil, err
+	}
 	commit := func() {
+		st.recordPolicy(pol)
 		st.RootVersion, st.RootHash = root.Version, hexHash(root.ContentHash())
 		st.TimestampSequence, st.TimestampHash, st.TimestampKeys = ts.Sequence, hexHash(ts.ContentHash()), tsKeys
 		st.ReleaseKeys, st.IndexPlatform = relKeys, dir

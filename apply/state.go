@@ -56,6 +56,13 @@ type State struct {
 	TimestampHash     string `json:"timestamp_hash,omitempty"`
 	TimestampKeys     string `json:"timestamp_keys,omitempty"`
 	ReleaseKeys       string `json:"release_keys,omitempty"`
+	// The release policy (v2): the sequence and SHA-256 of the newest one
+	// accepted, under the release keys ReleaseKeys (docs/FORMAT.md,
+	// "Release policy"); and this install's random id (32 lowercase hex
+	// digits), created once, which places it in or out of each rollout.
+	PolicySequence uint64 `json:"policy_sequence,omitempty"`
+	PolicyHash     string `json:"policy_hash,omitempty"`
+	InstallID      string `json:"install_id,omitempty"`
 	// Installed is the version installed, as last detected or applied.
 	Installed string `json:"installed"`
 	// Bad lists versions that failed after an update and were rolled
@@ -63,7 +70,8 @@ type State struct {
 	// newer version is.
 	Bad []string `json:"bad"`
 
-	cache *docCache // documents to keep with the state (Save writes them first)
+	cache  *docCache        // documents to keep with the state (Save writes them first)
+	policy *manifest.Policy // the release policy accepted by the last FetchManifest (v2), nil when none
 }
 
 // StatePath returns the path of the state file in backupDir.
@@ -106,10 +114,13 @@ func (s *State) check() error {
 			return err
 		}
 	}
-	for _, h := range []struct{ key, val string }{{"root_hash", s.RootHash}, {"timestamp_hash", s.TimestampHash}} {
+	for _, h := range []struct{ key, val string }{{"root_hash", s.RootHash}, {"timestamp_hash", s.TimestampHash}, {"policy_hash", s.PolicyHash}} {
 		if _, err := decodeHash(h.key, h.val); err != nil {
 			return err
 		}
+	}
+	if err := checkInstallID(s.InstallID); err != nil {
+		return err
 	}
 	for _, v := range append([]string{s.Installed}, s.Bad...) {
 		if v == "" {

@@ -415,6 +415,10 @@ type Timestamp struct {
 	// or empty when the repository has none. At least one of Index and
 	// Platforms is set.
 	Platforms map[string]IndexRef
+	// Policy, when set, names the release policy (PolicyPath(Sequence)) by
+	// sequence, size and SHA-256 (docs/FORMAT.md, "Release policy"): one
+	// policy for the whole repository, shared by Index and every platform.
+	Policy *IndexRef
 
 	hash [32]byte
 }
@@ -433,6 +437,7 @@ type wireTimestamp struct {
 	Expires   string                  `json:"expires"`
 	Index     *wireIndexRef           `json:"index,omitempty"`
 	Platforms map[string]wireIndexRef `json:"platforms,omitempty"`
+	Policy    *wireIndexRef           `json:"policy,omitempty"`
 	Schema    int                     `json:"schema"`
 	Sequence  uint64                  `json:"sequence"`
 	Type      string                  `json:"type"`
@@ -449,13 +454,18 @@ func (t *Timestamp) wire() *wireTimestamp {
 			w.Platforms[p] = wireIndexRef{Sequence: ref.Sequence, SHA256: hexOf(ref.SHA256), Size: ref.Size}
 		}
 	}
+	if p := t.Policy; p != nil {
+		w.Policy = &wireIndexRef{Sequence: p.Sequence, SHA256: hexOf(p.SHA256), Size: p.Size}
+	}
 	return w
 }
 
 // Validate checks the schema, app name, 1 <= Sequence <= 2^53-1, the
 // expiry, and each index reference (sequence in range, 0 < size <=
 // MaxManifestSize, a non-zero hash): Index unless it is the zero IndexRef,
-// and those of Platforms (checkPlatforms); at least one must be set.
+// and those of Platforms (checkPlatforms); at least one must be set. The
+// Policy reference, when set, needs a sequence in range, 0 < size <=
+// MaxPolicySize and a non-zero hash.
 func (t *Timestamp) Validate() error {
 	if t.Schema != RolesSchema {
 		return fmt.Errorf("%w: timestamp schema %d, this package knows %d", ErrSchema, t.Schema, RolesSchema)
@@ -477,7 +487,13 @@ func (t *Timestamp) Validate() error {
 			return err
 		}
 	}
-	return checkPlatforms(t.Platforms)
+	if err := checkPlatforms(t.Platforms); err != nil {
+		return err
+	}
+	if p := t.Policy; p != nil && (p.Sequence == 0 || p.Sequence > MaxSafeInteger || p.Size <= 0 || p.Size > MaxPolicySize || p.SHA256 == ([32]byte{})) {
+		return fmt.Errorf("%w: timestamp: policy reference needs a sequence in 1..2^53-1, a size in 1..%d and a SHA-256", ErrMalformed, MaxPolicySize)
+	}
+	return nil
 }
 
 // check validates one index reference of a timestamp.
@@ -522,6 +538,12 @@ func ParseTimestamp(raw []byte) (*Timestamp, error) {
 	}
 	if t.Platforms, err = parsePlatforms(w.Platforms); err != nil {
 		return nil, err
+	}
+	if wp := w.Policy; wp != nil {
+		t.Policy = &IndexRef{Sequence: wp.Sequence, Size: wp.Size}
+		if t.Policy.SHA256, err = parseHash("timestamp policy.sha256", wp.SHA256); err != nil {
+			return nil, err
+		}
 	}
 	if err := t.Validate(); err != nil {
 		return nil, err

@@ -153,6 +153,15 @@ type platformIndex struct {
 // checked against root's release keys (loadIndex). It fails when there is
 // none at all.
 func currentIndexes(repo string, root *manifest.Root) ([]platformIndex, error) {
+	out, err := loadIndexes(repo, root)
+	if err == nil && len(out) == 0 {
+		err = fmt.Errorf("%w: %s has no manifest.json, at its top or in a platform directory: publish a first release", ErrRepo, repo)
+	}
+	return out, err
+}
+
+// loadIndexes is currentIndexes without the check that there is one.
+func loadIndexes(repo string, root *manifest.Root) ([]platformIndex, error) {
 	var out []platformIndex
 	top, err := loadIndex(repo, root, "")
 	if err != nil {
@@ -177,9 +186,6 @@ func currentIndexes(repo string, root *manifest.Root) ([]platformIndex, error) {
 		if cur.m != nil {
 			out = append(out, platformIndex{platform: p, repo: sub, cur: cur})
 		}
-	}
-	if len(out) == 0 {
-		return nil, fmt.Errorf("%w: %s has no manifest.json, at its top or in a platform directory: publish a first release", ErrRepo, repo)
 	}
 	return out, nil
 }

@@ -80,6 +80,12 @@ type PublishOptions struct {
 	// Refresh.
 	TimestampKeys     []manifest.PrivateKey
 	TimestampValidity time.Duration
+	// Policy, for a v2 repository, sets the new release's rollout,
+	// critical flag or notes in the release policy (its Version is
+	// ignored: the release published), signed by the release keys and
+	// written before the index, so that the release never shows without
+	// it. Nil: no policy entry (every install is offered the release).
+	Policy *PolicyChange
 	// Now returns the current time; nil means time.Now.
 	Now func() time.Time
 	// Log, when set, receives one line per step.
@@ -126,6 +132,13 @@ func (o *PublishOptions) validate() error {
 	}
 	if o.Now == nil {
 		o.Now = time.Now
+	}
+	if o.Policy != nil {
+		ch := *o.Policy
+		ch.Version = o.Version
+		if err := ch.validate(); err != nil {
+			return err
+		}
 	}
 	return nil
 }
@@ -187,16 +200,11 @@ func Publish(ctx context.Context, newDir string, opts PublishOptions) (*PublishR
 			fmt.Fprintf(o.Log, format+"\n", args...)
 		}
 	}
-	st, done, err := useStore(ctx, o.Repo)
+	st, release, err := lockStore(ctx, o.Repo)
 	if err != nil {
 		return nil, err
 	}
-	defer done()
-	unlock, err := st.Lock(ctx)
-	if err != nil {
-		return nil, err
-	}
-	defer unlock()
+	defer release()
 
 	roles, err := planRoles(&o)
 	if err != nil {
@@ -362,6 +370,9 @@ func Publish(ctx context.Context, newDir string, opts PublishOptions) (*PublishR
 	}
 	if err := signNewIndex(&o, roles, m.Sequence, raw); err != nil {
 		return nil, fmt.Errorf("releasetools: signing the index for v2 clients: %w", err)
+	}
+	if err := publishPolicy(&o, roles, m, logf); err != nil {
+		return nil, fmt.Errorf("releasetools: the release policy: %w", err)
 	}
 	if err := publishManifest(o.Repo, raw, sig, m.Sequence); err != nil {
 		return nil, fmt.Errorf("releasetools: installing the manifest: %w", err)

@@ -166,7 +166,9 @@ func writeTimestamp(repo, platform string, root *manifest.Root, seq uint64, raw 
 }
 
 // issueTimestamp writes the next timestamp naming index (the zero
-// IndexRef: none) and the platforms' indexes, as writeTimestamp.
+// IndexRef: none), the platforms' indexes and the repository's current
+// release policy (policy.json at repo's top, when there is one), as
+// writeTimestamp.
 func issueTimestamp(repo string, root *manifest.Root, index manifest.IndexRef, plats map[string]manifest.IndexRef, keys []manifest.PrivateKey, now time.Time, validity time.Duration, restart bool) (*manifest.Timestamp, error) {
 	signers, err := roleSigners(root, manifest.RoleTimestamp, keys)
 	if err != nil {
@@ -181,6 +183,10 @@ func issueTimestamp(repo string, root *manifest.Root, index manifest.IndexRef, p
 	}
 	ts := &manifest.Timestamp{Schema: manifest.RolesSchema, App: root.App, Sequence: 1, Expires: now.UTC().Truncate(time.Second).Add(validity),
 		Index: index, Platforms: plats}
+	// The repository's one policy, shared by every platform.
+	if ts.Policy, err = currentPolicyRef(repo, root); err != nil {
+		return nil, err
+	}
 	if prev != nil && !restart {
 		if prev.Sequence >= manifest.MaxSafeInteger {
 			return nil, fmt.Errorf("%w: %s has sequence %d, the highest there is: someone signed it with a stolen key; rotate the timestamp key (mkdelta key rotate --role timestamp), which restarts the sequence", ErrRepo, manifest.TimestampName, prev.Sequence)
@@ -191,7 +197,11 @@ func issueTimestamp(repo string, root *manifest.Root, index manifest.IndexRef, p
 	if err != nil {
 		return nil, err
 	}
+	prevMod := localMtime(repo, manifest.TimestampName)
 	if err := writeSigned(repo, manifest.TimestampName, b, signers, manifest.SignTimestamp); err != nil {
+		return nil, err
+	}
+	if err := laterThan(repo, prevMod, timestampFiles(signers)...); err != nil {
 		return nil, err
 	}
 	return ts, nil
@@ -595,6 +605,9 @@ func ChangeKeys(ctx context.Context, kc KeyChange, o RolesOptions) (*manifest.Ro
 				return nil, err
 			}
 		}
+		if err := resignPolicy(o.Repo, old, relSigners); err != nil {
+			return nil, err
+		}
 	}
 	if err := writeSigned(o.Repo, manifest.RootPath(next.Version), raw, signers, manifest.SignRoot); err != nil {
 		return nil, err
@@ -655,6 +668,9 @@ type rolesPlan struct {
 // release threshold and whether TimestampKeys reach the timestamp one.
 func planRoles(o *PublishOptions) (rolesPlan, error) {
 	root, err := LoadRoot(o.Repo)
+	if err == nil && root == nil && o.Policy != nil {
+		err = fmt.Errorf("%w: rollout settings (--rollout, --critical, --notes) need a v2 repository: run `mkdelta migrate` first", ErrRepo)
+	}
 	if err != nil || root == nil {
 		return rolesPlan{}, err
 	}
@@ -744,7 +760,8 @@ func verifyRoles(top, repo, platform string, m *manifest.Manifest, raw []byte, n
 	} else if ref.Sequence != m.Sequence || ref.SHA256 != sha256Of(raw) {
 		out = append(out, Fault{Path: manifest.TimestampName, Err: fmt.Errorf("names index %d for %s, but %s is index %d: v2 clients do not see it yet; run mkdelta refresh", ref.Sequence, platformText(platform), manifest.PlatformPath(platform, manifest.ManifestName), m.Sequence)})
 	}
-	return out
+	// The policy is the repository's (at top), whatever the platform.
+	return append(out, verifyPolicy(top, root, ts, now)...)
 }
 
 // DeltaDepth is how many earlier indexes get a delta to each new one: a

@@ -255,7 +255,7 @@ func strays(st Store, objs []Object) []string {
 		switch {
 		case !inDirectory && (first == manifest.ManifestName || first == manifest.SignatureName || v2TopName.MatchString(first)):
 		case inDirectory && (first == ArchivesDir || first == PatchesDir || first == FileListsDir || first == manifest.DeltaDir):
-		case inDirectory && (first == HistoryDir || first == manifest.RootDir):
+		case inDirectory && (first == HistoryDir || first == manifest.RootDir || first == manifest.PolicyDir):
 			if name := strings.TrimPrefix(o.Path, first+"/"); !historyName.MatchString(name) {
 				add(o.Path)
 			}
@@ -275,8 +275,8 @@ func strays(st Store, objs []Object) []string {
 var historyName = regexp.MustCompile(`^[0-9]+\.json(\.([0-9A-F]{16}\.)?minisig)?$`)
 
 // v2TopName matches the v2 documents at the top level: the timestamp and
-// its signatures.
-var v2TopName = regexp.MustCompile(`^timestamp\.json(\.[0-9A-F]{16}\.minisig)?$`)
+// its signatures, the current release policy.
+var v2TopName = regexp.MustCompile(`^(timestamp\.json(\.[0-9A-F]{16}\.minisig)?|policy\.json)$`)
 
 // isSecretKey reports whether the object at p is a minisign secret key
 // (encrypted or not).

@@ -132,6 +132,7 @@ func init() {
 			run: mkdeltaVerify},
 	}
 	mkCommands = append(mkCommands, rolesCommands()...)
+	mkCommands = append(mkCommands, rolloutCommand())
 }
 
 func findMkCommand(name string) *mkCommand {

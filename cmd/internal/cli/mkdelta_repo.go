@@ -110,9 +110,14 @@ func mkdeltaPublish(name string, args []string, stdout, stderr io.Writer) int {
 	fs.StringArrayVar(&extraKeys, "extra-key", nil, "v2: another release secret key `FILE` (repeat up to the release threshold)")
 	fs.StringArrayVar(&tsKeys, "timestamp-key", nil, "v2: timestamp secret key `FILE` that shows the release to clients at once (else after the next `mkdelta refresh`)")
 	tsValidity := fs.Duration("timestamp-validity", releasetools.DefaultTimestampValidity, "v2: how long the timestamp stays valid (`DURATION`)")
+	pf := addPolicyFlags(fs, true)
 	quiet := fs.BoolP("quiet", "q", false, "print nothing on success")
 	if code, done := parseFlags(cmd, name, fs, args, 1, stdout, stderr); done {
 		return code
+	}
+	policy, err := pf.change()
+	if err != nil {
+		return usageError(name, stderr, "%v", err)
 	}
 	if m := missing(required{"--repo", *repo != ""}, required{"--app", *app != ""}, required{"--version", *version != ""},
 		required{"--key", *keyPath != ""}, required{"NEW_DIR", fs.NArg() == 1}); m != "" {
@@ -128,15 +133,7 @@ func mkdeltaPublish(name string, args []string, stdout, stderr io.Writer) int {
 	if code, bad := checkPlatformFlag(name, *platform, stderr); bad {
 		return code
 	}
-	key, code, ok := readSecretKey(name, *keyPath, *pwFile, stderr)
-	if !ok {
-		return code
-	}
-	extra, code, ok := readKeys(name, extraKeys, *pwFile, stderr)
-	if !ok {
-		return code
-	}
-	stamp, code, ok := readKeys(name, tsKeys, *pwFile, stderr)
+	key, extra, stamp, code, ok := readReleaseKeys(name, *keyPath, extraKeys, tsKeys, *pwFile, stderr)
 	if !ok {
 		return code
 	}
@@ -153,7 +150,7 @@ func mkdeltaPublish(name string, args []string, stdout, stderr io.Writer) int {
 	res, err := releasetools.Publish(ctx, fs.Arg(0), releasetools.PublishOptions{
 		Repo: *repo, App: *app, Version: v, Channel: *channel, Key: key, AllowOlder: *allowOlder,
 		PatchesFrom: n, NoMilestones: !*milestones, PortableModes: *portable, Platform: *platform, Validity: *validity, Log: log,
-		ExtraKeys: extra, TimestampKeys: stamp, TimestampValidity: *tsValidity,
+		ExtraKeys: extra, TimestampKeys: stamp, TimestampValidity: *tsValidity, Policy: policy,
 	})
 	if err != nil {
 		msg := err.Error()

@@ -192,13 +192,17 @@ func runCheck(cr *clientRun) int {
 		bad = st.Bad
 	}
 	if res.UpToDate {
-		cr.r.event("up-to-date", map[string]any{"current": res.Current, "bad": bad}, fmt.Sprintf("up to date (%s)", orUnknown(res.Current))+badText(bad))
+		fields := map[string]any{"current": res.Current, "bad": bad}
+		note := policyNote(res, fields)
+		cr.r.event("up-to-date", fields, fmt.Sprintf("up to date (%s)", orUnknown(res.Current))+badText(bad)+note)
 		return exitOK
 	}
 	treeNote(cr.r, res)
-	cr.r.event("update-ready", map[string]any{"current": res.Current, "target": res.Target, "bytes": res.Route.Bytes,
-		"full_bytes": res.Route.FullBytes, "steps": len(res.Route.Steps), "bad": bad},
-		fmt.Sprintf("update ready: %s → %s via %s", orUnknown(res.Current), res.Target, describeRoute(res.Route))+badText(bad))
+	fields := map[string]any{"current": res.Current, "target": res.Target, "bytes": res.Route.Bytes,
+		"full_bytes": res.Route.FullBytes, "steps": len(res.Route.Steps), "bad": bad}
+	note := policyNote(res, fields)
+	cr.r.event("update-ready", fields,
+		fmt.Sprintf("update ready: %s → %s via %s", orUnknown(res.Current), res.Target, describeRoute(res.Route))+badText(bad)+note)
 	return exitUpdateReady
 }
 
@@ -262,8 +266,9 @@ func runUpdate(cr *clientRun) int {
 	case p.Stage.Repair != "":
 		how = p.Stage.Repair + "; " + how
 	}
-	r.event("staged", map[string]any{"target": p.Check.Target, "route": p.Stage.Route, "fallback": p.Stage.Fallback, "downloaded": p.Stage.Downloaded, "repaired": p.Stage.Repaired},
-		fmt.Sprintf("staged %s in %s (%s)", p.Check.Target, cfg.BackupDir, how))
+	fields := map[string]any{"target": p.Check.Target, "route": p.Stage.Route, "fallback": p.Stage.Fallback, "downloaded": p.Stage.Downloaded, "repaired": p.Stage.Repaired}
+	note := policyNote(p.Check, fields)
+	r.event("staged", fields, fmt.Sprintf("staged %s in %s (%s)", p.Check.Target, cfg.BackupDir, how)+note)
 	if !c.noReexec {
 		// Swap from a copy in the backup directory, never from a file
 		// the swap replaces.
@@ -296,7 +301,14 @@ func (cr *clientRun) interactive() bool {
 // ask asks on stderr whether to download the update, and reads the
 // answer from stdin: only "y" or "yes" says yes.
 func (cr *clientRun) ask(res *apply.CheckResult) bool {
-	fmt.Fprintf(cr.stderr, "Update %s to %s (%d bytes to download)? [y/N] ", orUnknown(res.Current), res.Target, res.Route.Bytes)
+	mark := ""
+	switch {
+	case res.Required:
+		mark = ", required: " + res.MinimumVersion + " is the lowest version supported"
+	case res.Critical:
+		mark = ", critical"
+	}
+	fmt.Fprintf(cr.stderr, "Update %s to %s (%d bytes to download%s)? [y/N] ", orUnknown(res.Current), res.Target, res.Route.Bytes, mark)
 	ans, _ := bufio.NewReader(cr.stdin).ReadString('\n')
 	ans = strings.ToLower(strings.TrimSpace(ans))
 	return ans == "y" || ans == "yes"
