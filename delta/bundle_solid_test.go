@@ -19,8 +19,8 @@ import (
 // solid stream is for.
 func solidTrees(t testing.TB) (oldDir, newDir string) {
 	r := rand.New(rand.NewPCG(7, 10))
-	a, b := textData(r, 24<<10), textData(r, 24<<10)
-	merged := append(append(bytes.Clone(a[:12<<10]), []byte("// glue\n")...), b[12<<10:]...)
+	a, b := textData(r, 12<<10), textData(r, 12<<10)
+	merged := append(append(bytes.Clone(a[:6<<10]), []byte("// glue\n")...), b[6<<10:]...)
 	dir := t.TempDir()
 	oldDir, newDir = filepath.Join(dir, "old"), filepath.Join(dir, "new")
 	writeTree(t, oldDir, []tnode{tdir("src", 0o755), tfile("src/a.js", 0o644, a), tfile("src/b.js", 0o644, b), tstr("README", 0o644, "readme\n")})
