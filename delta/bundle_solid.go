@@ -145,30 +145,47 @@ func (d *bundleDecoder) solidSection() error {
 	return nil
 }
 
-// windowFiles returns the OLD files of the tree window, in path order.
-func windowFiles(oldEs []tree.Entry) ([]tree.Entry, int64) {
-	var fs []tree.Entry
-	for _, e := range oldEs {
+// windowFiles returns the OLD files of the tree window, in window order:
+// first the OLD files at the solid entries' paths, in entry order (so that
+// each new file and its old version sit at about the same distance in the
+// window and the stream: the copy offsets change little from file to
+// file), then the other OLD files in path order; regular files of size > 0
+// only, each taken only if the running total stays at most TreeWindowMax.
+func windowFiles(oldEs []tree.Entry, solidPaths []string) ([]tree.Entry, int64) {
+	byPath := make(map[string]int, len(oldEs))
+	var rest []tree.Entry
+	for i, e := range oldEs {
 		if e.Type == tree.File && e.Size > 0 {
-			fs = append(fs, e)
+			byPath[e.Path] = i
+			rest = append(rest, e)
 		}
 	}
-	slices.SortFunc(fs, func(a, b tree.Entry) int { return strings.Compare(a.Path, b.Path) })
+	slices.SortFunc(rest, func(a, b tree.Entry) int { return strings.Compare(a.Path, b.Path) })
+	var out []tree.Entry
 	var total int64
-	out := fs[:0]
-	for _, e := range fs {
-		if total+e.Size <= TreeWindowMax {
+	taken := map[string]bool{}
+	take := func(e tree.Entry) {
+		if !taken[e.Path] && total+e.Size <= TreeWindowMax {
 			out = append(out, e)
 			total += e.Size
+			taken[e.Path] = true
 		}
+	}
+	for _, p := range solidPaths {
+		if i, ok := byPath[p]; ok {
+			take(oldEs[i])
+		}
+	}
+	for _, e := range rest {
+		take(e)
 	}
 	return out, total
 }
 
 // readWindow reads the tree window of the OLD tree at root, checking each
 // file's size and SHA-256 against its scanned entry (ErrOldMismatch).
-func readWindow(ctx context.Context, root string, oldEs []tree.Entry) ([]byte, error) {
-	fs, total := windowFiles(oldEs)
+func readWindow(ctx context.Context, root string, oldEs []tree.Entry, solidPaths []string) ([]byte, error) {
+	fs, total := windowFiles(oldEs, solidPaths)
 	win := make([]byte, total)
 	off := int64(0)
 	for _, e := range fs {
@@ -199,7 +216,11 @@ func readWindow(ctx context.Context, root string, oldEs []tree.Entry) ([]byte, e
 // applySolid decodes the solid stream into the solid entries' files.
 func (a *applier) applySolid() error {
 	hdrSolid := &a.d.solid
-	win, err := readWindow(a.ctx, a.oldRoot, a.oldEs)
+	paths := make([]string, len(a.solid))
+	for i, e := range a.solid {
+		paths[i] = e.Path
+	}
+	win, err := readWindow(a.ctx, a.oldRoot, a.oldEs, paths)
 	if err != nil {
 		return err
 	}
@@ -304,15 +325,17 @@ func (s *solidWriter) abort() {
 // payload or the stream would exceed solidMaxNew.
 func solidPayload(ctx context.Context, oldRoot, newRoot string, oldEs []tree.Entry, plan []*planned, o *BundleOptions) ([]byte, Method, error) {
 	var total int64
+	var paths []string
 	for _, pe := range plan {
 		if len(pe.cands) > 0 {
 			total += pe.Size
+			paths = append(paths, pe.Path)
 		}
 	}
 	if total == 0 || total > solidMaxNew {
 		return nil, 0, nil
 	}
-	win, err := readWindow(ctx, oldRoot, oldEs)
+	win, err := readWindow(ctx, oldRoot, oldEs, paths)
 	if err != nil {
 		return nil, 0, fmt.Errorf("delta: old tree changed while the bundle was made: %w", err)
 	}
