@@ -651,22 +651,8 @@ func (d *bundleDecoder) payloadHeader(e *BundleEntry, what string) error {
 	if pl > uint64(maxPayload(d.o.MaxFileSize)) {
 		return fmt.Errorf("%w: %s: payload of %d bytes exceeds the cap of %d", ErrTooLarge, what, pl, maxPayload(d.o.MaxFileSize))
 	}
-	var mb [1]byte
-	if err := d.r.full(mb[:], what+" payload method"); err != nil {
-		return err
-	}
-	m := Method(mb[0])
-	if m < MethodBsdiffCM || m > lastMethod {
-		return fmt.Errorf("%w: %s: payload method %d", ErrFormat, what, mb[0])
-	}
-	before := d.r.n
-	newSize, err := d.r.uvarint(what + " payload size")
+	m, newSize, sum, hlen, err := d.payloadHead(what + " payload")
 	if err != nil {
-		return err
-	}
-	hlen := 1 + (d.r.n - before) + 32
-	var sum [32]byte
-	if err := d.r.full(sum[:], what+" payload hash"); err != nil {
 		return err
 	}
 	switch {

@@ -107,26 +107,14 @@ func (d *bundleDecoder) solidSection() error {
 	if pl > uint64(maxPayload(d.solid.total)) {
 		return fmt.Errorf("%w: %s of %d bytes exceeds the cap of %d for %d bytes of files", ErrTooLarge, what, pl, maxPayload(d.solid.total), d.solid.total)
 	}
-	var mb [1]byte
-	if err := d.r.full(mb[:], what+" method"); err != nil {
-		return err
-	}
-	m := Method(mb[0])
-	if m < MethodBsdiffCM || m > lastMethod {
-		return fmt.Errorf("%w: %s: method %d", ErrFormat, what, mb[0])
-	}
-	before := d.r.n
-	ns, err := d.r.uvarint(what + " size")
+	m, ns, sum, hlen, err := d.payloadHead(what)
 	if err != nil {
 		return err
 	}
-	hlen := 1 + (d.r.n - before) + 32
 	if ns != uint64(d.solid.total) {
 		return fmt.Errorf("%w: %s of %d bytes, the solid entries add up to %d", ErrCorrupt, what, ns, d.solid.total)
 	}
-	if err := d.r.full(d.solid.sum[:], what+" hash"); err != nil {
-		return err
-	}
+	d.solid.sum = sum
 	if pl < uint64(hlen)+4 {
 		return fmt.Errorf("%w: %s of %d bytes is shorter than its header", ErrCorrupt, what, pl)
 	}
@@ -143,6 +131,26 @@ func (d *bundleDecoder) solidSection() error {
 		return fmt.Errorf("%w: %s longer than its patch", ErrCorrupt, what)
 	}
 	return nil
+}
+
+// payloadHead reads the head of a payload (entry or solid stream): method,
+// new size, new SHA-256; hlen is its length in bytes.
+func (d *bundleDecoder) payloadHead(what string) (m Method, newSize uint64, sum [32]byte, hlen int64, err error) {
+	var mb [1]byte
+	if err = d.r.full(mb[:], what+" method"); err != nil {
+		return
+	}
+	if m = Method(mb[0]); m < MethodBsdiffCM || m > lastMethod {
+		err = fmt.Errorf("%w: %s method %d", ErrFormat, what, mb[0])
+		return
+	}
+	before := d.r.n
+	if newSize, err = d.r.uvarint(what + " size"); err != nil {
+		return
+	}
+	hlen = 1 + (d.r.n - before) + 32
+	err = d.r.full(sum[:], what+" hash")
+	return
 }
 
 // windowFiles returns the OLD files of the tree window, in window order:
