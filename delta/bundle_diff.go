@@ -88,8 +88,8 @@ func DiffBundleFile(ctx context.Context, oldDir, newDir, bundlePath string, opts
 // about 5x the window (at most 128 MiB) plus the stream (at most 128 MiB).
 //
 // Memory: per worker, the files being diffed and Diff's working set; plus
-// every payload until all are done (the form is chosen before writing), and
-// the solid stream's Diff beside them.
+// every payload until all are done (the form is chosen before writing). The
+// solid stream is diffed after the per-file jobs, alone.
 func DiffBundle(ctx context.Context, oldDir, newDir string, w io.Writer, opts *BundleOptions) (st BundleStats, err error) {
 	var o BundleOptions
 	if opts != nil {
@@ -175,7 +175,7 @@ func DiffBundle(ctx context.Context, oldDir, newDir string, w io.Writer, opts *B
 	}
 
 	ctx, cancel := context.WithCancel(ctx)
-	// The solid stream is diffed beside the per-file jobs; both are kept
+	// The solid stream is diffed after the per-file jobs; both are kept
 	// until the end, where the smaller form wins.
 	var (
 		solid       []byte
@@ -234,20 +234,12 @@ func DiffBundle(ctx context.Context, oldDir, newDir string, w io.Writer, opts *B
 		}
 		return nil
 	}
-	if !o.NoSolid {
-		wg.Add(1)
-		go func() {
-			defer wg.Done()
-			defer close(solidDone)
-			var err error
-			if solid, solidMethod, err = solidPayload(ctx, oldRoot, newRoot, oldEs, plan, &o); err != nil {
-				fail(err)
-			}
-		}()
-	}
 	wg.Add(1)
 	go func() {
 		defer wg.Done()
+		if !o.NoSolid {
+			defer close(solidDone)
+		}
 		for _, j := range big {
 			if ctx.Err() != nil {
 				return
@@ -283,6 +275,14 @@ func DiffBundle(ctx context.Context, oldDir, newDir string, w io.Writer, opts *B
 		}
 		close(ch)
 		pool.Wait()
+		// The solid stream last, with every worker: its Diff (5x the
+		// window) never runs beside a big file's.
+		if !o.NoSolid && ctx.Err() == nil {
+			var err error
+			if solid, solidMethod, err = solidPayload(ctx, oldRoot, newRoot, oldEs, plan, &o); err != nil {
+				fail(err)
+			}
+		}
 	}()
 
 	// Wait for every payload and the solid stream, then write the bundle
