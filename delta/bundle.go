@@ -55,6 +55,10 @@ const (
 	// EntryNew: a native patch against an empty old file (in effect the
 	// file compressed); no payload for an empty file.
 	EntryNew EntryKind = 6
+	// EntrySolid: the file's bytes come from the bundle's solid stream
+	// (version 2 only; see bundle_solid.go): all solid files, in entry
+	// order, coded as one native patch against the OLD tree's window.
+	EntrySolid EntryKind = 7
 )
 
 func (k EntryKind) String() string {
@@ -71,6 +75,8 @@ func (k EntryKind) String() string {
 		return "patch"
 	case EntryNew:
 		return "new"
+	case EntrySolid:
+		return "solid"
 	}
 	return fmt.Sprintf("kind(%d)", uint8(k))
 }
@@ -113,13 +119,15 @@ func (e *BundleEntry) treeEntry() tree.Entry {
 // BundleCounts counts a bundle's entries by kind, and its removals.
 type BundleCounts struct {
 	Dirs, Symlinks, Unchanged, Copied, Patched, New int
+	// Solid: files carried by the solid stream (EntrySolid).
+	Solid int
 	// Removed: paths of the OLD tree that the NEW tree does not have (or
 	// has with another type).
 	Removed int
 }
 
 // Files is the number of file entries.
-func (c BundleCounts) Files() int { return c.Unchanged + c.Copied + c.Patched + c.New }
+func (c BundleCounts) Files() int { return c.Unchanged + c.Copied + c.Patched + c.New + c.Solid }
 
 func (c *BundleCounts) add(k EntryKind) {
 	switch k {
@@ -135,6 +143,8 @@ func (c *BundleCounts) add(k EntryKind) {
 		c.Patched++
 	case EntryNew:
 		c.New++
+	case EntrySolid:
+		c.Solid++
 	}
 }
 
@@ -208,6 +218,7 @@ func maxPayload(n int64) int64 { return headerSize + n + n/64 + 64<<10 }
 // ---- encoding ----
 
 type bundleHeader struct {
+	version              byte // bundleVersion, or bundleVersionSolid with a solid stream
 	entries              uint32
 	newSize              int64
 	oldDigest, newDigest [32]byte
@@ -216,7 +227,7 @@ type bundleHeader struct {
 func (h *bundleHeader) bytes() []byte {
 	b := make([]byte, bundleHeaderSize)
 	copy(b, bundleMagic)
-	b[4] = bundleVersion
+	b[4] = max(h.version, bundleVersion)
 	binary.LittleEndian.PutUint32(b[8:], h.entries)
 	binary.LittleEndian.PutUint64(b[12:], uint64(h.newSize))
 	copy(b[20:], h.oldDigest[:])
@@ -251,6 +262,10 @@ func appendEntry(b []byte, e *BundleEntry, prev string) []byte {
 	case EntrySymlink:
 		b = appendString(b, e.Target)
 	case EntryUnchanged:
+	case EntrySolid:
+		b = binary.AppendUvarint(b, uint64(e.Mode.Perm()))
+		b = binary.AppendUvarint(b, uint64(e.Size))
+		b = append(b, e.SHA256[:]...)
 	default:
 		b = binary.AppendUvarint(b, uint64(e.Mode.Perm()))
 		if e.Kind == EntryCopy || e.Kind == EntryPatch {
@@ -352,6 +367,7 @@ type bundleDecoder struct {
 	pending *io.LimitedReader // and the rest of its payload
 	tes     []tree.Entry
 	removed []string
+	solid   solidState
 }
 
 func newBundleDecoder(r io.Reader, o *BundleApplyOptions) (*bundleDecoder, error) {
@@ -378,9 +394,10 @@ func newBundleDecoder(r io.Reader, o *BundleApplyOptions) (*bundleDecoder, error
 	if binary.LittleEndian.Uint32(h[84:]) != crc32.Checksum(h[:84], castagnoli) {
 		return nil, fmt.Errorf("%w: bundle header checksum mismatch", ErrCorrupt)
 	}
-	if h[4] != bundleVersion {
-		return nil, fmt.Errorf("%w: bundle version %d (this build reads %d; update deltaup)", ErrFormat, h[4], bundleVersion)
+	if h[4] != bundleVersion && h[4] != bundleVersionSolid {
+		return nil, fmt.Errorf("%w: bundle version %d (this build reads %d and %d; update deltaup)", ErrFormat, h[4], bundleVersion, bundleVersionSolid)
 	}
+	d.hdr.version = h[4]
 	if h[5] != 0 || h[6] != 0 || h[7] != 0 {
 		return nil, fmt.Errorf("%w: reserved bundle header bytes are set", ErrCorrupt)
 	}
@@ -482,7 +499,7 @@ func (d *bundleDecoder) next() (BundleEntry, error) {
 		return e, truncated(what, err)
 	}
 	e.Kind = EntryKind(k)
-	if e.Kind < EntryDir || e.Kind > EntryNew {
+	if e.Kind < EntryDir || e.Kind > EntrySolid || (e.Kind == EntrySolid && d.hdr.version != bundleVersionSolid) {
 		return e, fmt.Errorf("%w: %s: unknown kind %d", ErrCorrupt, what, k)
 	}
 	if e.Path, err = d.frontCoded(d.prev, what+" path"); err != nil {
@@ -504,6 +521,10 @@ func (d *bundleDecoder) next() (BundleEntry, error) {
 			return e, err
 		}
 		d.dirs[e.Path] = true
+	case EntrySolid:
+		if err := d.solidFields(&e, what); err != nil {
+			return e, err
+		}
 	case EntrySymlink:
 		if e.Target, err = d.str(what + " target"); err != nil {
 			return e, err
@@ -630,22 +651,8 @@ func (d *bundleDecoder) payloadHeader(e *BundleEntry, what string) error {
 	if pl > uint64(maxPayload(d.o.MaxFileSize)) {
 		return fmt.Errorf("%w: %s: payload of %d bytes exceeds the cap of %d", ErrTooLarge, what, pl, maxPayload(d.o.MaxFileSize))
 	}
-	var mb [1]byte
-	if err := d.r.full(mb[:], what+" payload method"); err != nil {
-		return err
-	}
-	m := Method(mb[0])
-	if m < MethodBsdiffCM || m > lastMethod {
-		return fmt.Errorf("%w: %s: payload method %d", ErrFormat, what, mb[0])
-	}
-	before := d.r.n
-	newSize, err := d.r.uvarint(what + " payload size")
+	m, newSize, sum, hlen, err := d.payloadHead(what + " payload")
 	if err != nil {
-		return err
-	}
-	hlen := 1 + (d.r.n - before) + 32
-	var sum [32]byte
-	if err := d.r.full(sum[:], what+" payload hash"); err != nil {
 		return err
 	}
 	switch {
@@ -710,6 +717,9 @@ func (d *bundleDecoder) finish() error {
 		}
 		d.removed = append(d.removed, p)
 		prev = p
+	}
+	if err := d.solidSection(); err != nil {
+		return err
 	}
 	sum := d.r.h.Sum(nil)
 	var tr [bundleTrailerSize]byte
@@ -781,6 +791,7 @@ func ReadBundleIndex(ctx context.Context, r io.Reader, opts *BundleApplyOptions)
 		}
 		ix.Entries = append(ix.Entries, e)
 	}
+	d.solid.apply = func() error { return d.skipPayload() }
 	if err := d.finish(); err != nil {
 		return nil, err
 	}

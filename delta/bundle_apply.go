@@ -145,6 +145,7 @@ func ApplyBundle(ctx context.Context, oldDir string, r io.Reader, outDir string,
 		}
 		info.add(e.Kind)
 	}
+	d.solid.apply = a.applySolid
 	if err := d.finish(); err != nil {
 		return info, err
 	}
@@ -201,6 +202,7 @@ type applier struct {
 	keep    []bool         // OLD entries the NEW tree has at the same path with the same type
 	dirs    []BundleEntry
 	links   []BundleEntry
+	solid   []BundleEntry // files of the solid stream, written after the removal list
 	buf     []byte
 }
 
@@ -216,6 +218,9 @@ func (a *applier) apply(e *BundleEntry) error {
 		return os.Mkdir(a.dst(e.Path), 0o700)
 	case EntrySymlink:
 		a.links = append(a.links, *e)
+		return nil
+	case EntrySolid:
+		a.solid = append(a.solid, *e)
 		return nil
 	case EntryUnchanged, EntryCopy:
 		// The decoder took size and hash from the OLD entry.

@@ -39,13 +39,19 @@ type BundleOptions struct {
 	// Modes says which permission bits the bundle records for both trees
 	// (tree.ScanOptions.Modes); tree.ModesPortable for Windows clients.
 	Modes tree.Modes
+	// NoSolid leaves out the solid stream (tree-wide matching, a version 2
+	// bundle): every file that needs a payload gets its own, and the
+	// bundle is version 1, readable by older clients.
+	NoSolid bool
 }
 
 // BundleStats reports what DiffBundle did.
 type BundleStats struct {
 	BundleCounts
 	OldSize, NewSize     int64    // total size of the OLD and NEW files
-	PayloadSize          int64    // sum of the per-file patches (payloads)
+	PayloadSize          int64    // sum of the per-file patches (payloads) and the solid stream
+	SolidSize            int64    // the solid stream's payload (0: none, a version 1 bundle)
+	SolidMethod          Method   // and its method
 	BundleSize           int64    // bytes written
 	OldDigest, NewDigest [32]byte // tree.Digest of the two trees
 	Entries              []BundleEntry
@@ -74,8 +80,16 @@ func DiffBundleFile(ctx context.Context, oldDir, newDir, bundlePath string, opts
 // diffed in parallel; the bundle is written in NEW path order as the
 // patches complete.
 //
+// Unless NoSolid is set, it also diffs the stream of all the files that need
+// a payload, in path order, against the OLD tree's window (tree-wide
+// matching, see bundle_solid.go) and writes a version 2 bundle when that is
+// smaller. That costs about one more Diff of the stream against the window
+// (about 1 s per 10 MB of window on one core) and Diff's memory for it:
+// about 5x the window (at most 128 MiB) plus the stream (at most 128 MiB).
+//
 // Memory: per worker, the files being diffed and Diff's working set; plus
-// the patches finished ahead of the one being written.
+// every payload until all are done (the form is chosen before writing). The
+// solid stream is diffed after the per-file jobs, alone.
 func DiffBundle(ctx context.Context, oldDir, newDir string, w io.Writer, opts *BundleOptions) (st BundleStats, err error) {
 	var o BundleOptions
 	if opts != nil {
@@ -161,6 +175,16 @@ func DiffBundle(ctx context.Context, oldDir, newDir string, w io.Writer, opts *B
 	}
 
 	ctx, cancel := context.WithCancel(ctx)
+	// The solid stream is diffed after the per-file jobs; both are kept
+	// until the end, where the smaller form wins.
+	var (
+		solid       []byte
+		solidMethod Method
+	)
+	solidDone := make(chan struct{})
+	if o.NoSolid {
+		close(solidDone)
+	}
 	var (
 		wg       sync.WaitGroup
 		errOnce  sync.Once
@@ -213,6 +237,9 @@ func DiffBundle(ctx context.Context, oldDir, newDir string, w io.Writer, opts *B
 	wg.Add(1)
 	go func() {
 		defer wg.Done()
+		if !o.NoSolid {
+			defer close(solidDone)
+		}
 		for _, j := range big {
 			if ctx.Err() != nil {
 				return
@@ -248,17 +275,19 @@ func DiffBundle(ctx context.Context, oldDir, newDir string, w io.Writer, opts *B
 		}
 		close(ch)
 		pool.Wait()
+		// The solid stream last, with every worker: its Diff (5x the
+		// window) never runs beside a big file's.
+		if !o.NoSolid && ctx.Err() == nil {
+			var err error
+			if solid, solidMethod, err = solidPayload(ctx, oldRoot, newRoot, oldEs, plan, &o); err != nil {
+				fail(err)
+			}
+		}
 	}()
 
-	// Write the bundle in path order as the entries complete.
-	cw := &bundleWriter{w: w, h: sha256.New()}
-	hdr := bundleHeader{entries: uint32(len(plan)), newSize: st.NewSize, oldDigest: st.OldDigest, newDigest: st.NewDigest}
-	if err := cw.write(hdr.bytes()); err != nil {
-		return st, err
-	}
-	var meta []byte
-	prev := ""
-	for _, pe := range plan {
+	// Wait for every payload and the solid stream, then write the bundle
+	// in path order, in the smaller of the two forms.
+	for _, pe := range append(plan, &planned{done: solidDone}) {
 		select {
 		case <-pe.done:
 		case <-ctx.Done():
@@ -267,9 +296,31 @@ func DiffBundle(ctx context.Context, oldDir, newDir string, w io.Writer, opts *B
 			}
 			return st, ctx.Err()
 		}
-		if len(pe.cands) > 0 && pe.Source == "" {
+	}
+	if firstErr != nil {
+		return st, firstErr
+	}
+	hdr := bundleHeader{entries: uint32(len(plan)), newSize: st.NewSize, oldDigest: st.OldDigest, newDigest: st.NewDigest}
+	if solid != nil {
+		if sc, pc := solidCosts(plan, solid); sc < pc {
+			hdr.version = bundleVersionSolid
+		} else {
+			solid = nil
+		}
+	}
+	cw := &bundleWriter{w: w, h: sha256.New()}
+	if err := cw.write(hdr.bytes()); err != nil {
+		return st, err
+	}
+	var meta []byte
+	prev := ""
+	for _, pe := range plan {
+		switch {
+		case len(pe.cands) > 0 && solid != nil:
+			pe.Kind, pe.Source, pe.payload, pe.Method = EntrySolid, "", nil, solidMethod
+		case len(pe.cands) > 0 && pe.Source == "":
 			pe.Kind = EntryNew
-		} else if len(pe.cands) > 0 {
+		case len(pe.cands) > 0:
 			pe.Kind = EntryPatch
 		}
 		pe.PayloadSize = int64(len(pe.payload))
@@ -292,7 +343,15 @@ func DiffBundle(ctx context.Context, oldDir, newDir string, w io.Writer, opts *B
 		meta = appendFrontCoded(meta, prev, p)
 		prev = p
 	}
+	if solid != nil {
+		meta = binary.AppendUvarint(meta, uint64(len(solid)))
+		st.SolidSize, st.SolidMethod = int64(len(solid)), solidMethod
+		st.PayloadSize += st.SolidSize
+	}
 	if err := cw.write(meta); err != nil {
+		return st, err
+	}
+	if err := cw.write(solid); err != nil {
 		return st, err
 	}
 	if _, err := w.Write(cw.h.Sum(nil)); err != nil {

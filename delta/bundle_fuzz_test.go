@@ -12,6 +12,23 @@ import (
 	"github.com/deltaup/deltaup/delta"
 )
 
+// checkFailedApply checks a failed ApplyBundle: the output directory is
+// gone, and the error wraps exactly one delta class or is an I/O error about
+// a path (e.g. a name the file system refuses).
+func checkFailedApply(t *testing.T, out string, err error) {
+	t.Helper()
+	if _, serr := os.Lstat(out); !errors.Is(serr, fs.ErrNotExist) {
+		t.Fatalf("failed (%v) but left the output directory", err)
+	}
+	var pe *fs.PathError
+	var le *os.LinkError
+	if c := className(err); c == "unclassified" && !errors.As(err, &pe) && !errors.As(err, &le) {
+		t.Fatalf("unclassified error: %v", err)
+	} else if c == "multiple" {
+		t.Fatalf("error wraps several classes: %v", err)
+	}
+}
+
 // FuzzApplyBundle applies arbitrary bytes as a bundle to the golden OLD
 // tree. Run it with
 //
@@ -39,16 +56,7 @@ func FuzzApplyBundle(f *testing.F) {
 		out := filepath.Join(t.TempDir(), "out")
 		info, err := delta.ApplyBundle(context.Background(), oldDir, bytes.NewReader(b), out, opts)
 		if err != nil {
-			if _, serr := os.Lstat(out); !errors.Is(serr, fs.ErrNotExist) {
-				t.Fatalf("failed (%v) but left the output directory", err)
-			}
-			var pe *fs.PathError
-			var le *os.LinkError
-			if c := className(err); c == "unclassified" && !errors.As(err, &pe) && !errors.As(err, &le) {
-				t.Fatalf("unclassified error: %v", err)
-			} else if c == "multiple" {
-				t.Fatalf("error wraps several classes: %v", err)
-			}
+			checkFailedApply(t, out, err)
 			return
 		}
 		if d := treeDigest(t, out); d != info.NewDigest {

@@ -450,6 +450,10 @@ func rCopy(p string, mode uint64, src string) rawEntry {
 func rPatch(p string, mode uint64, src string, payload []byte) rawEntry {
 	return rawEntry{5, p, cat(uv(mode), str(src), uv(uint64(len(payload))), payload)}
 }
+func rSolid(p string, mode uint64, data []byte) rawEntry {
+	sum := sha256.Sum256(data)
+	return rawEntry{7, p, cat(uv(mode), uv(uint64(len(data))), sum[:])}
+}
 func rNew(p string, mode uint64, payload []byte) rawEntry {
 	return rawEntry{6, p, cat(uv(mode), uv(uint64(len(payload))), payload)}
 }
@@ -475,6 +479,7 @@ type rawBundle struct {
 	oldDigest, newDigest [32]byte
 	entries              []rawEntry
 	removed              []string
+	solid                []byte // version 2: the solid section (uvarint length, payload), as is
 	crcXor               uint32
 	trailerXor           byte
 }
@@ -515,6 +520,7 @@ func (rb rawBundle) bytes() []byte {
 		b = append(b, frontCode(prev, p)...)
 		prev = p
 	}
+	b = append(b, rb.solid...)
 	sum := sha256.Sum256(b)
 	sum[0] ^= rb.trailerXor
 	return append(b, sum[:]...)

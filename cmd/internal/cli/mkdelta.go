@@ -370,9 +370,13 @@ func mkdeltaBundle(ctx context.Context, name, oldDir, newDir, out string, worker
 			ratio = 100 * float64(st.BundleSize) / float64(st.NewSize)
 		}
 		c := st.BundleCounts
-		fmt.Fprintf(stdout, "%s: %d bytes (%.2f%% of new tree %d bytes in %d files; old %d bytes) bundle: %d unchanged, %d copied, %d patched, %d new, %d dirs, %d symlinks, %d removed; patches %d bytes, in %.2fs\n",
+		solid := "" // version 2 bundles only (tree-wide matching)
+		if c.Solid > 0 {
+			solid = fmt.Sprintf(", %d solid", c.Solid)
+		}
+		fmt.Fprintf(stdout, "%s: %d bytes (%.2f%% of new tree %d bytes in %d files; old %d bytes) bundle: %d unchanged, %d copied, %d patched, %d new%s, %d dirs, %d symlinks, %d removed; patches %d bytes, in %.2fs\n",
 			out, st.BundleSize, ratio, st.NewSize, c.Files(), st.OldSize,
-			c.Unchanged, c.Copied, c.Patched, c.New, c.Dirs, c.Symlinks, c.Removed, st.PayloadSize, time.Since(start).Seconds())
+			c.Unchanged, c.Copied, c.Patched, c.New, solid, c.Dirs, c.Symlinks, c.Removed, st.PayloadSize, time.Since(start).Seconds())
 	}
 	return exitOK
 }

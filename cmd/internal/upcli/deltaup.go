@@ -186,8 +186,12 @@ func deltaupPatchBundle(ctx context.Context, oldDir, bundlePath, out string, max
 	}
 	if !quiet {
 		c := info.BundleCounts
-		fmt.Fprintf(stdout, "%s: %d files, %d dirs, %d symlinks, %d bytes (%d unchanged, %d copied, %d patched, %d new; %d removed), tree sha256 verified, in %.2fs\n",
-			out, c.Files(), c.Dirs, c.Symlinks, info.NewSize, c.Unchanged, c.Copied, c.Patched, c.New, c.Removed, time.Since(start).Seconds())
+		solid := "" // version 2 bundles only (tree-wide matching)
+		if c.Solid > 0 {
+			solid = fmt.Sprintf(", %d solid", c.Solid)
+		}
+		fmt.Fprintf(stdout, "%s: %d files, %d dirs, %d symlinks, %d bytes (%d unchanged, %d copied, %d patched, %d new%s; %d removed), tree sha256 verified, in %.2fs\n",
+			out, c.Files(), c.Dirs, c.Symlinks, info.NewSize, c.Unchanged, c.Copied, c.Patched, c.New, solid, c.Removed, time.Since(start).Seconds())
 	}
 	return 0
 }
