@@ -54,6 +54,11 @@ type PublishOptions struct {
 	// for windows-…), app or channel. A whole channel should use one
 	// setting.
 	PortableModes bool
+	// NoSolid keeps every patch a version-1 bundle (one payload per
+	// file; delta.BundleOptions.NoSolid): clients built before solid
+	// bundles (tree-wide matching) refuse version 2 and fall back to the
+	// full archive. Patches are then somewhat larger on trees.
+	NoSolid bool
 	// Platform, when set (manifest.ValidPlatform: "linux-amd64",
 	// "windows-amd64", "darwin-arm64", …), publishes into that platform's
 	// sub-repository REPO/PLATFORM/ (its own index, archives and patches;
@@ -309,7 +314,7 @@ func Publish(ctx context.Context, newDir string, opts PublishOptions) (*PublishR
 			var bst delta.BundleStats
 			art, err := writeArtifact(o.Repo, rp, func(w io.Writer) error {
 				var err error
-				bst, err = delta.DiffBundle(ctx, oldDir, newDir, w, &delta.BundleOptions{Modes: o.modes()})
+				bst, err = delta.DiffBundle(ctx, oldDir, newDir, w, &delta.BundleOptions{Modes: o.modes(), NoSolid: o.NoSolid})
 				return err
 			})
 			if err != nil {

@@ -103,6 +103,7 @@ func mkdeltaPublish(name string, args []string, stdout, stderr io.Writer) int {
 	allowOlder := fs.Bool("allow-older", false, "publish a version lower than the newest of the channel (a fix for an older line; clients on the newest never install it)")
 	patchesFrom := fs.Int("patches-from", releasetools.DefaultPatchesFrom, "make patches from the `N` closest lower versions of the channel (0: none)")
 	milestones := fs.Bool("milestones", true, "also make patches from the versions 4, 8, 16, … positions below when the new version's position is a multiple of that distance (log-many hops for clients far behind; --milestones=false: none)")
+	noSolid := fs.Bool("no-solid", false, "write per-file (version 1) bundles only, for clients older than tree-wide matching (they refuse version 2 and download the full archive)")
 	portable := fs.Bool("portable-modes", false, "record only the permission bits every OS keeps (files 0644/0444, directories 0755/0555): required for Windows builds, wrong for others (executables lose their exec bit)")
 	validity := fs.Duration("validity", releasetools.DefaultValidity, "how long the new manifest stays valid, a `DURATION` such as 2160h")
 	platform := platformFlag(fs, "publish into the platform's directory of the repository, `OS-ARCH` such as linux-amd64, windows-amd64, darwin-arm64 (windows-…: --portable-modes implied; default: the platform-less build)")
@@ -149,7 +150,7 @@ func mkdeltaPublish(name string, args []string, stdout, stderr io.Writer) int {
 	}
 	res, err := releasetools.Publish(ctx, fs.Arg(0), releasetools.PublishOptions{
 		Repo: *repo, App: *app, Version: v, Channel: *channel, Key: key, AllowOlder: *allowOlder,
-		PatchesFrom: n, NoMilestones: !*milestones, PortableModes: *portable, Platform: *platform, Validity: *validity, Log: log,
+		PatchesFrom: n, NoMilestones: !*milestones, PortableModes: *portable, NoSolid: *noSolid, Platform: *platform, Validity: *validity, Log: log,
 		ExtraKeys: extra, TimestampKeys: stamp, TimestampValidity: *tsValidity, Policy: policy,
 	})
 	if err != nil {
