@@ -382,6 +382,7 @@ func TestRolesKilled(t *testing.T) {
 						t.Fatalf("v2 client after a kill at write %d of %d: %v", n, count, err)
 					}
 					windows++
+					t.Logf("kill at %d: %v", n, err)
 				}
 				// The same command again completes.
 				cs.mu.Lock()
