@@ -47,6 +47,12 @@ import (
 // timestamp not signed by the newest root's timestamp keys (a key change
 // stopped between the root and the timestamp) is reissued by the next
 // Refresh, or by the same key command run again.
+//
+// Platforms and the release policy follow the same order: every
+// platform's index (PLATFORM/) is outlined, signed and named by the one
+// timestamp as the platform-less one is, the policy is re-signed with new
+// release keys before the root, and every timestamp names every
+// platform's current index and the current policy (stampIndexes).
 
 // lockRoles opens repo's store for a key command and takes the publish
 // lock (lockStore, as Publish, Prune and SetPolicy). A local repository
