@@ -507,7 +507,7 @@ func ChangeKeys(ctx context.Context, kc KeyChange, o RolesOptions) (*manifest.Ro
 		if _, err := roleSigners(old, manifest.RoleTimestamp, o.Keys); err != nil {
 			return nil, fmt.Errorf("root %d already holds this change, but timestamp.json is not signed by its timestamp keys (the command that made it stopped before the timestamp): %w", old.Version, err)
 		}
-		if _, err := completeTimestamp(ctx, st, old, o); err != nil {
+		if _, err := completeTimestamp(ctx, st, old, o, fmt.Sprintf(" (completing the interrupted change to root %d)", old.Version)); err != nil {
 			return nil, err
 		}
 		return old, nil
@@ -619,7 +619,7 @@ func ChangeKeys(ctx context.Context, kc KeyChange, o RolesOptions) (*manifest.Ro
 	o.logf("root %d: valid until %s", next.Version, next.Expires.Format(time.RFC3339))
 	if !tsChanged && !tsSigned {
 		if _, err := roleSigners(next, manifest.RoleTimestamp, o.Keys); err == nil {
-			if _, err := completeTimestamp(ctx, st, next, o); err != nil {
+			if _, err := completeTimestamp(ctx, st, next, o, fmt.Sprintf(" (completing the change to root %d an earlier command stopped before its timestamp)", old.Version)); err != nil {
 				return nil, err
 			}
 		} else {
@@ -650,25 +650,7 @@ func Refresh(ctx context.Context, o RolesOptions) (*manifest.Timestamp, error) {
 		return nil, err
 	}
 	defer unlock()
-	idx, err := currentIndexes(o.Repo, root)
-	if err != nil {
-		return nil, err
-	}
-	if err := ctx.Err(); err != nil {
-		return nil, err
-	}
-	if _, err := roleSigners(root, manifest.RoleTimestamp, o.Keys); err != nil {
-		return nil, err
-	}
-	if err := st.Fence(ctx); err != nil {
-		return nil, err
-	}
-	ts, err := stampIndexes(o.Repo, root, idx, o.Keys, o.now(), o.TimestampValidity, restartTimestamp(o.Repo, root))
-	if err != nil {
-		return nil, err
-	}
-	o.logf("timestamp %d: %s, valid until %s", ts.Sequence, describeStamp(ts), ts.Expires.Format(time.RFC3339))
-	return ts, nil
+	return completeTimestamp(ctx, st, root, o, "")
 }
 
 func sha256Of(b []byte) [32]byte { return sha256.Sum256(b) }

@@ -217,15 +217,7 @@ func TestRolesPlatformsPolicyOnBucket(t *testing.T) {
 				} else if ts.Sequence != before.Sequence {
 					t.Fatalf("clients after a kill at write %d: timestamp %d, want the previous %d", n, ts.Sequence, before.Sequence)
 				}
-				cs.mu.Lock()
-				cs.n = -1
-				cs.mu.Unlock()
-				if err := cmd.run(repo); err != nil && !(cmd.done(repo) && errors.Is(err, ErrRepo)) {
-					t.Fatalf("rerun after a kill at write %d: %v", n, err)
-				}
-				if !cmd.done(repo) {
-					t.Fatalf("rerun after a kill at write %d: the change is not in place", n)
-				}
+				rerunKilled(t, cs, n, func() error { return cmd.run(repo) }, func() bool { return cmd.done(repo) })
 				stamped(t, fmt.Sprintf("rerun after a kill at write %d", n), repo, st, root1)
 				if r, _ := LoadRoot(repo); r.Version > 2 {
 					t.Errorf("rerun after a kill at write %d made root %d", n, r.Version)
@@ -236,5 +228,20 @@ func TestRolesPlatformsPolicyOnBucket(t *testing.T) {
 				t.Errorf("%d kill points leave a timestamp clients refuse; at most 2 expected", windows)
 			}
 		})
+	}
+}
+
+// rerunKilled lifts the kill of cs and runs the command stopped at write
+// n again: it must complete it (or find its change made, ErrRepo).
+func rerunKilled(t *testing.T, cs *crashStore, n int, run func() error, done func() bool) {
+	t.Helper()
+	cs.mu.Lock()
+	cs.n = -1
+	cs.mu.Unlock()
+	if err := run(); err != nil && !(done() && errors.Is(err, ErrRepo)) {
+		t.Fatalf("rerun after a kill at write %d: %v", n, err)
+	}
+	if !done() {
+		t.Fatalf("rerun after a kill at write %d: the change is not in place", n)
 	}
 }

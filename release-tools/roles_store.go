@@ -255,12 +255,19 @@ func changeInEffect(root *manifest.Root, kc KeyChange) bool {
 }
 
 // completeTimestamp issues the timestamp of the current indexes (the
-// platform-less one and every platform's, as Refresh, with the current
-// policy) signed by root's timestamp keys among o.Keys, after a key change
-// that stopped before it.
-func completeTimestamp(ctx context.Context, st Store, root *manifest.Root, o RolesOptions) (*manifest.Timestamp, error) {
+// platform-less one and every platform's, each re-read and checked, as
+// Refresh, with the current policy) signed by root's timestamp keys among
+// o.Keys, after a key change that stopped before it. note ends the log
+// line.
+func completeTimestamp(ctx context.Context, st Store, root *manifest.Root, o RolesOptions, note string) (*manifest.Timestamp, error) {
 	idx, err := currentIndexes(o.Repo, root)
 	if err != nil {
+		return nil, err
+	}
+	if err := ctx.Err(); err != nil {
+		return nil, err
+	}
+	if _, err := roleSigners(root, manifest.RoleTimestamp, o.Keys); err != nil {
 		return nil, err
 	}
 	if err := st.Fence(ctx); err != nil {
@@ -270,6 +277,6 @@ func completeTimestamp(ctx context.Context, st Store, root *manifest.Root, o Rol
 	if err != nil {
 		return nil, err
 	}
-	o.logf("timestamp %d: %s, valid until %s (completing the interrupted change to root %d)", ts.Sequence, describeStamp(ts), ts.Expires.Format(time.RFC3339), root.Version)
+	o.logf("timestamp %d: %s, valid until %s%s", ts.Sequence, describeStamp(ts), ts.Expires.Format(time.RFC3339), note)
 	return ts, nil
 }

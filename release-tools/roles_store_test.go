@@ -385,15 +385,7 @@ func TestRolesKilled(t *testing.T) {
 					t.Logf("kill at %d: %v", n, err)
 				}
 				// The same command again completes.
-				cs.mu.Lock()
-				cs.n = -1
-				cs.mu.Unlock()
-				if err := cmd.run(repo); err != nil && !(cmd.done(repo) && errors.Is(err, ErrRepo)) {
-					t.Fatalf("rerun after a kill at write %d: %v", n, err)
-				}
-				if !cmd.done(repo) {
-					t.Fatalf("rerun after a kill at write %d: the change is not in place", n)
-				}
+				rerunKilled(t, cs, n, func() error { return cmd.run(repo) }, func() bool { return cmd.done(repo) })
 				if r, _ := LoadRoot(repo); r.Version > 2 {
 					t.Errorf("rerun after a kill at write %d made root %d", n, r.Version)
 				}
