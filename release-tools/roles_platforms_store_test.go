@@ -245,3 +245,35 @@ func rerunKilled(t *testing.T, cs *crashStore, n int, run func() error, done fun
 		t.Fatalf("rerun after a kill at write %d: the change is not in place", n)
 	}
 }
+
+// TestPublishPolicyPlatformsOnBucket: a publish with a rollout on a bucket
+// holding two platforms checks the policy's version against every
+// platform's index (each platform's sub-store opened for the read), and
+// its timestamp names both platforms and the new policy.
+func TestPublishPolicyPlatformsOnBucket(t *testing.T) {
+	ctx := context.Background()
+	now := time.Date(2026, 5, 1, 0, 0, 0, 0, time.UTC)
+	clock := func() time.Time { return now }
+	k := newV2Keys(t)
+	plats := []string{"linux-amd64", "windows-amd64"}
+	repo, _, st := memRepo(t, "publish-policy")
+	for _, p := range plats {
+		publishPlatform(t, repo, p, "1.0.0", tinyTree(t, 0), k.rel, now)
+	}
+	root, err := k.migrate(ctx, repo, now)
+	if err != nil {
+		t.Fatal(err)
+	}
+	ten := 10
+	if _, err := Publish(ctx, tinyTree(t, 1), PublishOptions{Repo: repo, App: "demo", Version: "1.1.0", Key: k.rel, Platform: plats[0],
+		TimestampKeys: []manifest.PrivateKey{k.ts}, Now: clock, Policy: &PolicyChange{Percent: &ten}}); err != nil {
+		t.Fatal(err)
+	}
+	ts, _, err := platformsClient(ctx, st, root, plats, now)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if ts.Platforms[plats[0]].Sequence != ts.Platforms[plats[1]].Sequence+1 || ts.Policy == nil || ts.Policy.Sequence != 1 {
+		t.Fatalf("timestamp %+v", ts)
+	}
+}
