@@ -19,7 +19,9 @@
 #      published to a versitygw bucket (timed against a local directory), a
 #      publish killed with SIGKILL then completed, two publishers at once,
 #      0.25.0 -> 0.25.12 through nginx proxying to the bucket (byte-exact,
-#      bytes = plan), prune --keep 5 then kept versions updated by patches;
+#      bytes = plan), prune --keep 5 then kept versions updated by patches,
+#      then mkdelta migrate, key rotate and refresh on the bucket and a v2
+#      client (shipping root/1.json) updating through nginx;
 #      figures appended to bench/RESULTS-e2e.md.
 # Skips (exit 0, saying why) when the corpus or nginx is absent.
 # E2E_KEEP=1 keeps the work directory; NGINX=path picks the nginx binary.
@@ -520,6 +522,33 @@ if [ -n "$vport" ]; then
   done
   log "OK pruned bucket: $s3_before -> $s3_after bytes; local: $prune_out; kept 0.25.8..0.25.11 update to 0.25.12 exactly"
 
+  phase "object store: v2 on the bucket (migrate, rotate the timestamp key, refresh), a v2 client through nginx"
+  "$mkdelta" keygen -o "$work/s3root" >/dev/null
+  "$mkdelta" keygen -o "$work/s3ts" >/dev/null
+  "$mkdelta" keygen -o "$work/s3ts2" >/dev/null
+  "$mkdelta" migrate --repo "$(s3repo esbuild)" --root-key "$work/s3root.key" --release-key "$work/k.key" \
+    --timestamp-key "$work/s3ts.key" >"$work/s3-migrate.out" 2>&1 || die "migrate on the bucket: $(cat "$work/s3-migrate.out")"
+  curl -fsS -o "$work/s3-root1.json" "$base/s3/esbuild/root/1.json" || die "root/1.json not served from the bucket"
+  curl -fsSI "$base/s3/esbuild/root/1.json" | grep -qi '^cache-control: public, max-age=31536000, immutable' || die "no immutable Cache-Control on root/1.json"
+  curl -fsSI "$base/s3/esbuild/timestamp.json" | grep -qi '^cache-control: public, max-age=60' || die "no short Cache-Control on timestamp.json"
+  "$mkdelta" key rotate --repo "$(s3repo esbuild)" --role timestamp --old "$work/s3ts.pub" --pubkey "$work/s3ts2.pub" \
+    --key "$work/s3root.key" --key "$work/s3ts2.key" >"$work/s3-rotate.out" 2>&1 || die "key rotate on the bucket: $(cat "$work/s3-rotate.out")"
+  "$mkdelta" refresh -q --repo "$(s3repo esbuild)" --key "$work/s3ts2.key" || die "refresh on the bucket"
+  ! "$mkdelta" refresh -q --repo "$(s3repo esbuild)" --key "$work/s3ts.key" 2>/dev/null || die "refresh with the rotated-out key was accepted"
+  "$mkdelta" verify --repo "$(s3repo esbuild)" --pubkey "$work/k.pub" >"$work/s3-verify-v2.out" || die "verify of the v2 bucket: $(cat "$work/s3-verify-v2.out")"
+  dir=$work/apps/esbuild-v2
+  install_app esbuild 0.25.11 "$dir"
+  before=$(lines "$ngx/s3.log")
+  "$deltaup" update --app-dir "$dir" --server "$base/s3/esbuild" --root "$work/s3-root1.json" --app esbuild --yes --no-reexec \
+    >"$work/s3-v2-update.out" 2>&1 || { cat "$work/s3-v2-update.out" >&2; die "v2 update from the bucket failed"; }
+  assert_tree "$dir" "$corpus/esbuild/0.25.12"
+  tail -n "+$((before + 1))" "$ngx/s3.log" | awk '{ print $2 }' >"$work/s3-v2-paths"
+  grep -qx '/s3/esbuild/root/2.json' "$work/s3-v2-paths" && grep -qx '/s3/esbuild/timestamp.json' "$work/s3-v2-paths" ||
+    die "the client did not walk root/2.json and read timestamp.json: $(tr '\n' ' ' <"$work/s3-v2-paths")"
+  ! grep -qx '/s3/esbuild/manifest.json' "$work/s3-v2-paths" || die "the v2 client read manifest.json"
+  v2_note="migrate, key rotate --role timestamp, refresh on the bucket; 0.25.11 → 0.25.12 by a client shipping root/1.json (walked root/2.json, read timestamp.json, not manifest.json), tree byte-exact"
+  log "OK v2 on the bucket: $v2_note"
+
   cat >>"$results" <<MD
 
 ## Object store: versitygw (S3-compatible) behind nginx
@@ -538,6 +567,7 @@ Versity S3 Gateway (\`go install …/versitygw@v1.8.0\`; it reports version "$("
 | two publishers at once | the second refused: lease held |
 | \`prune --keep 5\` (bucket) | $(kb "$s3_before") → $(kb "$s3_after") bytes; 0.25.8 … 0.25.11 update to 0.25.12 by patches |
 | \`prune --keep 5\` (local copy), as reported | $prune_out |
+| repository v2 on the bucket | $v2_note |
 MD
 fi
 

@@ -71,6 +71,12 @@ func usePlatform(ctx context.Context, repo string, st Store, platform string) (s
 	if err != nil {
 		return "", nil, nil, err
 	}
+	stores.Lock()
+	defer stores.Unlock()
+	if r, ok := stores.m[sub]; ok {
+		r.refs++
+		return sub, r.st, func() { releaseStore(sub) }, nil
+	}
 	var sst Store
 	switch s := st.(type) {
 	case *localStore:
@@ -80,14 +86,7 @@ func usePlatform(ctx context.Context, repo string, st Store, platform string) (s
 	default:
 		return "", nil, nil, fmt.Errorf("releasetools: %s: platforms need a directory or a bucket", repo)
 	}
-	stores.Lock()
-	defer stores.Unlock()
-	if r, ok := stores.m[sub]; ok {
-		r.refs++
-		sst = r.st
-	} else {
-		stores.m[sub] = &storeRef{st: sst, ctx: ctx, refs: 1}
-	}
+	stores.m[sub] = &storeRef{st: sst, ctx: ctx, refs: 1}
 	return sub, sst, func() { releaseStore(sub) }, nil
 }
 
@@ -174,12 +173,19 @@ func loadIndexes(repo string, root *manifest.Root) ([]platformIndex, error) {
 	if err != nil {
 		return nil, fmt.Errorf("%w: listing the platforms of %s: %v", ErrRepo, repo, err)
 	}
+	st, sctx, err := storeOf(repo)
+	if err != nil {
+		return nil, err
+	}
 	for _, p := range plats {
-		sub, err := platformRepo(repo, p)
+		// Registered for the read (a bucket's sub-store); the key
+		// commands hold their own registration (lockRoles) for writes.
+		sub, _, done, err := usePlatform(sctx, repo, st, p)
 		if err != nil {
 			return nil, err
 		}
 		cur, err := loadIndex(sub, root, root.App)
+		done()
 		if err != nil {
 			return nil, fmt.Errorf("platform %s: %w", p, err)
 		}

@@ -142,7 +142,9 @@ func SetPolicy(ctx context.Context, ch PolicyChange, o PolicyOptions) (*manifest
 		return nil, err
 	}
 	ro := RolesOptions{Repo: o.Repo, Now: o.Now, Log: o.Log}
-	st, release, err := lockStore(ctx, o.Repo)
+	// The key commands' lock: the publish lock, every platform's
+	// sub-repository reachable on a bucket too.
+	st, release, err := lockRoles(ctx, o.Repo)
 	if err != nil {
 		return nil, err
 	}

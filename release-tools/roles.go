@@ -233,36 +233,6 @@ func (o *RolesOptions) logf(format string, args ...any) {
 	}
 }
 
-// lockRepo takes the publish lock of an existing repository.
-func lockRepo(repo string) (func(), error) {
-	if fi, err := os.Stat(repo); err != nil || !fi.IsDir() {
-		return nil, fmt.Errorf("%w: %s is not a repository directory", ErrRepo, repo)
-	}
-	lp, err := LockPath(repo)
-	if err != nil {
-		return nil, err
-	}
-	return lockFile(lp)
-}
-
-// lockV2 takes the publish lock of a v2 repository and loads its newest
-// root.
-func lockV2(repo string) (func(), *manifest.Root, error) {
-	unlock, err := lockRepo(repo)
-	if err != nil {
-		return nil, nil, err
-	}
-	root, err := LoadRoot(repo)
-	if err == nil && root == nil {
-		err = fmt.Errorf("%w: %s has no root: run `mkdelta migrate` first", ErrRepo, repo)
-	}
-	if err != nil {
-		unlock()
-		return nil, nil, err
-	}
-	return unlock, root, nil
-}
-
 // currentIndexBy returns the repository's current index (manifest.json,
 // completed by Recover), checks that one of pubs signed it and says which
 // (its position).
@@ -314,7 +284,7 @@ func loadIndex(repo string, root *manifest.Root, app string) (loaded, error) {
 // keep working: manifest.json and its signature are untouched. Nothing is
 // written when a check fails.
 func Migrate(ctx context.Context, app string, roles map[string][]manifest.PrivateKey, thresholds map[string]int, o RolesOptions) (*manifest.Root, error) {
-	unlock, err := lockRepo(o.Repo)
+	st, unlock, err := lockRoles(ctx, o.Repo)
 	if err != nil {
 		return nil, err
 	}
@@ -411,22 +381,41 @@ func Migrate(ctx context.Context, app string, roles map[string][]manifest.Privat
 	if err := ctx.Err(); err != nil {
 		return nil, err
 	}
+	// What an interrupted migration left: root signatures without
+	// root/1.json, file lists the live indexes do not name (a bucket; each
+	// platform's sub-repository against its own index).
+	if err := cleanRootStrays(ctx, st, 0, o.logf); err != nil {
+		return nil, err
+	}
 	stamped := make([]platformIndex, len(idx))
 	for i, x := range idx {
+		sst, _, err := storeOf(x.repo)
+		if err != nil {
+			return nil, err
+		}
+		if err := removeLeftovers(ctx, sst, x.cur.m, o.logf); err != nil {
+			return nil, err
+		}
 		if x.cur, err = outlineFileLists(x.repo, x.cur, roles[manifest.RoleRelease][x.signer], relSigners, o.now(), o.logf); err != nil {
 			return nil, err
 		}
 		stamped[i] = x.platformIndex
 	}
-	if err := writeSigned(o.Repo, manifest.RootPath(1), raw, rootSigners, manifest.SignRoot); err != nil {
-		return nil, err
-	}
-	o.logf("root 1: keys %s", strings.Join(slices.Sorted(maps.Keys(root.Keys)), ", "))
+	// The timestamp before root/1.json: root/1.json is what makes the
+	// repository v2 (LoadRoot), so it comes last, when everything it
+	// vouches for is in place.
 	ts, err := stampIndexes(o.Repo, root, stamped, all, o.now(), o.TimestampValidity, true)
 	if err != nil {
 		return nil, err
 	}
 	o.logf("timestamp %d: %s, valid until %s", ts.Sequence, describeStamp(ts), ts.Expires.Format(time.RFC3339))
+	if err := st.Fence(ctx); err != nil {
+		return nil, err
+	}
+	if err := writeSigned(o.Repo, manifest.RootPath(1), raw, rootSigners, manifest.SignRoot); err != nil {
+		return nil, err
+	}
+	o.logf("root 1: keys %s", strings.Join(slices.Sorted(maps.Keys(root.Keys)), ", "))
 	return root, nil
 }
 
@@ -506,11 +495,23 @@ type KeyChange struct {
 // the new root on their next check and forget the sequences they accepted
 // for a role whose keys changed. Nothing is written when a check fails.
 func ChangeKeys(ctx context.Context, kc KeyChange, o RolesOptions) (*manifest.Root, error) {
-	unlock, old, err := lockV2(o.Repo)
+	st, unlock, old, err := lockV2(ctx, o.Repo, o.logf)
 	if err != nil {
 		return nil, err
 	}
 	defer unlock()
+	// A change that stopped between root N and its timestamp: run again,
+	// it issues the timestamp.
+	tsSigned := timestampSigned(o.Repo, old)
+	if !tsSigned && changeInEffect(old, kc) {
+		if _, err := roleSigners(old, manifest.RoleTimestamp, o.Keys); err != nil {
+			return nil, fmt.Errorf("root %d already holds this change, but timestamp.json is not signed by its timestamp keys (the command that made it stopped before the timestamp): %w", old.Version, err)
+		}
+		if _, err := completeTimestamp(ctx, st, old, o, fmt.Sprintf(" (completing the interrupted change to root %d)", old.Version)); err != nil {
+			return nil, err
+		}
+		return old, nil
+	}
 	validity := o.Validity
 	if validity <= 0 {
 		validity = DefaultRootValidity
@@ -609,10 +610,22 @@ func ChangeKeys(ctx context.Context, kc KeyChange, o RolesOptions) (*manifest.Ro
 			return nil, err
 		}
 	}
+	if err := st.Fence(ctx); err != nil {
+		return nil, err
+	}
 	if err := writeSigned(o.Repo, manifest.RootPath(next.Version), raw, signers, manifest.SignRoot); err != nil {
 		return nil, err
 	}
 	o.logf("root %d: valid until %s", next.Version, next.Expires.Format(time.RFC3339))
+	if !tsChanged && !tsSigned {
+		if _, err := roleSigners(next, manifest.RoleTimestamp, o.Keys); err == nil {
+			if _, err := completeTimestamp(ctx, st, next, o, fmt.Sprintf(" (completing the change to root %d an earlier command stopped before its timestamp)", old.Version)); err != nil {
+				return nil, err
+			}
+		} else {
+			o.logf("timestamp.json is not signed by the timestamp keys of root %d (an earlier command stopped before it): run mkdelta refresh with them", next.Version)
+		}
+	}
 	if tsChanged {
 		ts, err := stampIndexes(o.Repo, next, idx, o.Keys, o.now(), o.TimestampValidity, true)
 		if err != nil {
@@ -632,24 +645,12 @@ func ChangeKeys(ctx context.Context, kc KeyChange, o RolesOptions) (*manifest.Ro
 // the validity. The index must be signed by a threshold of the release
 // keys: Refresh never vouches for an index the release keys did not sign.
 func Refresh(ctx context.Context, o RolesOptions) (*manifest.Timestamp, error) {
-	unlock, root, err := lockV2(o.Repo)
+	st, unlock, root, err := lockV2(ctx, o.Repo, o.logf)
 	if err != nil {
 		return nil, err
 	}
 	defer unlock()
-	idx, err := currentIndexes(o.Repo, root)
-	if err != nil {
-		return nil, err
-	}
-	if err := ctx.Err(); err != nil {
-		return nil, err
-	}
-	ts, err := stampIndexes(o.Repo, root, idx, o.Keys, o.now(), o.TimestampValidity, false)
-	if err != nil {
-		return nil, err
-	}
-	o.logf("timestamp %d: %s, valid until %s", ts.Sequence, describeStamp(ts), ts.Expires.Format(time.RFC3339))
-	return ts, nil
+	return completeTimestamp(ctx, st, root, o, "")
 }
 
 func sha256Of(b []byte) [32]byte { return sha256.Sum256(b) }

@@ -18,20 +18,22 @@ import (
 // Repository v2 commands: migrate, key, refresh.
 
 func rolesCommands() []*mkCommand {
-	failure := exitCode{exitFailure, "failure: a key or the repository cannot be read, too few keys for a threshold,\n       the repository is not in the state the command needs, I/O"}
+	failure := exitCode{exitFailure, "failure: a key or the repository cannot be read, too few keys for a threshold,\n       the repository is not in the state the command needs, another publish or\n       key command holds the lock (lease), I/O"}
 	return []*mkCommand{
 		{name: "migrate", summary: "turn a repository into a v2 one: root keys, thresholds, a timestamp",
-			synopsis: "[FLAGS] --repo DIR --root-key F --release-key F --timestamp-key F",
+			synopsis: "[FLAGS] --repo DIR|URL --root-key F --release-key F --timestamp-key F",
 			about: "Writes root/1.json, the repository's first root document: the public keys and\n" +
 				"the threshold of each role (root, release, timestamp), signed by the root keys.\n" +
 				"Signs the current index with the release keys (one of them must be the key the\n" +
 				"repository is signed with today) and issues a first timestamp. Ship\n" +
 				"DIR/root/1.json with the application (\"root\" in deltaup.json). v1 clients keep\n" +
-				"working. Each --*-key flag may be repeated; the thresholds default to 1.",
+				"working. Each --*-key flag may be repeated; the thresholds default to 1.\n" +
+				"--repo may be a bucket URL, as for publish: the key commands take the same\n" +
+				"lock (the lease object on a bucket), so they never run during a publish.",
 			exits: []exitCode{exitsOK, failure, exitsUsage},
 			run:   mkdeltaMigrate},
 		{name: "key", summary: "add, rotate or revoke a role's keys, or renew the root (v2)",
-			synopsis: "add|rotate|revoke|renew [FLAGS] --repo DIR --key F...",
+			synopsis: "add|rotate|revoke|renew [FLAGS] --repo DIR|URL --key F...",
 			about: "Issues the next root version with the change, signed by a threshold of the\n" +
 				"current root keys and of the new ones (give their secret keys with --key,\n" +
 				"repeated). add --role R --pubkey F: a key joins role R. rotate --role R\n" +
@@ -45,7 +47,7 @@ func rolesCommands() []*mkCommand {
 			exits: []exitCode{exitsOK, failure, exitsUsage},
 			run:   mkdeltaKey},
 		{name: "refresh", summary: "re-sign the timestamp (v2): run it from cron more often than its validity",
-			synopsis: "[FLAGS] --repo DIR --key TIMESTAMP.key",
+			synopsis: "[FLAGS] --repo DIR|URL --key TIMESTAMP.key",
 			about: "Issues the next timestamp for the repository's current index, valid for\n" +
 				"--validity (a day by default). Clients refuse an expired timestamp (a mirror\n" +
 				"that stopped updating) and try the next mirror, so run it well within the\n" +
@@ -91,8 +93,18 @@ func readKeys(name string, paths []string, pwFile string, stderr io.Writer) ([]m
 	return out, exitOK, true
 }
 
+// repoDirOK checks --repo of a key command: a bucket URL is checked when
+// opened; a directory (a path or file:///DIR) must exist.
 func repoDirOK(name, repo string, stderr io.Writer) bool {
-	if fi, err := os.Stat(repo); err != nil || !fi.IsDir() {
+	if releasetools.IsRemote(repo) {
+		return true
+	}
+	dir, err := releasetools.LocalPath(repo)
+	if err != nil {
+		fmt.Fprintf(stderr, "%s: %v\n", name, strings.TrimPrefix(err.Error(), "releasetools: "))
+		return false
+	}
+	if fi, err := os.Stat(dir); err != nil || !fi.IsDir() {
 		fmt.Fprintf(stderr, "%s: --repo %s: not a directory\n", name, repo)
 		return false
 	}
@@ -107,7 +119,7 @@ func rolesFailed(name string, err error, stderr io.Writer) int {
 func mkdeltaMigrate(name string, args []string, stdout, stderr io.Writer) int {
 	cmd := findMkCommand("migrate")
 	fs := newFlags(name)
-	repo := fs.String("repo", "", "repository `DIR` (required)")
+	repo := fs.String("repo", "", "repository `DIR` or URL (file:///DIR, s3://, gs://, azblob://; required)")
 	app := fs.String("app", "", "require this application `NAME`")
 	var files [3][]string
 	var th [3]int
@@ -150,7 +162,7 @@ func mkdeltaMigrate(name string, args []string, stdout, stderr io.Writer) int {
 func mkdeltaKey(name string, args []string, stdout, stderr io.Writer) int {
 	cmd := findMkCommand("key")
 	fs := newFlags(name)
-	repo := fs.String("repo", "", "repository `DIR` (required)")
+	repo := fs.String("repo", "", "repository `DIR` or URL (file:///DIR, s3://, gs://, azblob://; required)")
 	role := fs.String("role", "", "the role changed: root, release or timestamp")
 	pubPath := fs.String("pubkey", "", "public key `FILE` of the key joining the role (add, rotate)")
 	old := fs.String("old", "", "key leaving the role (rotate, revoke): its `ID` (16 hex digits, as minisign prints it) or its public key file")
@@ -228,7 +240,7 @@ func mkdeltaKey(name string, args []string, stdout, stderr io.Writer) int {
 func mkdeltaRefresh(name string, args []string, stdout, stderr io.Writer) int {
 	cmd := findMkCommand("refresh")
 	fs := newFlags(name)
-	repo := fs.String("repo", "", "repository `DIR` (required)")
+	repo := fs.String("repo", "", "repository `DIR` or URL (file:///DIR, s3://, gs://, azblob://; required)")
 	var keyFiles []string
 	fs.StringArrayVar(&keyFiles, "key", nil, "timestamp secret key `FILE` (repeat for a threshold above 1; required)")
 	pwFile := fs.String("password-file", "", "the password of encrypted keys, in `FILE`")
