@@ -14,7 +14,6 @@ import (
 	"os"
 	"path/filepath"
 	"runtime"
-	"syscall"
 )
 
 // envDir marks a TMPDIR this package made; a test binary started by a
@@ -37,8 +36,7 @@ func Setup() (cleanup func()) {
 		return nop
 	}
 	const shm = "/dev/shm"
-	var st syscall.Statfs_t
-	if err := syscall.Statfs(shm, &st); err != nil || uint64(st.Bavail)*uint64(st.Bsize) < minFree {
+	if free, ok := freeBytes(shm); !ok || free < minFree {
 		return nop
 	}
 	dir, err := os.MkdirTemp(shm, "deltaup-test-")
