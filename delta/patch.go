@@ -216,7 +216,14 @@ func diff(ctx context.Context, old, newb []byte, w io.Writer, opts *DiffOptions,
 	}
 
 	var ops []op
-	if o.Format == FormatBSDIFF40 || want(MethodBsdiffCM) {
+	near := inPlaceEdit(old, newb)
+	if near && (o.Format == FormatBSDIFF40 || want(MethodBsdiffCM)) {
+		// The edit script a scan would find, without the suffix array.
+		ops = []op{{oldPos: 0, addLen: int64(len(newb))}}
+		if release != nil {
+			release(0, len(newb))
+		}
+	} else if o.Format == FormatBSDIFF40 || want(MethodBsdiffCM) {
 		t0 := time.Now()
 		m, err := newMatcher(old)
 		if err != nil {
@@ -250,7 +257,7 @@ func diff(ctx context.Context, old, newb []byte, w io.Writer, opts *DiffOptions,
 		st.Candidates[MethodBsdiffCM] = int64(len(best))
 	}
 	var ex *exeInput
-	if (want(MethodExeBsdiffCM) || want(MethodExeZstdDict)) && len(old) > 0 {
+	if (want(MethodExeBsdiffCM) || want(MethodExeZstdDict)) && len(old) > 0 && (!near || ops == nil) {
 		ex = prepareExe(old, newb)
 	}
 	if ex != nil && want(MethodExeBsdiffCM) {
@@ -318,6 +325,37 @@ func diff(ctx context.Context, old, newb []byte, w io.Writer, opts *DiffOptions,
 	}
 	st.PatchSize = int64(len(hdr) + len(best) + len(trailer))
 	return st, nil
+}
+
+// inPlaceEdit reports whether newb is old with a few bytes changed in
+// place: the same length (at least 64 KiB) and at most one byte in 1,024
+// different, as when a rebuild only changes a version string or a stamp.
+// The edit script is then one step (every byte a difference, most of them
+// zero), which is what the suffix-array scan would find, and no method
+// codes it meaningfully smaller; Diff skips the suffix arrays of bsdiff-cm
+// and of the executable methods (about a second per 10 MB each). Cost: one
+// pass over both files, stopping at the limit.
+func inPlaceEdit(old, newb []byte) bool {
+	if len(old) != len(newb) || len(old) < 64<<10 {
+		return false
+	}
+	const chunk = 4 << 10
+	left := len(old) / 1024
+	for i := 0; i < len(old); i += chunk {
+		e := min(i+chunk, len(old))
+		a, b := old[i:e], newb[i:e]
+		if bytes.Equal(a, b) {
+			continue
+		}
+		for j := range a {
+			if a[j] != b[j] {
+				if left--; left < 0 {
+					return false
+				}
+			}
+		}
+	}
+	return true
 }
 
 type countWriter struct {
