@@ -10,6 +10,7 @@ import (
 	"io"
 	"os"
 	"strings"
+	"sync"
 	"time"
 
 	"github.com/klauspost/compress/gzip"
@@ -236,6 +237,7 @@ func Write(ctx context.Context, w io.Writer, root string, format Format, opts *W
 	if err := out.closeFrame(tc.n); err != nil {
 		return st, err
 	}
+	out.release()
 	st.Entries, st.TarBytes, st.ArchiveBytes, st.Frames = entries, tc.n, aw.n, out.frames
 	return st, nil
 }
@@ -320,11 +322,15 @@ func (f *framer) openFrame(first int, tarOff int64) error {
 		return nil
 	}
 	if f.enc == nil {
-		enc, err := newCompressor(nil, TarZst, f.window)
-		if err != nil {
-			return err
+		if pe, ok := encoderPool(f.window).Get().(*zstd.Encoder); ok {
+			f.enc = pe
+		} else {
+			enc, err := newCompressor(nil, TarZst, f.window)
+			if err != nil {
+				return err
+			}
+			f.enc = enc.(*zstd.Encoder)
 		}
-		f.enc = enc.(*zstd.Encoder)
 	}
 	f.h.Reset()
 	f.enc.Reset(io.MultiWriter(f.out, f.h))
@@ -361,6 +367,28 @@ func (f *framer) closeFrame(tarOff int64) error {
 	copy(f.frame.SHA256[:], f.h.Sum(nil))
 	f.frames = append(f.frames, f.frame)
 	return nil
+}
+
+// encoderPools holds, per window size, the zstd encoders of finished
+// archives. The best level's encoder is about 40 MiB of tables: allocating
+// (and faulting in) a new one per archive cost more than compressing a
+// small tree. A reused encoder's output is the same: Reset moves its
+// position past every entry its tables hold, so none of them is a match.
+var encoderPools sync.Map // int -> *sync.Pool
+
+func encoderPool(window int) *sync.Pool {
+	p, _ := encoderPools.LoadOrStore(window, new(sync.Pool))
+	return p.(*sync.Pool)
+}
+
+// release gives the zstd encoder back for the next archive, once its
+// last frame closed without error (an encoder that failed is dropped).
+func (f *framer) release() {
+	if f.enc != nil && !f.open {
+		f.enc.Reset(nil)
+		encoderPool(f.window).Put(f.enc)
+	}
+	f.enc = nil
 }
 
 func (f *framer) Write(p []byte) (int, error) {
