@@ -387,11 +387,15 @@ func zstdEncode(newb, dict []byte) ([]byte, error) {
 	if len(newb) < 256<<10 {
 		level = zstd.SpeedBetterCompression
 	}
+	window := zstdWindow(len(dict), len(newb))
+	if level == zstd.SpeedBetterCompression && window <= zstdPoolWindow {
+		return zstdEncodePooled(newb, dict, window)
+	}
 	eopts := []zstd.EOption{
 		zstd.WithEncoderLevel(level),
 		zstd.WithEncoderConcurrency(1),
 		zstd.WithEncoderCRC(false),
-		zstd.WithWindowSize(zstdWindow(len(dict), len(newb))),
+		zstd.WithWindowSize(window),
 		// The same output with a history buffer of the window plus a
 		// block instead of two windows: each call allocates (and clears)
 		// about half the memory.
@@ -406,6 +410,52 @@ func zstdEncode(newb, dict []byte) ([]byte, error) {
 	}
 	defer enc.Close()
 	return enc.EncodeAll(newb, nil), nil
+}
+
+// zstdPoolWindow is the largest window whose encoders zstdEncodePooled
+// keeps: an encoder holds about 17 MiB of tables plus twice its window.
+const zstdPoolWindow = 4 << 20
+
+type zstdPoolKey struct {
+	window int
+	dict   bool
+}
+
+// zstdPools holds encoders of the "better" level by window and by whether
+// they take a dictionary. A tree has many small files, and each one's
+// candidates cost a new encoder: its tables (about 8 MiB) allocated,
+// cleared and faulted in cost more than coding a small file. A pooled
+// encoder only rebuilds its dictionary tables. Its output is the same
+// bytes (TestZstdEncodePooled). The pools empty at garbage collection.
+var zstdPools sync.Map // zstdPoolKey -> *sync.Pool
+
+func zstdEncodePooled(newb, dict []byte, window int) ([]byte, error) {
+	pv, _ := zstdPools.LoadOrStore(zstdPoolKey{window, len(dict) > 0}, new(sync.Pool))
+	pool := pv.(*sync.Pool)
+	enc, _ := pool.Get().(*zstd.Encoder)
+	if enc == nil {
+		eopts := []zstd.EOption{
+			zstd.WithEncoderLevel(zstd.SpeedBetterCompression),
+			zstd.WithEncoderConcurrency(1),
+			zstd.WithEncoderCRC(false),
+			zstd.WithWindowSize(window),
+			zstd.WithLowerEncoderMem(true),
+		}
+		if len(dict) > 0 {
+			eopts = append(eopts, zstd.WithEncoderDictRaw(0, dict))
+		}
+		var err error
+		if enc, err = zstd.NewWriter(nil, eopts...); err != nil {
+			return nil, fmt.Errorf("delta: zstd encoder: %w", err)
+		}
+	} else if len(dict) > 0 {
+		if err := enc.ResetWithOptions(nil, zstd.WithEncoderDictRaw(0, dict)); err != nil {
+			return nil, fmt.Errorf("delta: zstd encoder: %w", err)
+		}
+	}
+	out := enc.EncodeAll(newb, nil)
+	pool.Put(enc)
+	return out, nil
 }
 
 // header layout (docs/FORMAT.md): magic, version, method, 2 reserved bytes,
