@@ -83,7 +83,7 @@ func dfUsed(t *testing.T, dir string) int64 {
 	if err := syscall.Statfs(dir, &st); err != nil {
 		t.Fatal(err)
 	}
-	return int64(st.Blocks-st.Bfree) * st.Bsize
+	return int64(st.Blocks-st.Bfree) * int64(st.Bsize) // Bsize is int32 on 386
 }
 
 func TestHazardRealDiskFull(t *testing.T) {

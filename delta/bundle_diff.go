@@ -123,7 +123,7 @@ func DiffBundle(ctx context.Context, oldDir, newDir string, w io.Writer, opts *B
 	if err != nil {
 		return st, err
 	}
-	if len(newEs) > math.MaxUint32 {
+	if uint64(len(newEs)) > math.MaxUint32 {
 		return st, fmt.Errorf("%w: %d entries", ErrTooLarge, len(newEs))
 	}
 	for _, e := range newEs {
