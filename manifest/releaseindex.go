@@ -648,3 +648,38 @@ func ApplyReleaseDelta(base *ReleaseIndex, d *ReleaseDelta) ([]byte, error) {
 	x.Releases = append(append([]ReleaseEntry{}, base.Releases[:d.Keep]...), d.Index.Releases...)
 	return MarshalReleaseIndex(&x)
 }
+
+// PartialManifest returns the index that x is the projection of, holding
+// only the releases given (each opened with OpenReleaseDoc against its
+// entry of x; in any order), in x's order, with the patches whose base is
+// not among them left out. Its Sequence, times and ContentHash are those
+// of the full index (x.Manifest), so a client records the same sequence
+// and hash as from the full index. It is for clients that need only some
+// releases (those a route may use); it is not Validate'd as a whole.
+// Errors: ErrMalformed when a release is not one of x's.
+func PartialManifest(x *ReleaseIndex, rels []Release) (*Manifest, error) {
+	byVersion := map[string]*Release{}
+	for i := range rels {
+		if x.Entry(rels[i].Version) == nil {
+			return nil, fmt.Errorf("%w: release %s is not in compact index %d", ErrMalformed, rels[i].Version, x.Sequence)
+		}
+		byVersion[rels[i].Version] = &rels[i]
+	}
+	m := &Manifest{Schema: SchemaVersion, App: x.App, Channels: slices.Clone(x.Channels), Sequence: x.Sequence, Issued: x.Issued, Expires: x.Expires,
+		hash: x.Manifest.SHA256, parsed: true}
+	for _, e := range x.Releases {
+		r, ok := byVersion[e.Version]
+		if !ok {
+			continue
+		}
+		out := *r
+		out.Patches = nil
+		for _, p := range r.Patches {
+			if _, ok := byVersion[p.From]; ok {
+				out.Patches = append(out.Patches, p)
+			}
+		}
+		m.Releases = append(m.Releases, out)
+	}
+	return m, nil
+}
