@@ -180,6 +180,15 @@ func (rf *rolesFetch) compactFromDelta(ctx context.Context, dir string, ref mani
 	if err != nil {
 		return nil, nil
 	}
+	// The release documents it carries join the in-memory cache: like
+	// every cached document, each is used only once it matches its entry
+	// of the index that passes OpenReleaseIndex.
+	if rf.cache.Docs == nil {
+		rf.cache.Docs = map[string][]byte{}
+	}
+	for p, b := range d.Docs {
+		rf.cache.Docs[manifest.PlatformPath(dir, p)] = b
+	}
 	return out, d.Sigs
 }
 

@@ -20,8 +20,8 @@ func fetchedFull(reqs []string) bool {
 }
 
 // TestCompactIndexInstall: a client one release behind updates through
-// the compact index: its delta and the new release's document, nothing of
-// the full index; the update installs the new tree; the documents it
+// the compact index: its delta (carrying the new release's document),
+// nothing of the full index; the update installs the new tree; the documents it
 // holds are cached (a second check fetches no document).
 func TestCompactIndexInstall(t *testing.T) {
 	ctx := context.Background()
@@ -69,16 +69,19 @@ func TestCompactIndexInstall(t *testing.T) {
 
 // TestCompactIndexFallback: whatever is wrong with the compact index or a
 // release document, the client falls back to the full index, checked as
-// before, and finds the new release.
+// before, and finds the new release; a delta that does not rebuild the
+// signed compact index is ignored (the compact index is fetched whole).
 func TestCompactIndexFallback(t *testing.T) {
 	ctx := context.Background()
 	tests := []struct {
 		name   string
 		damage func(t *testing.T, dir string)
+		// want: the request that shows the fallback ("" = the full index).
+		want string
 	}{
 		{"no compact index (published before compact indexes)", func(t *testing.T, dir string) {
 			os.RemoveAll(filepath.Join(dir, manifest.ReleaseIndexDir))
-		}},
+		}, ""},
 		{"a release document altered", func(t *testing.T, dir string) {
 			docs, _ := filepath.Glob(filepath.Join(dir, manifest.ReleaseDocDir, "1.3.0", "*.json"))
 			if len(docs) != 1 {
@@ -86,18 +89,27 @@ func TestCompactIndexFallback(t *testing.T) {
 			}
 			b, _ := os.ReadFile(docs[0])
 			os.WriteFile(docs[0], []byte(strings.Replace(string(b), `"channel":"stable"`, `"channel":"beta"`, 1)), 0o644)
-		}},
+			os.Remove(filepath.Join(dir, filepath.FromSlash(manifest.ReleaseDeltaPath(4, 5))))
+		}, ""},
+		{"a delta carrying an altered document", func(t *testing.T, dir string) {
+			p := filepath.Join(dir, filepath.FromSlash(manifest.ReleaseDeltaPath(4, 5)))
+			b, _ := os.ReadFile(p)
+			if !strings.Contains(string(b), `.tar.gz"`) {
+				t.Fatal("the delta carries no document")
+			}
+			os.WriteFile(p, []byte(strings.Replace(string(b), `"format":"tar.gz"`, `"format":"tar.zst"`, 1)), 0o644)
+		}, "/" + manifest.ReleaseIndexPath(5)},
 		{"an older compact index served under the new name", func(t *testing.T, dir string) {
 			b, _ := os.ReadFile(filepath.Join(dir, filepath.FromSlash(manifest.ReleaseIndexPath(4))))
 			os.WriteFile(filepath.Join(dir, filepath.FromSlash(manifest.ReleaseIndexPath(5))), b, 0o644)
 			os.Remove(filepath.Join(dir, filepath.FromSlash(manifest.ReleaseDeltaPath(4, 5))))
-		}},
+		}, ""},
 		{"a compact delta that does not apply", func(t *testing.T, dir string) {
 			p := filepath.Join(dir, filepath.FromSlash(manifest.ReleaseDeltaPath(4, 5)))
 			b, _ := os.ReadFile(p)
 			os.WriteFile(p, []byte(strings.Replace(string(b), `"keep":`, `"keep":9`, 1)), 0o644)
 			os.Remove(filepath.Join(dir, filepath.FromSlash(manifest.ReleaseIndexPath(5))))
-		}},
+		}, ""},
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {
@@ -119,8 +131,12 @@ func TestCompactIndexFallback(t *testing.T) {
 			if err != nil || res.Target != "1.3.0" {
 				t.Fatalf("check: %+v, %v", res, err)
 			}
-			if reqs := srv.requests()[before:]; !fetchedFull(reqs) {
+			reqs := srv.requests()[before:]
+			if tc.want == "" && !fetchedFull(reqs) {
 				t.Fatalf("the full index was not fetched: %v", reqs)
+			}
+			if tc.want != "" && (!slices.Contains(reqs, tc.want) || fetchedFull(reqs)) {
+				t.Fatalf("%s was not fetched, or the full index was: %v", tc.want, reqs)
 			}
 			if st := c.state(t); st.Sequence != 5 {
 				t.Fatalf("state sequence %d", st.Sequence)

@@ -3,6 +3,7 @@ package manifest
 import (
 	"crypto/sha256"
 	"encoding/base64"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"maps"
@@ -167,7 +168,7 @@ func parseB64(field, s string) ([32]byte, error) {
 
 func (x *ReleaseIndex) wire() *wireReleaseIndex {
 	w := &wireReleaseIndex{App: x.App, Channels: slices.Clone(x.Channels), Expires: x.Expires.UTC().Format(timeLayout), Issued: x.Issued.UTC().Format(timeLayout),
-		Manifest: wireDocRef{SHA256: hexOf(x.Manifest.SHA256), Size: x.Manifest.Size}, Releases: make([]wireReleaseEntry, 0, len(x.Releases)), Schema: x.Schema, Sequence: x.Sequence, Type: typeReleaseIndex}
+		Manifest: wireDocRef{SHA256: b64(x.Manifest.SHA256), Size: x.Manifest.Size}, Releases: make([]wireReleaseEntry, 0, len(x.Releases)), Schema: x.Schema, Sequence: x.Sequence, Type: typeReleaseIndex}
 	for _, e := range x.Releases {
 		w.Releases = append(w.Releases, e.wire())
 	}
@@ -291,7 +292,7 @@ func releaseIndexFromWire(w *wireReleaseIndex) (*ReleaseIndex, error) {
 	if x.Expires, err = parseTime("compact index expires", w.Expires); err != nil {
 		return nil, err
 	}
-	if x.Manifest.SHA256, err = parseHash("compact index manifest.sha256", w.Manifest.SHA256); err != nil {
+	if x.Manifest.SHA256, err = parseB64("compact index manifest.sha256", w.Manifest.SHA256); err != nil {
 		return nil, err
 	}
 	x.Manifest.Size = w.Manifest.Size
@@ -330,11 +331,7 @@ func BuildReleaseIndex(m *Manifest, raw []byte) (*ReleaseIndex, []byte, map[stri
 		}
 		sum := sha256.Sum256(doc)
 		docs[ReleaseDocPath(r.Version, sum)] = doc
-		e := ReleaseEntry{Version: r.Version, Channel: r.Channel, TreeDigest: r.TreeDigest, Full: preferredArchiveSize(r), Patches: map[string]int64{}, Doc: DocRef{Size: int64(len(doc)), SHA256: sum}}
-		for _, p := range r.Patches {
-			e.Patches[p.From] = p.Size
-		}
-		x.Releases = append(x.Releases, e)
+		x.Releases = append(x.Releases, entryOf(r, doc))
 	}
 	enc, err := MarshalReleaseIndex(x)
 	if err != nil {
@@ -486,7 +483,7 @@ func ExpandReleaseIndex(x *ReleaseIndex, docs map[string][]byte) ([]byte, error)
 
 // SignReleaseIndex returns a signature file by priv of compact-index bytes
 // raw, which must parse. Trusted comment: "deltaup releases app:APP
-// sequence:N sha256:HEX".
+// sequence:N" (no hash: it travels in every delta, and no reader needs it).
 func SignReleaseIndex(priv PrivateKey, raw []byte) ([]byte, error) {
 	if !priv.set {
 		return nil, errors.New("manifest: SignReleaseIndex: zero PrivateKey")
@@ -495,7 +492,7 @@ func SignReleaseIndex(priv PrivateKey, raw []byte) ([]byte, error) {
 	if err != nil {
 		return nil, fmt.Errorf("refusing to sign: %w", err)
 	}
-	return signBytes(priv, raw, fmt.Sprintf("deltaup releases app:%s sequence:%d sha256:%x", x.App, x.Sequence, x.hash)), nil
+	return signBytes(priv, raw, fmt.Sprintf("deltaup releases app:%s sequence:%d", x.App, x.Sequence)), nil
 }
 
 // OpenReleaseIndex checks a compact index fetched by a v2 client for the
@@ -539,15 +536,23 @@ func OpenReleaseIndex(raw []byte, sigs map[string][]byte, root *Root, ref IndexR
 
 // ReleaseDelta turns compact index From into the compact index of
 // Index.Sequence: the first Keep releases of From, then Index.Releases.
+// The appended releases travel as their release documents (Docs), from
+// which their entries are derived: a client one release behind gets the
+// new index and the document it needs in one request.
 type ReleaseDelta struct {
 	From  uint64
 	Keep  int
 	Index ReleaseIndex // header of the new index, appended releases only
+	// Docs are the release documents of the appended releases, by path
+	// (ReleaseDocPath); trusted only once the rebuilt index, which pins
+	// their size and SHA-256, passes OpenReleaseIndex.
+	Docs map[string][]byte
 	// Sigs are the release keys' signature files of the new index.
 	Sigs map[string][]byte
 }
 
 type wireReleaseDelta struct {
+	Docs  []json.RawMessage `json:"docs"`
 	From  uint64            `json:"from"`
 	Index *wireReleaseIndex `json:"index"`
 	Keep  int               `json:"keep"`
@@ -555,10 +560,25 @@ type wireReleaseDelta struct {
 	Type  string            `json:"type"`
 }
 
+// MaxDeltaDocs caps the release documents of one delta.
+const MaxDeltaDocs = 64
+
+// entryOf projects a release and its document's bytes to a compact entry.
+func entryOf(r *Release, doc []byte) ReleaseEntry {
+	e := ReleaseEntry{Version: r.Version, Channel: r.Channel, TreeDigest: r.TreeDigest, Full: preferredArchiveSize(r), Patches: map[string]int64{},
+		Doc: DocRef{Size: int64(len(doc)), SHA256: sha256.Sum256(doc)}}
+	for _, p := range r.Patches {
+		e.Patches[p.From] = p.Size
+	}
+	return e
+}
+
 // MakeReleaseDelta returns the canonical delta document from compact index
 // base to next (index/FROM-TO.delta.json): the longest common prefix of
-// their releases is kept; sigs (key ID to signature file) are carried.
-func MakeReleaseDelta(base, next *ReleaseIndex, sigs map[string][]byte) ([]byte, error) {
+// their releases is kept, the others travel as their release documents
+// (docs, by path: each must be there); sigs (key ID to signature file) are
+// carried.
+func MakeReleaseDelta(base, next *ReleaseIndex, sigs, docs map[string][]byte) ([]byte, error) {
 	keep := 0
 	for keep < len(base.Releases) && keep < len(next.Releases) {
 		a, b := base.Releases[keep].wire(), next.Releases[keep].wire()
@@ -575,9 +595,20 @@ func MakeReleaseDelta(base, next *ReleaseIndex, sigs map[string][]byte) ([]byte,
 		}
 		keep++
 	}
+	if len(next.Releases)-keep > MaxDeltaDocs {
+		return nil, fmt.Errorf("%w: %d releases appended, a delta carries at most %d", ErrTooLarge, len(next.Releases)-keep, MaxDeltaDocs)
+	}
 	head := *next
-	head.Releases = next.Releases[keep:]
-	w := &wireReleaseDelta{From: base.Sequence, Index: head.wire(), Keep: keep, Type: typeReleaseDelta}
+	head.Releases = nil
+	w := &wireReleaseDelta{Docs: []json.RawMessage{}, From: base.Sequence, Index: head.wire(), Keep: keep, Type: typeReleaseDelta}
+	for _, e := range next.Releases[keep:] {
+		p := ReleaseDocPath(e.Version, e.Doc.SHA256)
+		doc, ok := docs[p]
+		if !ok {
+			return nil, fmt.Errorf("%w: %s, needed by the delta, is missing", ErrNotFound, p)
+		}
+		w.Docs = append(w.Docs, json.RawMessage(doc))
+	}
 	for id, sig := range sigs {
 		if w.Sigs == nil {
 			w.Sigs = map[string]string{}
@@ -588,9 +619,9 @@ func MakeReleaseDelta(base, next *ReleaseIndex, sigs map[string][]byte) ([]byte,
 }
 
 // ParseReleaseDelta parses a compact-index delta strictly (cap, canonical
-// form, known members, type), without any signature: what it yields is
-// trusted only through the index ApplyReleaseDelta rebuilds, which must
-// then pass OpenReleaseIndex.
+// form, known members, type, each release document strictly), without any
+// signature: what it yields is trusted only through the index
+// ApplyReleaseDelta rebuilds, which must then pass OpenReleaseIndex.
 func ParseReleaseDelta(raw []byte) (*ReleaseDelta, error) {
 	if len(raw) > MaxReleaseIndexSize {
 		return nil, fmt.Errorf("%w: compact index delta is %d bytes, the cap is %d", ErrTooLarge, len(raw), MaxReleaseIndexSize)
@@ -602,8 +633,11 @@ func ParseReleaseDelta(raw []byte) (*ReleaseDelta, error) {
 	if err := decodeStrict(raw, &w); err != nil {
 		return nil, fmt.Errorf("compact index delta: %w", err)
 	}
-	if w.Type != typeReleaseDelta || w.Index == nil || w.Keep < 0 || w.From == 0 || w.From > MaxSafeInteger {
-		return nil, fmt.Errorf("%w: compact index delta: not a delta document (type, index, keep, from)", ErrMalformed)
+	if w.Type != typeReleaseDelta || w.Index == nil || w.Keep < 0 || w.From == 0 || w.From > MaxSafeInteger || w.Docs == nil || len(w.Index.Releases) != 0 {
+		return nil, fmt.Errorf("%w: compact index delta: not a delta document (type, index without releases, docs, keep, from)", ErrMalformed)
+	}
+	if len(w.Docs) > MaxDeltaDocs {
+		return nil, fmt.Errorf("%w: compact index delta: %d release documents, at most %d", ErrMalformed, len(w.Docs), MaxDeltaDocs)
 	}
 	if w.Index.Schema != RolesSchema {
 		return nil, fmt.Errorf("%w: compact index delta: index schema %d", ErrSchema, w.Index.Schema)
@@ -612,7 +646,19 @@ func ParseReleaseDelta(raw []byte) (*ReleaseDelta, error) {
 	if err != nil {
 		return nil, fmt.Errorf("compact index delta: %w", err)
 	}
-	d := &ReleaseDelta{From: w.From, Keep: w.Keep, Index: *x}
+	d := &ReleaseDelta{From: w.From, Keep: w.Keep, Index: *x, Docs: map[string][]byte{}}
+	for i, doc := range w.Docs {
+		r, app, err := ParseReleaseDoc(doc)
+		if err != nil {
+			return nil, fmt.Errorf("compact index delta: docs[%d]: %w", i, err)
+		}
+		if app != x.App {
+			return nil, fmt.Errorf("%w: compact index delta: docs[%d] is for app %q, not %q", ErrWrongApp, i, app, x.App)
+		}
+		e := entryOf(r, doc)
+		d.Index.Releases = append(d.Index.Releases, e)
+		d.Docs[ReleaseDocPath(e.Version, e.Doc.SHA256)] = slices.Clone([]byte(doc))
+	}
 	if len(w.Sigs) > MaxRoleKeys {
 		return nil, fmt.Errorf("%w: compact index delta: %d signatures, at most %d", ErrMalformed, len(w.Sigs), MaxRoleKeys)
 	}
@@ -625,7 +671,9 @@ func ParseReleaseDelta(raw []byte) (*ReleaseDelta, error) {
 		}
 		d.Sigs[id] = []byte(sig)
 	}
-	enc, err := encodeJSON(&wireReleaseDelta{From: d.From, Index: d.Index.wire(), Keep: d.Keep, Sigs: w.Sigs, Type: typeReleaseDelta}, MaxReleaseIndexSize)
+	head := d.Index
+	head.Releases = nil
+	enc, err := encodeJSON(&wireReleaseDelta{Docs: w.Docs, From: d.From, Index: head.wire(), Keep: d.Keep, Sigs: w.Sigs, Type: typeReleaseDelta}, MaxReleaseIndexSize)
 	if err != nil {
 		return nil, err
 	}

@@ -86,11 +86,11 @@ func TestReleaseIndexSize(t *testing.T) {
 	if per > 300 || len(enc)-len(enc99) > 300 {
 		t.Fatalf("compact index: %.1f bytes per release (the 100th: %d), the target is at most 300", per, len(enc)-len(enc99))
 	}
-	d, err := MakeReleaseDelta(x99, x, nil)
+	d, err := MakeReleaseDelta(x99, x, nil, docs)
 	if err != nil {
 		t.Fatal(err)
 	}
-	t.Logf("delta from index 99 to 100: %d bytes", len(d))
+	t.Logf("delta from index 99 to 100 (carrying the document of the new release): %d bytes", len(d))
 	back, err := ExpandReleaseIndex(x, docs)
 	if err != nil {
 		t.Fatal(err)
@@ -188,7 +188,7 @@ func TestOpenReleaseIndex(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if c, err := Verify(a.Public(), enc, sig); err != nil || !strings.HasPrefix(c, "deltaup releases app:demo sequence:7 sha256:") {
+	if c, err := Verify(a.Public(), enc, sig); err != nil || !strings.HasPrefix(c, "deltaup releases app:demo sequence:7") {
 		t.Fatalf("Verify = %q, %v", c, err)
 	}
 }
@@ -287,8 +287,11 @@ func TestReleaseDelta(t *testing.T) {
 	rawB, _ := Marshal(base)
 	raw, _ := Marshal(m)
 	xb, _, _, _ := BuildReleaseIndex(base, rawB)
-	x, enc, _, _ := BuildReleaseIndex(m, raw)
-	d, err := MakeReleaseDelta(xb, x, map[string][]byte{"0123456789ABCDEF": []byte("sig")})
+	x, enc, docs, _ := BuildReleaseIndex(m, raw)
+	if _, err := MakeReleaseDelta(xb, x, nil, nil); !errors.Is(err, ErrNotFound) {
+		t.Fatalf("a delta without the new release's document: %v", err)
+	}
+	d, err := MakeReleaseDelta(xb, x, map[string][]byte{"0123456789ABCDEF": []byte("sig")}, docs)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -296,7 +299,7 @@ func TestReleaseDelta(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if pd.Keep != 2 || len(pd.Index.Releases) != 1 || string(pd.Sigs["0123456789ABCDEF"]) != "sig" {
+	if pd.Keep != 2 || len(pd.Index.Releases) != 1 || string(pd.Sigs["0123456789ABCDEF"]) != "sig" || len(pd.Docs) != 1 {
 		t.Fatalf("delta keeps %d, appends %d", pd.Keep, len(pd.Index.Releases))
 	}
 	out, err := ApplyReleaseDelta(xb, pd)
@@ -313,6 +316,11 @@ func TestReleaseDelta(t *testing.T) {
 		"wrong type":    mutateJSON(t, d, func(mm map[string]any) { mm["type"] = "delta" }),
 		"negative keep": mutateJSON(t, d, func(mm map[string]any) { mm["keep"] = -1 }),
 		"bad key id":    mutateJSON(t, d, func(mm map[string]any) { mm["sigs"] = map[string]any{"x": "y"} }),
+		"entries inline": mutateJSON(t, d, func(mm map[string]any) {
+			mm["index"].(map[string]any)["releases"] = []any{map[string]any{"version": "1.2.0-rc.1"}}
+		}),
+		"no docs":         mutateJSON(t, d, func(mm map[string]any) { delete(mm, "docs") }),
+		"document broken": mutateJSON(t, d, func(mm map[string]any) { mm["docs"].([]any)[0].(map[string]any)["type"] = "root" }),
 	} {
 		if _, err := ParseReleaseDelta(b); !errors.Is(err, ErrMalformed) {
 			t.Errorf("%s: %v, want ErrMalformed", name, err)
@@ -377,8 +385,8 @@ func FuzzReleaseDelta(f *testing.F) {
 	rawB, _ := Marshal(base)
 	raw, _ := Marshal(m)
 	xb, _, _, _ := BuildReleaseIndex(base, rawB)
-	x, _, _, _ := BuildReleaseIndex(m, raw)
-	d, err := MakeReleaseDelta(xb, x, nil)
+	x, _, docs, _ := BuildReleaseIndex(m, raw)
+	d, err := MakeReleaseDelta(xb, x, nil, docs)
 	if err != nil {
 		f.Fatal(err)
 	}

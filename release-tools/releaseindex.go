@@ -1,6 +1,7 @@
 package releasetools
 
 import (
+	"errors"
 	"fmt"
 
 	"github.com/deltaup/deltaup/manifest"
@@ -40,7 +41,8 @@ func writeReleaseIndex(repo string, raw []byte, keys []manifest.PrivateKey) erro
 
 // writeReleaseDeltas writes index/S-SEQ.delta.json from each of the
 // DeltaDepth compact indexes before seq to compact index seq, with its
-// release signatures, where the delta is smaller than the index.
+// release signatures and the documents of the releases appended, where
+// the delta is smaller than the index and those documents.
 func writeReleaseDeltas(repo string, seq uint64, ids []string) error {
 	p := manifest.ReleaseIndexPath(seq)
 	raw, err := readFile(repo, p, manifest.MaxReleaseIndexSize)
@@ -61,11 +63,28 @@ func writeReleaseDeltas(repo string, seq uint64, ids []string) error {
 		if err != nil {
 			continue
 		}
-		d, err := manifest.MakeReleaseDelta(base, next, sigs)
+		docs := map[string][]byte{}
+		for _, e := range next.Releases {
+			if b := base.Entry(e.Version); b != nil && b.Doc == e.Doc {
+				continue
+			}
+			dp := manifest.ReleaseDocPath(e.Version, e.Doc.SHA256)
+			if docs[dp], err = readFile(repo, dp, manifest.MaxReleaseDocSize); err != nil {
+				return fmt.Errorf("release document of delta %d-%d: %w", s, seq, err)
+			}
+		}
+		d, err := manifest.MakeReleaseDelta(base, next, sigs, docs)
+		if errors.Is(err, manifest.ErrTooLarge) {
+			continue // too many releases appended: clients fetch the index
+		}
 		if err != nil {
 			return err
 		}
-		if len(d) >= len(raw) {
+		alt := len(raw) // without the delta: the index and the new documents
+		for _, b := range docs {
+			alt += len(b)
+		}
+		if len(d) >= alt {
 			continue
 		}
 		if err := writeFile(repo, manifest.ReleaseDeltaPath(s, seq), d); err != nil {
