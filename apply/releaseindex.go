@@ -207,3 +207,44 @@ func (rf *rolesFetch) cacheDocsOf(dir string, m *manifest.Manifest, raw []byte, 
 		rf.docs[manifest.PlatformPath(dir, p)] = b
 	}
 }
+
+// hasCompact reports whether the cache holds a compact index of platform
+// dir (a base for deltas, and the documents a client keeps).
+func (rf *rolesFetch) hasCompact(dir string) bool {
+	prefix := manifest.PlatformPath(dir, manifest.ReleaseIndexDir) + "/"
+	for p := range rf.cache.Docs {
+		if strings.HasPrefix(p, prefix) {
+			return true
+		}
+	}
+	return false
+}
+
+// deriveCompact builds the compact index and release documents of the
+// full index raw (m, accepted, not yet rebased) as the publisher does,
+// fetches only the compact index's release signatures, and caches all of
+// it when they verify: a client that had to read the full index once
+// (its first check, with no installed version known) then follows the
+// compact index's deltas. A repository without compact indexes costs one
+// missing signature request.
+func (rf *rolesFetch) deriveCompact(ctx context.Context, root *manifest.Root, dir string, ref manifest.IndexRef, opts manifest.OpenOptions, m *manifest.Manifest, raw []byte) {
+	_, enc, docs, err := manifest.BuildReleaseIndex(m, raw)
+	if err != nil {
+		return
+	}
+	cp := manifest.PlatformPath(dir, manifest.ReleaseIndexPath(ref.Sequence))
+	sigs, err := rf.roleSigs(ctx, root, manifest.RoleRelease, cp, enc, nil)
+	if err != nil {
+		return
+	}
+	if _, err := manifest.OpenReleaseIndex(enc, sigs, root, ref, opts); err != nil {
+		return
+	}
+	rf.docs[cp] = enc
+	for id, s := range sigs {
+		rf.docs[manifest.SigPath(cp, id)] = s
+	}
+	for p, b := range docs {
+		rf.docs[manifest.PlatformPath(dir, p)] = b
+	}
+}

@@ -28,8 +28,15 @@ func TestCompactIndexInstall(t *testing.T) {
 	v := newV2Repo(t, nil)
 	srv := ckServe(t, v.dir)
 	c := v.client(t, srv.URL)
+	// The first check knows no installed version (every release may be
+	// it): the full index costs less than every release document, and the
+	// compact index is derived from it (only its signature fetched).
 	if _, err := c.check(t); err != nil {
 		t.Fatal(err)
+	}
+	if reqs := srv.requests(); slices.Contains(reqs, "/"+manifest.ReleaseIndexPath(4)) || !fetchedFull(reqs) ||
+		!slices.ContainsFunc(reqs, func(p string) bool { return strings.HasPrefix(p, "/"+manifest.ReleaseIndexPath(4)+".") }) {
+		t.Fatalf("first check: %v", reqs)
 	}
 	v.base.trees["1.3.0"] = ckTree(t, 7, v.base.pubFile)
 	if _, err := releasetools.Publish(ctx, v.base.trees["1.3.0"], releasetools.PublishOptions{Repo: v.dir, App: "demo", Version: "1.3.0",

@@ -352,13 +352,23 @@ func fetchRolesFrom(ctx context.Context, cfg *Config, f Fetcher, st *State) (*ma
 	ip := manifest.PlatformPath(dir, manifest.IndexPath(ref.Sequence))
 	// The compact index first ("The compact release index"); the full
 	// index when that path fails.
-	m, cx, overBudget := rf.compactIndex(ctx, root, dir, ref, opts, lowestNeeded(cfg, st))
+	var m *manifest.Manifest
+	var cx *manifest.ReleaseIndex
+	low, overBudget, skipped := lowestNeeded(cfg, st), false, false
+	if low != "" || rf.hasCompact(dir) {
+		m, cx, overBudget = rf.compactIndex(ctx, root, dir, ref, opts, low)
+	} else {
+		skipped = true // every document needed, none held: the full index costs less
+	}
 	if m == nil {
 		if m, err = rf.fullIndex(ctx, root, dir, ref, opts, st); err != nil {
 			return nil, nil, err
 		}
-		if overBudget {
+		switch {
+		case overBudget:
 			rf.cacheDocsOf(dir, m, rf.docs[ip], cx)
+		case skipped:
+			rf.deriveCompact(ctx, root, dir, ref, opts, m, rf.docs[ip])
 		}
 	}
 	rebase(m, dir)
