@@ -280,14 +280,26 @@ func TestOpenReleaseDoc(t *testing.T) {
 	}
 }
 
-func TestReleaseDelta(t *testing.T) {
-	m := fixture(t)
-	base := fixture(t)
+// deltaPair returns the compact indexes of the fixture without its last
+// release (sequence 6) and with it (7), the latter's bytes and documents.
+func deltaPair(t testing.TB) (xb, x *ReleaseIndex, enc []byte, docs map[string][]byte) {
+	t.Helper()
+	m, base := fixture(t), fixture(t)
 	base.Releases, base.Sequence = base.Releases[:2], 6
 	rawB, _ := Marshal(base)
 	raw, _ := Marshal(m)
-	xb, _, _, _ := BuildReleaseIndex(base, rawB)
-	x, enc, docs, _ := BuildReleaseIndex(m, raw)
+	xb, _, _, err := BuildReleaseIndex(base, rawB)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if x, enc, docs, err = BuildReleaseIndex(m, raw); err != nil {
+		t.Fatal(err)
+	}
+	return xb, x, enc, docs
+}
+
+func TestReleaseDelta(t *testing.T) {
+	xb, x, enc, docs := deltaPair(t)
 	if _, err := MakeReleaseDelta(xb, x, nil, nil); !errors.Is(err, ErrNotFound) {
 		t.Fatalf("a delta without the new release's document: %v", err)
 	}
@@ -379,13 +391,7 @@ func FuzzReleaseDoc(f *testing.F) {
 
 // FuzzReleaseDelta: no panic; a delta that applies gives a valid index.
 func FuzzReleaseDelta(f *testing.F) {
-	m := fixture(f)
-	base := fixture(f)
-	base.Releases, base.Sequence = base.Releases[:2], 6
-	rawB, _ := Marshal(base)
-	raw, _ := Marshal(m)
-	xb, _, _, _ := BuildReleaseIndex(base, rawB)
-	x, _, docs, _ := BuildReleaseIndex(m, raw)
+	xb, x, _, docs := deltaPair(f)
 	d, err := MakeReleaseDelta(xb, x, nil, docs)
 	if err != nil {
 		f.Fatal(err)
