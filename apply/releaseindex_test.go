@@ -151,3 +151,50 @@ func TestCompactIndexFallback(t *testing.T) {
 		})
 	}
 }
+
+// TestCompactIndexPlatform: a client of a platform follows its platform's
+// compact index (PLATFORM/index/...), and updates from the artifacts in
+// the platform's directory.
+func TestCompactIndexPlatform(t *testing.T) {
+	ctx := context.Background()
+	r := newPlatRepo(t)
+	srv := ckServe(t, r.dir)
+	cfg := r.client(t, srv.URL, r.own, "")
+	cfg.Current = "1.0.0" // known: the compact index from the first check
+	if res, err := Check(ctx, cfg, &Downloader{Mirrors: cfg.Servers}); err != nil || res.Target != "1.1.0" {
+		t.Fatalf("first check: %+v, %v", res, err)
+	}
+	// The compact index of the platform is read; its two release
+	// documents would cost more than this tiny full index, which is read
+	// instead (and the documents derived from it cached).
+	reqs := srv.requests()
+	if !slices.Contains(reqs, "/"+r.own+"/"+manifest.ReleaseIndexPath(3)) {
+		t.Fatalf("first check with the installed version known: %v", reqs)
+	}
+	tr := platTree(t, r.own, "1.2.0")
+	if _, err := releasetools.Publish(ctx, tr, releasetools.PublishOptions{Repo: r.dir, App: "demo", Version: "1.2.0", Key: r.rel,
+		Platform: r.own, TimestampKeys: []manifest.PrivateKey{r.ts}, Now: func() time.Time { return r.now }}); err != nil {
+		t.Fatal(err)
+	}
+	before := len(srv.requests())
+	u := &Updater{Config: *cfg}
+	p, err := u.Prepare(ctx)
+	if err != nil || p.Check.Target != "1.2.0" {
+		t.Fatalf("Prepare: %+v, %v", p, err)
+	}
+	reqs = srv.requests()[before:]
+	if !slices.Contains(reqs, "/"+r.own+"/"+manifest.ReleaseDeltaPath(3, 4)) || slices.ContainsFunc(reqs, func(q string) bool { return strings.Contains(q, "/manifests/") }) {
+		t.Fatalf("update check: %v", reqs)
+	}
+	for _, s := range p.Check.Route.Steps {
+		if !strings.HasPrefix(s.Artifact.Path, r.own+"/") {
+			t.Fatalf("artifact %s is not in %s/", s.Artifact.Path, r.own)
+		}
+	}
+	if _, err := u.Install(ctx); err != nil {
+		t.Fatal(err)
+	}
+	if ckDigest(t, cfg.AppDir) != ckDigest(t, tr) {
+		t.Fatal("the app directory is not the platform's 1.2.0")
+	}
+}
