@@ -42,7 +42,8 @@ func writeReleaseIndex(repo string, raw []byte, keys []manifest.PrivateKey) erro
 // writeReleaseDeltas writes index/S-SEQ.delta.json from each of the
 // DeltaDepth compact indexes before seq to compact index seq, with its
 // release signatures and the documents of the releases appended, where
-// the delta is smaller than the index and those documents.
+// the delta is smaller than the index, its signatures and those documents
+// (what a client fetches without it).
 func writeReleaseDeltas(repo string, seq uint64, ids []string) error {
 	p := manifest.ReleaseIndexPath(seq)
 	raw, err := readFile(repo, p, manifest.MaxReleaseIndexSize)
@@ -80,8 +81,11 @@ func writeReleaseDeltas(repo string, seq uint64, ids []string) error {
 		if err != nil {
 			return err
 		}
-		alt := len(raw) // without the delta: the index and the new documents
+		alt := len(raw) // without the delta: the index, its signatures and the new documents
 		for _, b := range docs {
+			alt += len(b)
+		}
+		for _, b := range sigs {
 			alt += len(b)
 		}
 		if len(d) >= alt {
