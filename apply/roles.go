@@ -350,35 +350,25 @@ func fetchRolesFrom(ctx context.Context, cfg *Config, f Fetcher, st *State) (*ma
 		opts.MinSequence, opts.SeenHash = st.Sequence, seen
 	}
 	ip := manifest.PlatformPath(dir, manifest.IndexPath(ref.Sequence))
+	// The compact index first ("The compact release index"); the full
+	// index when that path fails.
 	var m *manifest.Manifest
-	if raw, ok := st.cache.Docs[ip]; ok && int64(len(raw)) == ref.Size && sha256.Sum256(raw) == ref.SHA256 {
-		sigs := map[string][]byte{}
-		for _, id := range root.Roles[manifest.RoleRelease].KeyIDs {
-			if s, ok := st.cache.Docs[manifest.SigPath(ip, id)]; ok {
-				sigs[id] = s
-			}
-		}
-		if m, err = manifest.OpenIndex(raw, sigs, root, ref, opts); err == nil {
-			rf.docs[ip] = raw
-			for id, s := range sigs {
-				rf.docs[manifest.SigPath(ip, id)] = s
-			}
-		}
+	var cx *manifest.ReleaseIndex
+	low, overBudget, skipped := lowestNeeded(cfg, st), false, false
+	if low != "" || rf.hasCompact(dir) {
+		m, cx, overBudget = rf.compactIndex(ctx, root, dir, ref, opts, low)
+	} else {
+		skipped = true // every document needed, none held: the full index costs less
 	}
 	if m == nil {
-		raw, have := rf.fromDelta(ctx, dir, ref)
-		if raw == nil {
-			if raw, err = rf.f.Get(ctx, ip, ref.Size); err != nil {
-				return nil, nil, fetchError(ip, err)
-			}
-		}
-		rf.docs[ip] = raw
-		sigs, err := rf.roleSigs(ctx, root, manifest.RoleRelease, ip, raw, have)
-		if err != nil {
+		if m, err = rf.fullIndex(ctx, root, dir, ref, opts, st); err != nil {
 			return nil, nil, err
 		}
-		if m, err = manifest.OpenIndex(raw, sigs, root, ref, opts); err != nil {
-			return nil, nil, fmt.Errorf("%w: %s: %w", ErrRefused, platformText(dir), err)
+		switch {
+		case overBudget:
+			rf.cacheDocsOf(dir, m, rf.docs[ip], cx)
+		case skipped:
+			rf.deriveCompact(ctx, root, dir, ref, opts, m, rf.docs[ip])
 		}
 	}
 	rebase(m, dir)
@@ -399,6 +389,47 @@ func fetchRolesFrom(ctx context.Context, cfg *Config, f Fetcher, st *State) (*ma
 		cfg.releaseKeys = root.RoleKeys(manifest.RoleRelease)
 	}
 	return m, commit, nil
+}
+
+// fullIndex returns the full index ref names (manifests/SEQ.json): from
+// the cache when unchanged, else rebuilt from the cached one and its
+// delta, else fetched with a cap of exactly the size the timestamp names;
+// checked by OpenIndex in every case. Not yet rebased.
+func (rf *rolesFetch) fullIndex(ctx context.Context, root *manifest.Root, dir string, ref manifest.IndexRef, opts manifest.OpenOptions, st *State) (*manifest.Manifest, error) {
+	ip := manifest.PlatformPath(dir, manifest.IndexPath(ref.Sequence))
+	var m *manifest.Manifest
+	var err error
+	if raw, ok := st.cache.Docs[ip]; ok && int64(len(raw)) == ref.Size && sha256.Sum256(raw) == ref.SHA256 {
+		sigs := map[string][]byte{}
+		for _, id := range root.Roles[manifest.RoleRelease].KeyIDs {
+			if s, ok := st.cache.Docs[manifest.SigPath(ip, id)]; ok {
+				sigs[id] = s
+			}
+		}
+		if m, err = manifest.OpenIndex(raw, sigs, root, ref, opts); err == nil {
+			rf.docs[ip] = raw
+			for id, s := range sigs {
+				rf.docs[manifest.SigPath(ip, id)] = s
+			}
+		}
+	}
+	if m == nil {
+		raw, have := rf.fromDelta(ctx, dir, ref)
+		if raw == nil {
+			if raw, err = rf.f.Get(ctx, ip, ref.Size); err != nil {
+				return nil, fetchError(ip, err)
+			}
+		}
+		rf.docs[ip] = raw
+		sigs, err := rf.roleSigs(ctx, root, manifest.RoleRelease, ip, raw, have)
+		if err != nil {
+			return nil, err
+		}
+		if m, err = manifest.OpenIndex(raw, sigs, root, ref, opts); err != nil {
+			return nil, fmt.Errorf("%w: %s: %w", ErrRefused, platformText(dir), err)
+		}
+	}
+	return m, nil
 }
 
 // fromDelta rebuilds the index ref names from the cached index and the

@@ -206,11 +206,15 @@ func TestRolesCheckAndTinyPoll(t *testing.T) {
 	if res, err = c.check(t); err != nil || res.UpToDate || res.Target != "1.3.0" {
 		t.Fatalf("after publishing 1.3.0: %v (target %q)", err, res.Target)
 	}
-	// The client held index 4: it fetched the delta, not index 5.
+	// The client held compact index 4: it fetched the compact delta,
+	// which carries the release document of 1.3.0, nothing of the full
+	// index 5.
 	after := srv.requests()[before:]
 	// The delta carries the index's release signature: nothing else of
 	// index 5 is fetched.
-	if !slices.Contains(after, "/"+manifest.DeltaPath(4, 5)) || slices.ContainsFunc(after, func(p string) bool { return strings.HasPrefix(p, "/"+manifest.IndexPath(5)) }) {
+	if !slices.Contains(after, "/"+manifest.ReleaseDeltaPath(4, 5)) || slices.ContainsFunc(after, func(p string) bool {
+		return strings.HasPrefix(p, "/"+manifest.IndexPath(5)) || strings.HasPrefix(p, "/"+manifest.ReleaseIndexPath(5)) || strings.HasPrefix(p, "/manifests/")
+	}) || slices.ContainsFunc(after, func(p string) bool { return strings.HasPrefix(p, "/releases/") }) {
 		t.Fatalf("update check requests: %v", after)
 	}
 	// A damaged delta is ignored: the whole index is fetched.
@@ -220,7 +224,7 @@ func TestRolesCheckAndTinyPoll(t *testing.T) {
 		t.Fatal(err)
 	}
 	v.touch(t)
-	d := filepath.Join(v.dir, filepath.FromSlash(manifest.DeltaPath(5, 6)))
+	d := filepath.Join(v.dir, filepath.FromSlash(manifest.ReleaseDeltaPath(5, 6)))
 	raw, err := os.ReadFile(d)
 	if err != nil {
 		t.Fatal(err)
@@ -232,8 +236,8 @@ func TestRolesCheckAndTinyPoll(t *testing.T) {
 	if res, err = c.check(t); err != nil || res.Target != "1.4.0" {
 		t.Fatalf("after publishing 1.4.0 with a damaged delta: %v", err)
 	}
-	if after := srv.requests()[before:]; !slices.Contains(after, "/"+manifest.IndexPath(6)) {
-		t.Fatalf("the whole index was not fetched: %v", after)
+	if after := srv.requests()[before:]; !slices.Contains(after, "/"+manifest.ReleaseIndexPath(6)) {
+		t.Fatalf("the whole compact index was not fetched: %v", after)
 	}
 }
 

@@ -76,6 +76,7 @@ http {
     listen 127.0.0.1:$p;
     root $work/repo;
     access_log $ngx/access.log poll;
+    location /r100/ { alias $work/repo100/; }
   }
 }
 CONF
@@ -120,6 +121,44 @@ upd=$(measure "v2 update check (3.3.2 -> 3.3.3)" "${v2[@]}")
 echo "$upd"
 idx=$(sed -n 's/.*"index":{"sequence":\([0-9]*\).*/\1/p' repo/timestamp.json)
 echo "v1 manifest.json: $(stat -c %s repo/manifest.json) bytes, v2 index manifests/$idx.json: $(stat -c %s "repo/manifests/$idx.json") bytes for 4 releases; delta $(stat -c %s "repo/deltas/$((idx - 1))-$idx.json") bytes; file list of 3.3.3 $(stat -c %s repo/filelists/prettier-3.3.3.files.json) bytes"
+echo "compact index index/$idx.json: $(stat -c %s "repo/index/$idx.json") bytes for 4 releases; its delta (carrying the release document of 3.3.3) $(stat -c %s "repo/index/$((idx - 1))-$idx.delta.json") bytes"
+
+# 100 releases (POLL_RELEASES, 0 skips): a tiny tree each (what an index
+# holds per release does not depend on the tree's size but for the width
+# of its numbers; the file list, fetched by the update itself, does).
+n=${POLL_RELEASES:-100}
+if [ "$n" -gt 1 ]; then
+  for i in $(seq 0 $((n - 2))); do
+    mkdir -p "t/$i/bin"
+    printf 'app %s\n' "$i" >"t/$i/bin/app"
+    head -c 4096 /dev/zero | tr '\0' "$((i % 10))" >"t/$i/data"
+    "$mk" publish -q --repo repo100 --app prettier --version "1.0.$i" --key rel.key "t/$i"
+  done
+  "$mk" migrate --repo repo100 --root-key rootA.key --root-key rootB.key --root-threshold 2 --release-key rel.key --timestamp-key ts.key >/dev/null
+  "$mk" -q empty "t/$((n - 2))" -o install100.dupb
+  "$up" patch -q empty install100.dupb -o app3
+  chmod -R a+rX repo100
+  cp repo100/root/1.json root100.json
+  v3=("$up" check --app-dir app3 --server "$base/r100" --root root100.json --app prettier)
+  measure "v2 first check, $((n - 1)) releases" "${v3[@]}"
+  out100=$(measure "v2 check (no update), $((n - 1)) rel." "${v3[@]}")
+  echo "$out100"
+  mkdir -p "t/$((n - 1))/bin"
+  printf 'app %s\n' "$((n - 1))" >"t/$((n - 1))/bin/app"
+  head -c 4096 /dev/zero | tr '\0' x >"t/$((n - 1))/data"
+  "$mk" publish -q --repo repo100 --app prettier --version "1.0.$((n - 1))" --key rel.key --timestamp-key ts.key "t/$((n - 1))"
+  chmod -R a+rX repo100
+  upd100=$(measure "v2 update check, $n releases" "${v3[@]}")
+  echo "$upd100"
+  i100=$(sed -n 's/.*"index":{"sequence":\([0-9]*\).*/\1/p' repo100/timestamp.json)
+  c1=$(stat -c %s "repo100/index/$i100.json")
+  c0=$(stat -c %s "repo100/index/$((i100 - 1)).json")
+  echo "$n releases: full index manifests/$i100.json $(stat -c %s "repo100/manifests/$i100.json") bytes; compact index index/$i100.json $c1 bytes ($((c1 / n)) per release; the last release added $((c1 - c0))); compact delta $(stat -c %s "repo100/index/$((i100 - 1))-$i100.delta.json") bytes; full-index delta $(stat -c %s "repo100/deltas/$((i100 - 1))-$i100.json") bytes"
+  [ $((c1 - c0)) -le 300 ] || die "the compact index grew by $((c1 - c0)) bytes with release $n, more than 300"
+  u100=$(echo "$upd100" | sed -n 's/.*, *\([0-9]*\) total:.*/\1/p')
+  [ "$u100" -le 4096 ] || die "a v2 update check at $n releases cost $u100 bytes on the wire, more than 4 KiB"
+  echo "poll: OK: at $n releases a v2 update check costs $u100 bytes on the wire (target <= 4096), the compact index grows by $((c1 - c0)) bytes per release (target <= 300)"
+fi
 total=$(echo "$out" | sed -n 's/.*, *\([0-9]*\) total:.*/\1/p')
 [ "$total" -le 1024 ] || die "a v2 check with no update cost $total bytes on the wire, more than 1 KiB"
 echo "poll: OK: a v2 check with no update costs $total bytes on the wire (target <= 1024)"

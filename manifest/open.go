@@ -74,21 +74,30 @@ func openVerified(raw []byte, limit int64, opts OpenOptions) (*Manifest, error) 
 	if err := checkRoundTrip(raw, m); err != nil {
 		return nil, err
 	}
+	if err := checkFreshness(m, opts); err != nil {
+		return nil, err
+	}
+	return m, nil
+}
+
+// checkFreshness runs Open's sequence and validity checks on m (its
+// Sequence, hash, Issued and Expires).
+func checkFreshness(m *Manifest, opts OpenOptions) error {
 	if m.Sequence < opts.MinSequence {
-		return nil, fmt.Errorf("%w: sequence %d is lower than %d, accepted before: an older manifest is being replayed (stale mirror or attack); keep the installed version and retry later", ErrRollback, m.Sequence, opts.MinSequence)
+		return fmt.Errorf("%w: sequence %d is lower than %d, accepted before: an older manifest is being replayed (stale mirror or attack); keep the installed version and retry later", ErrRollback, m.Sequence, opts.MinSequence)
 	}
 	if m.Sequence == opts.MinSequence && opts.SeenHash != ([32]byte{}) && m.hash != opts.SeenHash {
-		return nil, fmt.Errorf("%w: sequence %d was accepted before with other content (sha256 %x, now %x): the publisher reused a sequence number or the repository is forked; report it to the publisher", ErrRollback, m.Sequence, opts.SeenHash, m.hash)
+		return fmt.Errorf("%w: sequence %d was accepted before with other content (sha256 %x, now %x): the publisher reused a sequence number or the repository is forked; report it to the publisher", ErrRollback, m.Sequence, opts.SeenHash, m.hash)
 	}
 	now := opts.Now
 	if now.IsZero() {
 		now = time.Now()
 	}
 	if !now.Before(m.Expires) {
-		return nil, fmt.Errorf("%w: the manifest expired at %s (now %s): the repository or mirror serves a stale copy; retry later or tell the publisher, and check the system clock", ErrExpired, m.Expires.UTC().Format(timeLayout), now.UTC().Format(timeLayout))
+		return fmt.Errorf("%w: the manifest expired at %s (now %s): the repository or mirror serves a stale copy; retry later or tell the publisher, and check the system clock", ErrExpired, m.Expires.UTC().Format(timeLayout), now.UTC().Format(timeLayout))
 	}
 	if m.Issued.After(now.Add(ClockSkew)) {
-		return nil, fmt.Errorf("%w: the manifest is issued at %s, in the future (now %s): check the system clock", ErrExpired, m.Issued.UTC().Format(timeLayout), now.UTC().Format(timeLayout))
+		return fmt.Errorf("%w: the manifest is issued at %s, in the future (now %s): check the system clock", ErrExpired, m.Issued.UTC().Format(timeLayout), now.UTC().Format(timeLayout))
 	}
-	return m, nil
+	return nil
 }

@@ -117,6 +117,9 @@ func writeSigned(repo, doc string, raw []byte, keys []manifest.PrivateKey, sign 
 // signIndex writes the release keys' signatures of the index of sequence
 // seq (raw) beside its history copy, writing the copy if it is missing.
 func signIndex(repo string, seq uint64, raw []byte, keys []manifest.PrivateKey) error {
+	if err := writeReleaseIndex(repo, raw, keys); err != nil {
+		return err
+	}
 	return writeSigned(repo, manifest.IndexPath(seq), raw, keys, manifest.SignIndex)
 }
 
@@ -713,6 +716,9 @@ func publishRoles(o *PublishOptions, p rolesPlan, seq uint64, raw []byte, logf f
 	if err := writeDeltas(o.Repo, seq, raw, sigs, logf); err != nil {
 		return err
 	}
+	if err := writeReleaseDeltas(o.Repo, seq, p.root.Roles[manifest.RoleRelease].KeyIDs); err != nil {
+		return err
+	}
 	if !p.stamping {
 		logf("no timestamp key given: v2 clients see sequence %d after the next `mkdelta refresh`", seq)
 		return nil
@@ -747,6 +753,7 @@ func verifyRoles(top, repo, platform string, m *manifest.Manifest, raw []byte, n
 	if err := root.VerifyRole(manifest.RoleRelease, raw, readSigs(repo, ip, root.Roles[manifest.RoleRelease].KeyIDs)); err != nil {
 		out = append(out, Fault{Path: ip, Err: err})
 	}
+	out = append(out, verifyReleaseIndex(repo, root, m, raw)...)
 	tsRaw, err := readFile(top, manifest.TimestampName, manifest.MaxTimestampSize)
 	if err != nil {
 		return append(out, Fault{Path: manifest.TimestampName, Err: err})

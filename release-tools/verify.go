@@ -254,7 +254,7 @@ func strays(st Store, objs []Object) []string {
 		first, inDirectory := topLevel(o.Path)
 		switch {
 		case !inDirectory && (first == manifest.ManifestName || first == manifest.SignatureName || v2TopName.MatchString(first)):
-		case inDirectory && (first == ArchivesDir || first == PatchesDir || first == FileListsDir || first == manifest.DeltaDir):
+		case inDirectory && (first == ArchivesDir || first == PatchesDir || first == FileListsDir || first == manifest.DeltaDir || first == manifest.ReleaseIndexDir || first == manifest.ReleaseDocDir):
 		case inDirectory && (first == HistoryDir || first == manifest.RootDir || first == manifest.PolicyDir):
 			if name := strings.TrimPrefix(o.Path, first+"/"); !historyName.MatchString(name) {
 				add(o.Path)
