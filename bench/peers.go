@@ -346,7 +346,7 @@ func methodOf(line string) string {
 		// A tree: the bundle's entry counts ("22 solid" are files coded
 		// against the whole old tree).
 		rest, _, _ = strings.Cut(rest, " in ")
-		return "bundle: " + strings.TrimSpace(rest)
+		return "bundle: " + strings.TrimSuffix(strings.TrimSpace(rest), ",")
 	}
 	return strings.TrimSpace(line)
 }
