@@ -14,6 +14,11 @@ package main
 //     tar of each tree (sorted, zeroed metadata) with the old tar as the
 //     reference.
 //   - C bsdiff 4.3 (Debian).
+//   - xdelta3 -9 -S djw (Debian's xdelta3 3.0.11, its strongest: level 9
+//     and the secondary Huffman coder), source window as large as the old
+//     file (-B).
+//   - hdiffz -s-16 -c-lzma2-9-16m: HDiffPatch's stream matcher (less
+//     memory); kept beside -m-6 because it wins on some pairs.
 //
 // Peers not on PATH are skipped with a note; bench/build-peers.sh builds
 // HDiffPatch and Zucchini into a directory to put on PATH.
@@ -89,7 +94,25 @@ func peerTools(s *toolSetup) ([]peerTool, []Skipped) {
 	} else {
 		tools = append(tools, peerTool{Name: "hdiffz lzma2", Setting: "hdiffz -m-6 -c-lzma2-9-16m; hpatchz -s-8m (trees: directory mode)", Files: true, Trees: true,
 			Diff:  func(o, n, p, _ string) []string { return []string{b[0], "-m-6", "-c-lzma2-9-16m", "-f", o, n, p} },
-			Apply: func(o, p, out, _ string) []string { return []string{b[1], "-f", o, p, out} },
+			Apply: func(o, p, out, _ string) []string { return []string{b[1], "-s-8m", "-f", o, p, out} },
+		})
+	}
+	if b, err := lookPath("hdiffz", "hpatchz"); err == nil {
+		tools = append(tools, peerTool{Name: "hdiffz -s lzma2", Setting: "hdiffz -s-16 -c-lzma2-9-16m; hpatchz -s-8m (trees: directory mode)", Files: true, Trees: true,
+			Diff:  func(o, n, p, _ string) []string { return []string{b[0], "-s-16", "-c-lzma2-9-16m", "-f", o, n, p} },
+			Apply: func(o, p, out, _ string) []string { return []string{b[1], "-s-8m", "-f", o, p, out} },
+		})
+	}
+	if b, err := lookPath("xdelta3"); err != nil {
+		skipped = append(skipped, Skipped{"xdelta3", err.Error()})
+	} else {
+		tools = append(tools, peerTool{Name: "xdelta3 -9 -S djw", Setting: "xdelta3 -9 -S djw -B <old size rounded up to a power of two, >= 8 MiB> -e -s OLD", Files: true,
+			Diff: func(o, n, p, _ string) []string {
+				return []string{b[0], "-f", "-e", "-9", "-S", "djw", "-B", fmt.Sprint(srcWindow(o)), "-s", o, n, p}
+			},
+			Apply: func(o, p, out, _ string) []string {
+				return []string{b[0], "-f", "-d", "-B", fmt.Sprint(srcWindow(o)), "-s", o, p, out}
+			},
 		})
 	}
 	if b, err := lookPath("zucchini", "xz"); err != nil {
@@ -129,6 +152,33 @@ func peerTools(s *toolSetup) ([]peerTool, []Skipped) {
 	return tools, skipped
 }
 
+// srcWindow is xdelta3's -B for old: the file's size rounded up to a power
+// of two, at least 8 MiB, so that the whole old file is one source window.
+func srcWindow(old string) int64 {
+	w := int64(8 << 20)
+	if st, err := os.Stat(old); err == nil {
+		for w < st.Size() {
+			w <<= 1
+		}
+	}
+	return w
+}
+
+// treeBytes is the size of the file at path, or of the regular files under
+// it in all (0 when it cannot be read).
+func treeBytes(path string) int64 {
+	var n int64
+	filepath.WalkDir(path, func(_ string, d fs.DirEntry, err error) error {
+		if err == nil && d.Type().IsRegular() {
+			if info, err := d.Info(); err == nil {
+				n += info.Size()
+			}
+		}
+		return nil
+	})
+	return n
+}
+
 // peerResult is one tool on one pair.
 type peerResult struct {
 	Tool               string
@@ -142,6 +192,7 @@ type peerResult struct {
 type peerPairResult struct {
 	Pair     peerPair
 	NewBytes int64
+	OldBytes int64 // the old file, or the old tree's files in all
 	Results  []peerResult
 	Methods  string // deltaup's per-file method choice
 }
@@ -291,6 +342,12 @@ func methodOf(line string) string {
 			return f
 		}
 	}
+	if _, rest, ok := strings.Cut(line, "bundle: "); ok {
+		// A tree: the bundle's entry counts ("22 solid" are files coded
+		// against the whole old tree).
+		rest, _, _ = strings.Cut(rest, " in ")
+		return "bundle: " + strings.TrimSuffix(strings.TrimSpace(rest), ",")
+	}
 	return strings.TrimSpace(line)
 }
 
@@ -327,6 +384,7 @@ func runPeers(argv []string, o options, stdout, stderr io.Writer) int {
 				pr.NewBytes = st.Size()
 			}
 		}
+		pr.OldBytes = treeBytes(oldPath)
 		for _, t := range tools {
 			if (p.Tree && !t.Trees) || (!p.Tree && !t.Files) {
 				continue
@@ -339,7 +397,7 @@ func runPeers(argv []string, o options, stdout, stderr io.Writer) int {
 			fmt.Fprintf(stderr, "  %-20s %10d B  diff %6.2fs  apply %6.2fs  ok %v %s\n", t.Name, r.Bytes, r.DiffSecs, r.ApplySec, r.OK, r.Err)
 			pr.Results = append(pr.Results, r)
 		}
-		if mk != "" && !p.Tree {
+		if mk != "" {
 			pr.Methods = deltaupMethods(ctx, mk, oldPath, newPath, tmp)
 		}
 		results = append(results, pr)
@@ -409,14 +467,14 @@ func formatPeers(env Environment, rev, corpus string, tools []peerTool, skipped 
 	}
 	fmt.Fprintln(&b, "- Every round trip is checked (file SHA-256, or every file of the tree); times are wall seconds of the process (a sh -c pipeline for zucchini+xz), apply included.")
 	fmt.Fprintln(&b)
-	fmt.Fprintln(&b, "| pair | deltaup at issue | deltaup now | best peer | best peer's bytes | now / best | now / issue | apply s deltaup | apply s hpatchz |")
-	fmt.Fprintln(&b, "|---|---:|---:|---|---:|---:|---:|---:|---:|")
+	fmt.Fprintln(&b, "| pair | deltaup at issue | deltaup now | best peer | best peer's bytes | now / best | now / issue | apply s deltaup / hpatchz | diff s deltaup / hdiffz | diff peak MiB deltaup / bsdiff | apply peak MiB (old + 64 MiB) |")
+	fmt.Fprintln(&b, "|---|---:|---:|---|---:|---:|---:|---:|---:|---:|---:|")
 	var logSum float64
 	var nRatio int
 	for _, pr := range res {
 		var du *peerResult
 		var best *peerResult
-		var hp *peerResult
+		var hp, bs *peerResult
 		for i := range pr.Results {
 			r := &pr.Results[i]
 			if !r.OK {
@@ -429,8 +487,11 @@ func formatPeers(env Environment, rev, corpus string, tools []peerTool, skipped 
 				if best == nil || r.Bytes < best.Bytes {
 					best = r
 				}
-				if strings.HasPrefix(r.Tool, "hdiffz") {
+				if r.Tool == "hdiffz lzma2" {
 					hp = r
+				}
+				if r.Tool == "bsdiff" {
+					bs = r
 				}
 			}
 		}
@@ -441,7 +502,6 @@ func formatPeers(env Environment, rev, corpus string, tools []peerTool, skipped 
 			return f(r)
 		}
 		bytesOf := func(r *peerResult) string { return fmt.Sprintf("%d", r.Bytes) }
-		applyOf := func(r *peerResult) string { return fmt.Sprintf("%.3f", r.ApplySec) }
 		ratio, vsIssue := "—", "—"
 		if du != nil && best != nil {
 			q := float64(du.Bytes) / float64(best.Bytes)
@@ -452,9 +512,25 @@ func formatPeers(env Environment, rev, corpus string, tools []peerTool, skipped 
 		if du != nil && pr.Pair.Today > 0 {
 			vsIssue = fmt.Sprintf("%.3f", float64(du.Bytes)/float64(pr.Pair.Today))
 		}
-		fmt.Fprintf(&b, "| %s | %d | %s | %s | %s | %s | %s | %s | %s |\n", pr.Pair.Label, pr.Pair.Today,
+		pairOf := func(a, b *peerResult, f func(*peerResult) float64, format string) string {
+			if a == nil || b == nil || f(b) <= 0 {
+				return "—"
+			}
+			return fmt.Sprintf(format+" / "+format+" = %.2fx", f(a), f(b), f(a)/f(b))
+		}
+		applyS := pairOf(du, hp, func(r *peerResult) float64 { return r.ApplySec }, "%.3f")
+		diffS := pairOf(du, hp, func(r *peerResult) float64 { return r.DiffSecs }, "%.2f")
+		diffPeak := pairOf(du, bs, func(r *peerResult) float64 { return float64(r.DiffRSS) / (1 << 20) }, "%.0f")
+		if du != nil && bs != nil && (du.DiffRSS <= 0 || bs.DiffRSS <= 0) {
+			diffPeak = "—"
+		}
+		applyPeak := "—"
+		if du != nil && du.ApplyRSS > 0 && pr.OldBytes > 0 {
+			applyPeak = fmt.Sprintf("%.0f (%.0f)", float64(du.ApplyRSS)/(1<<20), float64(pr.OldBytes)/(1<<20)+64)
+		}
+		fmt.Fprintf(&b, "| %s | %d | %s | %s | %s | %s | %s | %s | %s | %s | %s |\n", pr.Pair.Label, pr.Pair.Today,
 			cell(du, bytesOf), cell(best, func(r *peerResult) string { return r.Tool }), cell(best, bytesOf),
-			ratio, vsIssue, cell(du, applyOf), cell(hp, applyOf))
+			ratio, vsIssue, applyS, diffS, diffPeak, applyPeak)
 	}
 	if nRatio > 0 {
 		fmt.Fprintf(&b, "\nGeometric mean of deltaup / best peer: **%.3f** over %d pairs.\n", math.Exp(logSum/float64(nRatio)), nRatio)

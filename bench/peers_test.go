@@ -98,6 +98,7 @@ func TestMethodOf(t *testing.T) {
 	for in, want := range map[string]string{
 		"/tmp/x/m.patch: 230645 bytes (2.42% of new 9546560 bytes; old 9534272 bytes) native/exe-bsdiff-cm in 13.09s\n": "native/exe-bsdiff-cm",
 		"something else\n": "something else",
+		"/tmp/t.patch: 4316 bytes (0.05% of new tree 8247504 bytes in 53 files; old 8246275 bytes) bundle: 31 unchanged, 0 copied, 0 patched, 0 new, 22 solid, 3 dirs, 0 symlinks, 0 removed; patches 2884 bytes, in 3.72s\n": "bundle: 31 unchanged, 0 copied, 0 patched, 0 new, 22 solid, 3 dirs, 0 symlinks, 0 removed; patches 2884 bytes",
 	} {
 		if got := methodOf(in); got != want {
 			t.Errorf("methodOf(%q) = %q, want %q", in, got, want)

@@ -606,7 +606,7 @@ func (d *bundleDecoder) fileFields(e *BundleEntry, what string) error {
 
 // A payload is a native patch without the parts the bundle already pins:
 //
-//	method     1 byte (MethodBsdiffCM, MethodZstdDict, MethodZstd, MethodExeBsdiffCM)
+//	method     1 byte (MethodBsdiffCM .. MethodExeBsdiffCM2)
 //	new size   uvarint (> 0)
 //	new SHA-256 32 bytes
 //	body       the native patch body, CRC-32C trailer included

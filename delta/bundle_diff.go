@@ -41,7 +41,9 @@ type BundleOptions struct {
 	Modes tree.Modes
 	// NoSolid leaves out the solid stream (tree-wide matching, a version 2
 	// bundle): every file that needs a payload gets its own, and the
-	// bundle is version 1, readable by older clients.
+	// bundle is version 1, readable by older clients. With Methods nil it
+	// also keeps to methods 1-5 (cm2, methods 6 and 7, came after solid
+	// bundles: those clients refuse it).
 	NoSolid bool
 }
 
@@ -100,6 +102,9 @@ func DiffBundle(ctx context.Context, oldDir, newDir string, w io.Writer, opts *B
 	}
 	if err := (&DiffOptions{Methods: o.Methods}).validate(); err != nil {
 		return st, err
+	}
+	if o.NoSolid && o.Methods == nil {
+		o.Methods = methodsBeforeCM2
 	}
 	if o.Workers == 0 {
 		o.Workers = runtime.GOMAXPROCS(0)

@@ -203,7 +203,7 @@ func TestDiffOptionsValidation(t *testing.T) {
 		{Format: -1},
 		{Workers: -1},
 		{Methods: []delta.Method{0}},
-		{Methods: []delta.Method{delta.MethodZstd, 6}},
+		{Methods: []delta.Method{delta.MethodZstd, 8}},
 		{Methods: []delta.Method{255}},
 	} {
 		var buf bytes.Buffer

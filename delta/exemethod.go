@@ -36,19 +36,21 @@ func prepareExe(old, newb []byte) *exeInput {
 	return ex
 }
 
-// bsdiffBody is the exe-bsdiff-cm body: a second bsdiff pass over the
-// filtered files (a suffix array of 4*len(old) while it runs); its long
-// add steps become the equivalences of the reference prediction,
-// applied to a copy of the filtered new file (len(newb) more) before the
-// edit script is coded.
-func (ex *exeInput) bsdiffBody(ctx context.Context, workers int) ([]byte, error) {
+// bsdiffBodies makes the exe-bsdiff-cm body ([0], when cm1 is set) and
+// the exe-bsdiff-cm2 body ([1], when cm2 is set) from one second bsdiff
+// pass over the filtered files (a suffix array of 4*len(old) while it
+// runs); its long add steps become the equivalences of the reference
+// prediction, applied to a copy of the filtered new file (len(newb) more)
+// before the edit script is coded, once per coder.
+func (ex *exeInput) bsdiffBodies(ctx context.Context, workers int, cm1, cm2 bool) ([2][]byte, error) {
+	var out [2][]byte
 	m, err := newMatcher(ex.fo)
 	if err != nil {
-		return nil, err
+		return out, err
 	}
 	ops, err := diffOps(ctx, m, ex.fn, workers, nil)
 	if err != nil {
-		return nil, err
+		return out, err
 	}
 	m.sa, m.bucket = nil, nil
 	debug.FreeOSMemory()
@@ -65,9 +67,14 @@ func (ex *exeInput) bsdiffBody(ctx context.Context, workers int) ([]byte, error)
 			newRelaPredictor(pred, oldRela, newRela).run(fn, 0, true)
 		}
 	}
-	body := appendEquivs(append([]byte(nil), ex.head...), eqs)
-	body = appendRanges(appendRanges(body, oldRela), newRela)
-	return append(body, encodeSegments(ex.fo, fn, ops, workers)...), nil
+	head := appendEquivs(append([]byte(nil), ex.head...), eqs)
+	head = appendRanges(appendRanges(head, oldRela), newRela)
+	for i, want := range []bool{cm1, cm2} {
+		if want {
+			out[i] = append(append([]byte(nil), head...), encodeSegmentsCoder(ex.fo, fn, ops, workers, i == 1)...)
+		}
+	}
+	return out, nil
 }
 
 // zstdBody is the exe-zstd-dict body: a zstd frame of the filtered new
@@ -104,9 +111,12 @@ func applyExe(ctx context.Context, old, body []byte, hd header, w io.Writer, gat
 		return err
 	}
 	var segs []segment
-	if hd.method == MethodExeBsdiffCM {
+	if hd.method == MethodExeBsdiffCM || hd.method == MethodExeBsdiffCM2 {
 		if segs, err = parseSegments(rest, hd.newSize); err != nil {
 			return err
+		}
+		for i := range segs {
+			segs[i].cm2 = hd.method == MethodExeBsdiffCM2
 		}
 	}
 	fo := append([]byte(nil), old...)
@@ -121,7 +131,7 @@ func applyExe(ctx context.Context, old, body []byte, hd header, w io.Writer, gat
 			out = rw
 		}
 	}
-	if hd.method == MethodExeBsdiffCM {
+	if hd.method != MethodExeZstdDict {
 		err = decodeSegmentsStream(ctx, fo, segs, out, gate)
 	} else {
 		if err = gate(); err != nil {

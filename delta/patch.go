@@ -54,10 +54,20 @@ const (
 	// MethodExeZstdDict: the same filter, then zstd of the filtered new
 	// file with the filtered old file as a raw dictionary.
 	MethodExeZstdDict Method = 5
+	// MethodBsdiffCM2: method 1's segments coded with cm2, cm1 plus a
+	// prediction of each non-zero difference byte from the last one coded
+	// over the same old byte (docs/FORMAT.md "Methods 6 and 7").
+	MethodBsdiffCM2 Method = 6
+	// MethodExeBsdiffCM2: method 4 with its segments coded with cm2.
+	MethodExeBsdiffCM2 Method = 7
 )
 
+// methodsBeforeCM2 are the methods clients read before cm2 (methods 6 and
+// 7): what a bundle for older clients (BundleOptions.NoSolid) keeps to.
+var methodsBeforeCM2 = []Method{MethodBsdiffCM, MethodZstdDict, MethodZstd, MethodExeBsdiffCM, MethodExeZstdDict}
+
 // lastMethod is the highest method this build reads.
-const lastMethod = MethodExeZstdDict
+const lastMethod = MethodExeBsdiffCM2
 
 func (m Method) String() string {
 	switch m {
@@ -71,6 +81,10 @@ func (m Method) String() string {
 		return "exe-bsdiff-cm"
 	case MethodExeZstdDict:
 		return "exe-zstd-dict"
+	case MethodBsdiffCM2:
+		return "bsdiff-cm2"
+	case MethodExeBsdiffCM2:
+		return "exe-bsdiff-cm2"
 	}
 	return fmt.Sprintf("method(%d)", uint8(m))
 }
@@ -217,13 +231,14 @@ func diff(ctx context.Context, old, newb []byte, w io.Writer, opts *DiffOptions,
 
 	var ops []op
 	near := inPlaceEdit(old, newb)
-	if near && (o.Format == FormatBSDIFF40 || want(MethodBsdiffCM)) {
+	scan := o.Format == FormatBSDIFF40 || want(MethodBsdiffCM) || want(MethodBsdiffCM2)
+	if near && scan {
 		// The edit script a scan would find, without the suffix array.
 		ops = []op{{oldPos: 0, addLen: int64(len(newb))}}
 		if release != nil {
 			release(0, len(newb))
 		}
-	} else if o.Format == FormatBSDIFF40 || want(MethodBsdiffCM) {
+	} else if scan {
 		t0 := time.Now()
 		m, err := newMatcher(old)
 		if err != nil {
@@ -251,23 +266,34 @@ func diff(ctx context.Context, old, newb []byte, w io.Writer, opts *DiffOptions,
 	var best []byte
 	if ops != nil {
 		t2 := time.Now()
-		best = encodeSegments(old, newb, ops, o.Workers)
+		for _, m := range []Method{MethodBsdiffCM, MethodBsdiffCM2} {
+			if !want(m) {
+				continue
+			}
+			body := encodeSegmentsCoder(old, newb, ops, o.Workers, m == MethodBsdiffCM2)
+			st.Candidates[m] = int64(len(body))
+			if best == nil || len(body) < len(best) {
+				best, st.Method = body, m
+			}
+		}
 		st.Encode = time.Since(t2)
-		st.Method = MethodBsdiffCM
-		st.Candidates[MethodBsdiffCM] = int64(len(best))
 	}
 	var ex *exeInput
-	if (want(MethodExeBsdiffCM) || want(MethodExeZstdDict)) && len(old) > 0 && (!near || ops == nil) {
+	if (want(MethodExeBsdiffCM) || want(MethodExeBsdiffCM2) || want(MethodExeZstdDict)) && len(old) > 0 && (!near || ops == nil) {
 		ex = prepareExe(old, newb)
 	}
-	if ex != nil && want(MethodExeBsdiffCM) {
-		body, err := ex.bsdiffBody(ctx, o.Workers)
+	if ex != nil && (want(MethodExeBsdiffCM) || want(MethodExeBsdiffCM2)) {
+		bodies, err := ex.bsdiffBodies(ctx, o.Workers, want(MethodExeBsdiffCM), want(MethodExeBsdiffCM2))
 		if err != nil {
 			return st, err
 		}
-		st.Candidates[MethodExeBsdiffCM] = int64(len(body))
-		if best == nil || len(body) < len(best) {
-			best, st.Method = body, MethodExeBsdiffCM
+		for i, m := range []Method{MethodExeBsdiffCM, MethodExeBsdiffCM2} {
+			if body := bodies[i]; body != nil {
+				st.Candidates[m] = int64(len(body))
+				if best == nil || len(body) < len(best) {
+					best, st.Method = body, m
+				}
+			}
 		}
 	}
 	tryZstd := o.Methods != nil || len(newb) <= zstdTryBelow || best == nil || int64(len(best)) > int64(len(newb))/5
@@ -665,9 +691,12 @@ func applyPatch(ctx context.Context, old []byte, patch io.Reader, out output, op
 	}
 	hw := &hashWriter{w: out.w, h: sha256.New()}
 	switch hd.method {
-	case MethodBsdiffCM:
+	case MethodBsdiffCM, MethodBsdiffCM2:
 		var segs []segment
 		segs, err = parseSegments(body, hd.newSize)
+		for i := range segs {
+			segs[i].cm2 = hd.method == MethodBsdiffCM2
+		}
 		switch {
 		case err != nil:
 		case out.at != nil && len(segs) > 1 && runtime.GOMAXPROCS(0) > 1:
@@ -688,7 +717,7 @@ func applyPatch(ctx context.Context, old []byte, patch io.Reader, out output, op
 		if oerr := chk.wait(); oerr != nil {
 			return info, oerr
 		}
-	case MethodExeBsdiffCM, MethodExeZstdDict:
+	case MethodExeBsdiffCM, MethodExeZstdDict, MethodExeBsdiffCM2:
 		err = applyExe(ctx, old, body, hd, hw, chk.wait)
 		if oerr := chk.wait(); oerr != nil {
 			return info, oerr

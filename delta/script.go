@@ -34,6 +34,13 @@ type scriptModel struct {
 	e1, e2, e3 []counter // extra bytes, bit by bit
 	emix       *mixer
 
+	// cm2 only (nil in cm1): the flag "the non-zero difference equals the
+	// one last coded, by the 8-bit tree, over the same old byte".
+	cm2    bool
+	pred   [256]byte // per old byte, the last value coded by the tree
+	p1, p2 []counter
+	pmix   *mixer
+
 	shist  uint32 // one bit per recent superblock: 1 = some difference
 	bhist  uint32 // one bit per recent block: 1 = some difference
 	rhist  uint32 // one bit per recent non-zero difference: 1 = repeat
@@ -70,6 +77,19 @@ const (
 	hZero = 14
 	hVal  = 16
 )
+
+// newScriptModelCoder is newScriptModel for cm1 (cm2 false) or cm2, which
+// adds 256 KiB of tables.
+func newScriptModelCoder(cm2 bool) *scriptModel {
+	m := newScriptModel()
+	if cm2 {
+		m.cm2 = true
+		m.p1 = newCounters(1 << 16)
+		m.p2 = newCounters(1 << 16)
+		m.pmix = newMixer(3, 4)
+	}
+	return m
+}
 
 func newScriptModel() *scriptModel {
 	return &scriptModel{
@@ -275,6 +295,20 @@ func (m *scriptModel) codeValue(v, o, o1, zh uint32) uint32 {
 	if rep == 1 {
 		return m.lastNZ
 	}
+	if pv := uint32(m.pred[o]); m.cm2 && pv != 0 && pv != m.lastNZ {
+		// cm2: "equal to the value last coded over this old byte", under
+		// (old byte, that value) and (last non-zero difference, that value).
+		m.c.cat = 7
+		hit := 0
+		if v == pv {
+			hit = 1
+		}
+		hit = m.c.mix2(&m.p1[o<<8|pv], &m.p2[m.lastNZ<<8|pv], m.pmix.w[(zh&3)*3:], hit, limitFast)
+		if hit == 1 {
+			m.lastNZ = pv
+			return pv
+		}
+	}
 	m.c.cat = 6
 	h := hash32(o|o1<<8, m.lastNZ) >> (32 - hVal + 8) << 8
 	node := uint32(1)
@@ -285,6 +319,7 @@ func (m *scriptModel) codeValue(v, o, o1, zh uint32) uint32 {
 	}
 	v = node & 0xff
 	m.lastNZ = v
+	m.pred[o] = byte(v)
 	return v
 }
 
@@ -330,7 +365,12 @@ func (m *scriptModel) push2(b []byte) {
 
 // encodeScript codes ops (which rebuild newb from old) as a cm1 stream.
 func encodeScript(old, newb []byte, ops []op) []byte {
-	m := newScriptModel()
+	return encodeScriptCoder(old, newb, ops, false)
+}
+
+// encodeScriptCoder codes ops as a cm1 stream, or a cm2 one when cm2 is set.
+func encodeScriptCoder(old, newb []byte, ops []op, cm2 bool) []byte {
+	m := newScriptModelCoder(cm2)
 	m.c.enc = newEncoder()
 	m.c.enc.out = make([]byte, 0, len(newb)/32+1024)
 	m.c.cost = &costs
@@ -376,7 +416,13 @@ func encodeScript(old, newb []byte, ops []op) []byte {
 // stream that ends early (found within 32 bytes of output) and on bytes left
 // over; a write error stops it at once.
 func decodeScript(old, stream []byte, newSize int64, w io.Writer) error {
-	m := newScriptModel()
+	return decodeScriptCoder(old, stream, newSize, w, false)
+}
+
+// decodeScriptCoder is decodeScript for a cm1 stream, or a cm2 one when
+// cm2 is set; the checks are the same.
+func decodeScriptCoder(old, stream []byte, newSize int64, w io.Writer, cm2 bool) error {
+	m := newScriptModelCoder(cm2)
 	m.c.dec = newDecoder(stream)
 	bw := bufio.NewWriterSize(w, 64<<10)
 	oldSize := int64(len(old))

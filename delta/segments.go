@@ -34,8 +34,14 @@ func segmentCount(n int) int {
 	return 1
 }
 
-// encodeSegments codes ops as segments, in parallel.
+// encodeSegments codes ops as segments of cm1, in parallel.
 func encodeSegments(old, newb []byte, ops []op, workers int) []byte {
+	return encodeSegmentsCoder(old, newb, ops, workers, false)
+}
+
+// encodeSegmentsCoder codes ops as segments of cm1, or of cm2 when cm2 is
+// set (the segment table is the same).
+func encodeSegmentsCoder(old, newb []byte, ops []op, workers int, cm2 bool) []byte {
 	want := segmentCount(len(newb))
 	type seg struct {
 		start, end int64 // new-file range
@@ -65,7 +71,7 @@ func encodeSegments(old, newb []byte, ops []op, workers int) []byte {
 		wg.Go(func() {
 			sem <- struct{}{}
 			defer func() { <-sem }()
-			s.out = encodeScript(old, newb[s.start:s.end], s.ops)
+			s.out = encodeScriptCoder(old, newb[s.start:s.end], s.ops, cm2)
 		})
 	}
 	wg.Wait()
@@ -85,6 +91,7 @@ func encodeSegments(old, newb []byte, ops []op, workers int) []byte {
 type segment struct {
 	start, size int64
 	stream      []byte
+	cm2         bool // a cm2 stream (methods 6 and 7)
 }
 
 // parseSegments checks the segment table of a bsdiff-cm body against the
@@ -149,7 +156,7 @@ func parseSegments(body []byte, newSize int64) ([]segment, error) {
 // returned as ErrOldMismatch.
 func decodeSegment(old []byte, s segment, i int, w io.Writer) (err error) {
 	defer catchFault(&err, debug.SetPanicOnFault(true), old)
-	if err := decodeScript(old, s.stream, s.size, w); err != nil {
+	if err := decodeScriptCoder(old, s.stream, s.size, w, s.cm2); err != nil {
 		return fmt.Errorf("%w (in segment %d)", err, i)
 	}
 	return nil
