@@ -53,7 +53,9 @@ func (ex *exeInput) bsdiffBodies(ctx context.Context, workers int, cm1, cm2 bool
 		return out, err
 	}
 	m.sa, m.bucket = nil, nil
-	debug.FreeOSMemory()
+	if len(ex.fo) >= freeOSMemoryFrom {
+		debug.FreeOSMemory()
+	}
 	var eqs []equiv
 	var oldRela, newRela []codeRange
 	fn := ex.fn

@@ -73,8 +73,14 @@ func (c *counter) update(bit int, limit uint32) {
 
 func newCounters(n int) []counter {
 	t := make([]counter, n)
-	for i := range t {
-		t[i] = counterInit
+	if n == 0 {
+		return t
+	}
+	// Filled by doubling copies (memmove), several times faster than a
+	// store per counter on the ~1.5 MiB of a model.
+	t[0] = counterInit
+	for done := 1; done < n; done *= 2 {
+		copy(t[done:], t[:done])
 	}
 	return t
 }

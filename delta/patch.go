@@ -254,7 +254,9 @@ func diff(ctx context.Context, old, newb []byte, w io.Writer, opts *DiffOptions,
 		// The suffix array is four times the old file: give it back before
 		// the coders allocate.
 		m.sa, m.bucket = nil, nil
-		debug.FreeOSMemory()
+		if len(old) >= freeOSMemoryFrom {
+			debug.FreeOSMemory()
+		}
 	}
 	if o.Format == FormatBSDIFF40 {
 		cw := &countWriter{w: w}
@@ -437,6 +439,11 @@ func zstdEncode(newb, dict []byte) ([]byte, error) {
 	defer enc.Close()
 	return enc.EncodeAll(newb, nil), nil
 }
+
+// freeOSMemoryFrom is the old-file size from which Diff returns the suffix
+// array's memory to the OS before coding (a forced collection: its cost,
+// paid on every small file of a tree, is not worth a few MiB).
+const freeOSMemoryFrom = 8 << 20
 
 // zstdPoolWindow is the largest window whose encoders zstdEncodePooled
 // keeps: an encoder holds about 17 MiB of tables plus twice its window.
