@@ -42,8 +42,8 @@ type BundleOptions struct {
 	// NoSolid leaves out the solid stream (tree-wide matching, a version 2
 	// bundle): every file that needs a payload gets its own, and the
 	// bundle is version 1, readable by older clients. With Methods nil it
-	// also keeps to methods 1-5 (cm2, methods 6 and 7, came after solid
-	// bundles: those clients refuse it).
+	// also keeps to methods 1-5 (methods 6 to 9 came after solid bundles:
+	// those clients refuse them).
 	NoSolid bool
 }
 

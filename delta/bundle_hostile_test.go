@@ -208,7 +208,7 @@ func TestBundleHostile(t *testing.T) {
 		{name: "payload hash flipped", edit: func(rb *rawBundle) { rb.entries = withEntries(es, 6, 1, rNew("e/n.txt", 0o644, flip(pay["n"], 10))) }, want: "hashmismatch"},
 		{name: "payload method unknown", edit: func(rb *rawBundle) {
 			p := bytes.Clone(pay["n"])
-			p[0] = 9
+			p[0] = 10
 			rb.entries = withEntries(es, 6, 1, rNew("e/n.txt", 0o644, p))
 		}, want: "format"},
 		{name: "patch made for another old file", edit: func(rb *rawBundle) {

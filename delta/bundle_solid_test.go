@@ -134,7 +134,7 @@ func TestSolidBundleHostile(t *testing.T) {
 		{"solid section longer than the bundle", func(rb *rawBundle) { rb.solid = cat(uv(uint64(len(fx.payload)+100)), fx.payload) }, delta.ErrCorrupt, "truncated"},
 		{"solid length over the cap", func(rb *rawBundle) { rb.solid = uv(1 << 40) }, delta.ErrTooLarge, "exceeds the cap"},
 		{"solid length under a header", func(rb *rawBundle) { rb.solid = cat(uv(10), fx.payload[:10]) }, delta.ErrCorrupt, "shorter than a payload header"},
-		{"unknown method", withPayload(append([]byte{9}, fx.payload[1:]...)), delta.ErrFormat, "method 9"},
+		{"unknown method", withPayload(append([]byte{10}, fx.payload[1:]...)), delta.ErrFormat, "method 10"},
 		{"stream size differs from the entries", func(rb *rawBundle) {
 			rb.entries[1] = rSolid("b.txt", 0o644, fx.newB[:len(fx.newB)-1])
 			rb.newSize--

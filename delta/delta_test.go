@@ -203,7 +203,7 @@ func TestDiffOptionsValidation(t *testing.T) {
 		{Format: -1},
 		{Workers: -1},
 		{Methods: []delta.Method{0}},
-		{Methods: []delta.Method{delta.MethodZstd, 8}},
+		{Methods: []delta.Method{delta.MethodZstd, 10}},
 		{Methods: []delta.Method{255}},
 	} {
 		var buf bytes.Buffer
@@ -239,7 +239,7 @@ func TestParseFormatAndStrings(t *testing.T) {
 			t.Errorf("ParseFormat(%v.String()) = %v, %v", f, g, err)
 		}
 	}
-	for m, s := range map[delta.Method]string{delta.MethodBsdiffCM: "bsdiff-cm", delta.MethodZstdDict: "zstd-dict", delta.MethodZstd: "zstd", 9: "method(9)"} {
+	for m, s := range map[delta.Method]string{delta.MethodBsdiffCM: "bsdiff-cm", delta.MethodZstdDict: "zstd-dict", delta.MethodZstd: "zstd", delta.MethodExe2BsdiffCM: "exe2-bsdiff-cm", delta.MethodExe2BsdiffCM2: "exe2-bsdiff-cm2", 10: "method(10)"} {
 		if m.String() != s {
 			t.Errorf("Method %d.String() = %q, want %q", m, m.String(), s)
 		}

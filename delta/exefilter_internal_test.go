@@ -6,6 +6,7 @@ import (
 	"crypto/sha256"
 	"encoding/binary"
 	"errors"
+	"fmt"
 	"hash/crc32"
 	"math/rand/v2"
 	"os"
@@ -14,6 +15,7 @@ import (
 	"runtime"
 	"strings"
 	"testing"
+	"unsafe"
 )
 
 // codeLike returns n bytes dense in the patterns the filters rewrite.
@@ -193,7 +195,7 @@ func TestExeMethodRoundTrip(t *testing.T) {
 		}
 	}
 	ctx := context.Background()
-	for _, m := range []Method{MethodExeBsdiffCM, MethodExeZstdDict} {
+	for _, m := range []Method{MethodExeBsdiffCM, MethodExeZstdDict, MethodExeBsdiffCM2, MethodExe2BsdiffCM, MethodExe2BsdiffCM2} {
 		var first []byte
 		for _, w := range []int{1, 2, 3} {
 			var buf bytes.Buffer
@@ -234,8 +236,10 @@ func TestExeMethodRoundTrip(t *testing.T) {
 	if err != nil || st.Method == MethodExeBsdiffCM {
 		t.Fatalf("text: %v, method %v", err, st.Method)
 	}
-	if _, ok := st.Candidates[MethodExeBsdiffCM]; ok {
-		t.Fatal("text: the exe method was tried")
+	for _, m := range exeBsdiffMethods {
+		if _, ok := st.Candidates[m]; ok {
+			t.Fatalf("text: method %v was tried", m)
+		}
 	}
 }
 
@@ -254,25 +258,30 @@ func FuzzApplyExe(f *testing.F) {
 	ops, _ := diffOps(context.Background(), m, fn, 1, nil)
 	eqs := []equiv{{0, 0, 100}, {300, 300, 2700}}
 	fp := bytes.Clone(fn)
-	pf := exeFilter{arch: exeArchX86_64, ranges: rs, enc: true, predOnly: true, pred: newPredictor(exeArchX86_64, eqs, fo, rs)}
+	pf := exeFilter{arch: exeArchX86_64, ranges: rs, enc: true, predOnly: true, pred: newPredictor(exeArchX86_64, eqs, fo, rs, false)}
 	pf.run(fp, 0)
 	noRela := func(b []byte) []byte { return appendRanges(appendRanges(b, nil), nil) }
 	body := append(noRela(appendEquivs(exeHeader(exeArchX86_64, rs, rs), eqs)), encodeSegments(fo, fp, ops, 1)...)
 	z, _ := zstdEncode(fn, fo)
-	f.Add(body, uint16(len(newb)), false)
-	f.Add(append(noRela(appendEquivs(exeHeader(exeArchX86_64, rs, rs), nil)), z...), uint16(len(newb)), true)
-	f.Add(append(noRela(appendEquivs(exeHeader(exeArchArm64, rs, []codeRange{{4, 8}}), nil)), encodeSegments(old, newb, nil, 1)...), uint16(len(newb)), false)
+	// kind picks the method: 0 exe-bsdiff-cm, 1 exe-zstd-dict, 2
+	// exe-bsdiff-cm2, 3 exe2-bsdiff-cm (adaptive prediction), 4
+	// exe2-bsdiff-cm2.
+	kinds := []Method{MethodExeBsdiffCM, MethodExeZstdDict, MethodExeBsdiffCM2, MethodExe2BsdiffCM, MethodExe2BsdiffCM2}
+	f.Add(body, uint16(len(newb)), uint8(0))
+	f.Add(body, uint16(len(newb)), uint8(3))
+	f.Add(append(noRela(appendEquivs(exeHeader(exeArchX86_64, rs, rs), nil)), z...), uint16(len(newb)), uint8(1))
+	f.Add(append(noRela(appendEquivs(exeHeader(exeArchArm64, rs, []codeRange{{4, 8}}), nil)), encodeSegments(old, newb, nil, 1)...), uint16(len(newb)), uint8(0))
+	f.Add(append(noRela(appendEquivs(exeHeader(exeArchArm64, rs, rs), eqs)), encodeSegments(old, newb, nil, 1)...), uint16(len(newb)), uint8(3))
 	// Relocation tables over part of the file.
 	rela := []codeRange{{2400, 480}}
-	f.Add(append(appendRanges(appendRanges(appendEquivs(exeHeader(exeArchX86_64, rs, rs), eqs), rela), rela), encodeSegments(fo, fp, ops, 1)...), uint16(len(newb)), false)
-	f.Add([]byte{1, 1, 0, 1}, uint16(10), true)
-	f.Fuzz(func(t *testing.T, body []byte, newSize uint16, zstdBody bool) {
+	relaBody := append(appendRanges(appendRanges(appendEquivs(exeHeader(exeArchX86_64, rs, rs), eqs), rela), rela), encodeSegments(fo, fp, ops, 1)...)
+	f.Add(relaBody, uint16(len(newb)), uint8(0))
+	f.Add(relaBody, uint16(len(newb)), uint8(3))
+	f.Add([]byte{1, 1, 0, 1}, uint16(10), uint8(1))
+	f.Fuzz(func(t *testing.T, body []byte, newSize uint16, kind uint8) {
 		// The new file's hash is unknowable here: a body that decodes
 		// must still fail the hash check, anything else a typed error.
-		m := MethodExeBsdiffCM
-		if zstdBody {
-			m = MethodExeZstdDict
-		}
+		m := kinds[int(kind)%len(kinds)]
 		patch := makeHeader(m, int64(len(old)), int64(newSize), sha256.Sum256(old), [32]byte{}, int64(len(body))+4)
 		patch = append(patch, body...)
 		patch = binary.LittleEndian.AppendUint32(patch, crc32.Checksum(body, castagnoli))
@@ -291,6 +300,12 @@ func FuzzApplyExe(f *testing.F) {
 // decoder's un-predict and un-filter give back the original, whatever the
 // equivalences and write sizes.
 func TestExePredictRoundTrip(t *testing.T) {
+	for _, adapt := range []bool{false, true} {
+		t.Run(fmt.Sprintf("adapt=%v", adapt), func(t *testing.T) { testExePredictRoundTrip(t, adapt) })
+	}
+}
+
+func testExePredictRoundTrip(t *testing.T, adapt bool) {
 	for seed := range uint64(12) {
 		n := 2000 + int(seed)*1500
 		old := codeLike(seed, n)
@@ -332,13 +347,13 @@ func TestExePredictRoundTrip(t *testing.T) {
 		enc := bytes.Clone(orig)
 		filterAll(enc, exeArchX86_64, rs, true)
 		filtered := bytes.Clone(enc)
-		pf := exeFilter{arch: exeArchX86_64, ranges: rs, enc: true, predOnly: true, pred: newPredictor(exeArchX86_64, eqs, fo, rs)}
+		pf := exeFilter{arch: exeArchX86_64, ranges: rs, enc: true, predOnly: true, pred: newPredictor(exeArchX86_64, eqs, fo, rs, adapt)}
 		pf.run(enc, 0)
 		if bytes.Equal(enc, filtered) {
 			t.Errorf("seed %d: the prediction changed nothing", seed)
 		}
 		var out bytes.Buffer
-		uw := &unfilterWriter{w: &out, f: exeFilter{arch: exeArchX86_64, ranges: rs, pred: newPredictor(exeArchX86_64, eqs, fo, rs)}}
+		uw := &unfilterWriter{w: &out, f: exeFilter{arch: exeArchX86_64, ranges: rs, pred: newPredictor(exeArchX86_64, eqs, fo, rs, adapt)}}
 		streamThrough(t, uw, enc, r, 37)
 		if !bytes.Equal(out.Bytes(), orig) {
 			t.Fatalf("seed %d: round trip through the prediction differs", seed)
@@ -353,6 +368,83 @@ func TestExePredictRoundTrip(t *testing.T) {
 				t.Fatalf("seed %d: equivalence %d: %+v, want %+v", seed, i, got[i], eqs[i])
 			}
 		}
+	}
+}
+
+// TestExeAdaptiveLearns: calls into a function that moved where no
+// equivalence says so are mispredicted by the fixed prediction every time;
+// the adaptive one (methods 8 and 9) mispredicts only the first: later
+// calls to the same target take the new target it had, and calls to its
+// neighbours in the same 4 KiB the shift it had.
+func TestExeAdaptiveLearns(t *testing.T) {
+	const n, calls, moved = 4000, 2000, 100
+	old := bytes.Repeat([]byte{0x90}, n)
+	newb := bytes.Clone(old)
+	for i := 0; i+5 <= calls; i += 16 {
+		target := 3000 + int64(i/16%5)*8 // five functions in one region
+		old[i], newb[i] = 0xE8, 0xE8
+		binary.LittleEndian.PutUint32(old[i+1:], uint32(target-int64(i+5)))
+		binary.LittleEndian.PutUint32(newb[i+1:], uint32(target+moved-int64(i+5)))
+	}
+	rs := []codeRange{{0, n}}
+	eqs := []equiv{{0, 0, calls}} // the callers match; the callee's region does not
+	fo := bytes.Clone(old)
+	filterAll(fo, exeArchX86_64, rs, true)
+	for _, c := range []struct {
+		adapt  bool
+		missed int
+	}{{false, (calls + 15) / 16}, {true, 1}} {
+		enc := bytes.Clone(newb)
+		filterAll(enc, exeArchX86_64, rs, true)
+		pf := exeFilter{arch: exeArchX86_64, ranges: rs, enc: true, predOnly: true, pred: newPredictor(exeArchX86_64, eqs, fo, rs, c.adapt)}
+		pf.run(enc, 0)
+		missed := 0
+		for i := 0; i+5 <= calls; i += 16 {
+			if !bytes.Equal(enc[i:i+5], fo[i:i+5]) {
+				missed++
+			}
+		}
+		if missed != c.missed {
+			t.Errorf("adapt %v: %d calls mispredicted, want %d", c.adapt, missed, c.missed)
+		}
+		var out bytes.Buffer
+		uw := &unfilterWriter{w: &out, f: exeFilter{arch: exeArchX86_64, ranges: rs, pred: newPredictor(exeArchX86_64, eqs, fo, rs, c.adapt)}}
+		streamThrough(t, uw, enc, rand.New(rand.NewPCG(1, 2)), 9)
+		if !bytes.Equal(out.Bytes(), newb) {
+			t.Fatalf("adapt %v: round trip differs", c.adapt)
+		}
+	}
+}
+
+// TestTargetMemorySlots: a key evicts the one before it in its slot, and
+// the tables never hold more than their fixed size.
+func TestTargetMemorySlots(t *testing.T) {
+	m := newTargetMemory()
+	a := uint32(12345)
+	b := a + 1
+	for m.last.index(b) != m.last.index(a) {
+		b++
+	}
+	m.last.put(a, 1)
+	if v, ok := m.last.get(a); !ok || v != 1 {
+		t.Fatalf("get(a) = %d, %v", v, ok)
+	}
+	if _, ok := m.last.get(a + 1); ok && m.last.index(a+1) != m.last.index(a) {
+		t.Error("a key never put was found")
+	}
+	m.last.put(b, 2)
+	if _, ok := m.last.get(a); ok {
+		t.Error("a survived b in its slot")
+	}
+	if v, ok := m.last.get(b); !ok || v != 2 {
+		t.Errorf("get(b) = %d, %v", v, ok)
+	}
+	size := 0
+	for _, tb := range []memTable{m.last, m.shift} {
+		size += len(tb.slot)*int(unsafe.Sizeof(memEntry{})) + len(tb.used)*8
+	}
+	if size > 2300<<10 {
+		t.Errorf("targetMemory holds %d bytes, more than 2.2 MiB", size)
 	}
 }
 
@@ -391,6 +483,12 @@ func TestParseEquivsHostile(t *testing.T) {
 // insertion is predicted exactly (the same bytes as in the old file), and
 // the streaming decoder undoes it.
 func TestExePredictArm64(t *testing.T) {
+	for _, adapt := range []bool{false, true} {
+		t.Run(fmt.Sprintf("adapt=%v", adapt), func(t *testing.T) { testExePredictArm64(t, adapt) })
+	}
+}
+
+func testExePredictArm64(t *testing.T, adapt bool) {
 	const n = 4096
 	r := rand.New(rand.NewPCG(3, 4))
 	old := make([]byte, n)
@@ -429,7 +527,7 @@ func TestExePredictArm64(t *testing.T) {
 	filterAll(fo, exeArchArm64, oldR, true)
 	enc := bytes.Clone(newb)
 	filterAll(enc, exeArchArm64, newR, true)
-	pf := exeFilter{arch: exeArchArm64, ranges: newR, enc: true, predOnly: true, pred: newPredictor(exeArchArm64, eqs, fo, oldR)}
+	pf := exeFilter{arch: exeArchArm64, ranges: newR, enc: true, predOnly: true, pred: newPredictor(exeArchArm64, eqs, fo, oldR, adapt)}
 	pf.run(enc, 0)
 	if !bytes.Equal(enc[:h], fo[:h]) || !bytes.Equal(enc[h+ins:], fo[h:]) {
 		for i := 0; i < h; i += 4 {
@@ -441,7 +539,7 @@ func TestExePredictArm64(t *testing.T) {
 		t.Error("predicted BLs differ from the old ones")
 	}
 	var out bytes.Buffer
-	uw := &unfilterWriter{w: &out, f: exeFilter{arch: exeArchArm64, ranges: newR, pred: newPredictor(exeArchArm64, eqs, fo, oldR)}}
+	uw := &unfilterWriter{w: &out, f: exeFilter{arch: exeArchArm64, ranges: newR, pred: newPredictor(exeArchArm64, eqs, fo, oldR, adapt)}}
 	streamThrough(t, uw, enc, r, 23)
 	if !bytes.Equal(out.Bytes(), newb) {
 		t.Fatal("round trip: the output differs from the new file")
@@ -466,6 +564,14 @@ func streamThrough(t *testing.T, uw *unfilterWriter, p []byte, r *rand.Rand, max
 // TestExeRelaRoundTrip: RELA addends that moved with their targets are
 // predicted exactly, and the streaming decoder undoes the prediction.
 func TestExeRelaRoundTrip(t *testing.T) {
+	for _, adapt := range []bool{false, true} {
+		t.Run(fmt.Sprintf("adapt=%v", adapt), func(t *testing.T) { testExeRelaRoundTrip(t, adapt) })
+	}
+}
+
+// testExeRelaRoundTrip: with adapt (methods 8 and 9) the record offsets,
+// which point past the insertion too, are predicted as well.
+func testExeRelaRoundTrip(t *testing.T, adapt bool) {
 	const n = 8192
 	r := rand.New(rand.NewPCG(5, 6))
 	old := make([]byte, n)
@@ -475,20 +581,31 @@ func TestExeRelaRoundTrip(t *testing.T) {
 	const relaOff, relaLen = 1000, 24 * 40 // records at [1000, 1960)
 	for i := int64(relaOff); i < relaOff+relaLen; i += relaRecord {
 		binary.LittleEndian.PutUint64(old[i+relaAddend:], uint64(4000+r.IntN(4000))) // targets past the insertion
+		binary.LittleEndian.PutUint64(old[i:], uint64(5000+i*2))                     // slots past it too
 	}
 	const h, ins = 3000, 48
 	newb := append(append(bytes.Clone(old[:h]), make([]byte, ins)...), old[h:]...)
 	for i := int64(relaOff); i < relaOff+relaLen; i += relaRecord {
 		v := binary.LittleEndian.Uint64(newb[i+relaAddend:])
 		binary.LittleEndian.PutUint64(newb[i+relaAddend:], v+ins)
+		if adapt {
+			binary.LittleEndian.PutUint64(newb[i:], binary.LittleEndian.Uint64(newb[i:])+ins)
+		}
 	}
 	eqs := []equiv{{0, 0, h}, {h + ins, h, n - h}}
 	relaR := []codeRange{{relaOff, relaLen}}
-	pred := newPredictor(exeArchX86_64, eqs, old, nil)
+	pred := newPredictor(exeArchX86_64, eqs, old, nil, adapt)
 	enc := bytes.Clone(newb)
 	newRelaPredictor(pred, relaR, relaR).run(enc, 0, true)
-	if !bytes.Equal(enc[:h], old[:h]) {
-		t.Error("predicted addends differ from the old ones")
+	want := old[:h]
+	if adapt {
+		// The first record's offset is coded as its shift; the others are
+		// predicted from it.
+		want = bytes.Clone(old[:h])
+		binary.LittleEndian.PutUint64(want[relaOff:], binary.LittleEndian.Uint64(old[relaOff:])+ins)
+	}
+	if !bytes.Equal(enc[:h], want) {
+		t.Error("predicted records differ from the old ones")
 	}
 	var out bytes.Buffer
 	rw := &relaWriter{w: &out, rp: newRelaPredictor(pred, relaR, relaR)}

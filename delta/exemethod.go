@@ -36,14 +36,19 @@ func prepareExe(old, newb []byte) *exeInput {
 	return ex
 }
 
-// bsdiffBodies makes the exe-bsdiff-cm body ([0], when cm1 is set) and
-// the exe-bsdiff-cm2 body ([1], when cm2 is set) from one second bsdiff
-// pass over the filtered files (a suffix array of 4*len(old) while it
-// runs); its long add steps become the equivalences of the reference
-// prediction, applied to a copy of the filtered new file (len(newb) more)
-// before the edit script is coded, once per coder.
-func (ex *exeInput) bsdiffBodies(ctx context.Context, workers int, cm1, cm2 bool) ([2][]byte, error) {
-	var out [2][]byte
+// exeBsdiffMethods are the methods bsdiffBodies makes, in the order
+// Diff weighs them.
+var exeBsdiffMethods = []Method{MethodExeBsdiffCM, MethodExeBsdiffCM2, MethodExe2BsdiffCM, MethodExe2BsdiffCM2}
+
+// bsdiffBodies makes the bodies of the exe-bsdiff methods that want
+// accepts (4 and 7: fixed prediction; 8 and 9: adaptive; 7 and 9 coded
+// with cm2) from one second bsdiff pass over the filtered files (a suffix
+// array of 4*len(old) while it runs); its long add steps become the
+// equivalences of the reference prediction, applied to a copy of the
+// filtered new file (len(newb) more per prediction) before the edit
+// script is coded, once per method.
+func (ex *exeInput) bsdiffBodies(ctx context.Context, workers int, want func(Method) bool) (map[Method][]byte, error) {
+	out := map[Method][]byte{}
 	m, err := newMatcher(ex.fo)
 	if err != nil {
 		return out, err
@@ -56,24 +61,36 @@ func (ex *exeInput) bsdiffBodies(ctx context.Context, workers int, cm1, cm2 bool
 	if len(ex.fo) >= freeOSMemoryFrom {
 		debug.FreeOSMemory()
 	}
-	var eqs []equiv
-	var oldRela, newRela []codeRange
-	fn := ex.fn
-	if eqs = equivsOf(ops); len(eqs) > 0 {
-		fn = append([]byte(nil), ex.fn...)
-		pred := newPredictor(ex.arch, eqs, ex.fo, ex.oldR)
-		f := exeFilter{arch: ex.arch, ranges: ex.newR, enc: true, predOnly: true, pred: pred}
-		f.run(fn, 0)
-		if len(ex.oldRela) > 0 && len(ex.newRela) > 0 {
-			oldRela, newRela = ex.oldRela, ex.newRela
-			newRelaPredictor(pred, oldRela, newRela).run(fn, 0, true)
+	eqs := equivsOf(ops)
+	for _, adapt := range []bool{false, true} {
+		cm1, cm2 := MethodExeBsdiffCM, MethodExeBsdiffCM2
+		if adapt {
+			cm1, cm2 = MethodExe2BsdiffCM, MethodExe2BsdiffCM2
 		}
-	}
-	head := appendEquivs(append([]byte(nil), ex.head...), eqs)
-	head = appendRanges(appendRanges(head, oldRela), newRela)
-	for i, want := range []bool{cm1, cm2} {
-		if want {
-			out[i] = append(append([]byte(nil), head...), encodeSegmentsCoder(ex.fo, fn, ops, workers, i == 1)...)
+		if !want(cm1) && !want(cm2) {
+			continue
+		}
+		if err := ctx.Err(); err != nil {
+			return out, err
+		}
+		var oldRela, newRela []codeRange
+		fn := ex.fn
+		if len(eqs) > 0 {
+			fn = append([]byte(nil), ex.fn...)
+			pred := newPredictor(ex.arch, eqs, ex.fo, ex.oldR, adapt)
+			f := exeFilter{arch: ex.arch, ranges: ex.newR, enc: true, predOnly: true, pred: pred}
+			f.run(fn, 0)
+			if len(ex.oldRela) > 0 && len(ex.newRela) > 0 {
+				oldRela, newRela = ex.oldRela, ex.newRela
+				newRelaPredictor(pred, oldRela, newRela).run(fn, 0, true)
+			}
+		}
+		head := appendEquivs(append([]byte(nil), ex.head...), eqs)
+		head = appendRanges(appendRanges(head, oldRela), newRela)
+		for _, m := range []Method{cm1, cm2} {
+			if want(m) {
+				out[m] = append(append([]byte(nil), head...), encodeSegmentsCoder(ex.fo, fn, ops, workers, m == cm2)...)
+			}
 		}
 	}
 	return out, nil
@@ -113,12 +130,13 @@ func applyExe(ctx context.Context, old, body []byte, hd header, w io.Writer, gat
 		return err
 	}
 	var segs []segment
-	if hd.method == MethodExeBsdiffCM || hd.method == MethodExeBsdiffCM2 {
+	adapt := hd.method == MethodExe2BsdiffCM || hd.method == MethodExe2BsdiffCM2
+	if hd.method != MethodExeZstdDict {
 		if segs, err = parseSegments(rest, hd.newSize); err != nil {
 			return err
 		}
 		for i := range segs {
-			segs[i].cm2 = hd.method == MethodExeBsdiffCM2
+			segs[i].cm2 = hd.method == MethodExeBsdiffCM2 || hd.method == MethodExe2BsdiffCM2
 		}
 	}
 	fo := append([]byte(nil), old...)
@@ -127,7 +145,7 @@ func applyExe(ctx context.Context, old, body []byte, hd header, w io.Writer, gat
 	var out io.Writer = uw
 	var rw *relaWriter
 	if len(eqs) > 0 {
-		uw.f.pred = newPredictor(arch, eqs, fo, oldR)
+		uw.f.pred = newPredictor(arch, eqs, fo, oldR, adapt)
 		if len(newRela) > 0 {
 			rw = &relaWriter{w: uw, rp: newRelaPredictor(uw.f.pred, oldRela, newRela)}
 			out = rw

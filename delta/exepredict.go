@@ -35,12 +35,97 @@ type predictor struct {
 	fo      []byte
 	oldRefs []int32 // operand offsets of the references in fo, increasing
 	k       int     // cursor into byNew (offsets arrive in increasing order)
+	// mem, when set (methods 8 and 9), remembers the targets already
+	// coded; see targetMemory.
+	mem *targetMemory
+}
+
+// targetMemory is what the adaptive prediction of methods 8 and 9 learns
+// as the new file is coded (docs/FORMAT.md "Methods 8 and 9"): for each
+// old target, the new target it had the last time it was coded, and for
+// each 4 KiB region of old targets, the shift of the last one coded there.
+// Encoder and decoder fill it from the same values in the same order.
+// Both tables are direct-mapped with a fixed size (a later target evicts
+// an earlier one with the same slot), so memory is fixed whatever the
+// input: 2.2 MiB.
+type targetMemory struct {
+	last, shift memTable
+}
+
+func newTargetMemory() *targetMemory {
+	return &targetMemory{last: newMemTable(lastBits), shift: newMemTable(shiftBits)}
+}
+
+const (
+	lastBits   = 18
+	shiftBits  = 14
+	shiftShift = 12 // region size of the shift table: 4 KiB
+)
+
+// memTable is a direct-mapped table of 1<<bits slots, with a bit per slot
+// saying it is used.
+type memTable struct {
+	slot []memEntry
+	used []uint64
+	bits uint
+}
+
+type memEntry struct{ key, val uint32 }
+
+func newMemTable(bits uint) memTable {
+	return memTable{slot: make([]memEntry, 1<<bits), used: make([]uint64, 1<<bits/64), bits: bits}
+}
+
+func (m *memTable) index(k uint32) uint32 { return (k * 0x9E3779B1) >> (32 - m.bits) }
+
+func (m *memTable) get(k uint32) (uint32, bool) {
+	i := m.index(k)
+	e := m.slot[i]
+	return e.val, m.used[i/64]&(1<<(i%64)) != 0 && e.key == k
+}
+
+func (m *memTable) put(k, v uint32) {
+	i := m.index(k)
+	m.slot[i] = memEntry{k, v}
+	m.used[i/64] |= 1 << (i % 64)
+}
+
+// predict returns the predicted new target of old target told (t is told
+// as a file offset): the new target it had when last coded (adaptive
+// only); else told carried through the equivalences; else (adaptive only)
+// told moved by the last shift coded in its 4 KiB region; else told.
+func (p *predictor) predict(told uint32, t int64) uint32 {
+	if p.mem != nil {
+		if v, ok := p.mem.last.get(told); ok {
+			return v
+		}
+	}
+	if tp, ok := p.mapOld(t); ok {
+		return uint32(tp)
+	}
+	if p.mem != nil {
+		if sh, ok := p.mem.shift.get(told >> shiftShift); ok {
+			return told + sh
+		}
+	}
+	return told
+}
+
+// learn records that old target told is tnew in the new file.
+func (p *predictor) learn(told, tnew uint32) {
+	if p.mem != nil {
+		p.mem.last.put(told, tnew)
+		p.mem.shift.put(told>>shiftShift, tnew-told)
+	}
 }
 
 // newPredictor indexes eqs (sorted by n and disjoint in new) over the
 // filtered old file fo and its code ranges.
-func newPredictor(arch int, eqs []equiv, fo []byte, oldR []codeRange) *predictor {
+func newPredictor(arch int, eqs []equiv, fo []byte, oldR []codeRange, adapt bool) *predictor {
 	p := &predictor{byNew: eqs, fo: fo}
+	if adapt {
+		p.mem = newTargetMemory()
+	}
 	p.byOld = append([]equiv(nil), eqs...)
 	sort.SliceStable(p.byOld, func(i, j int) bool { return p.byOld[i].o < p.byOld[j].o })
 	if arch == exeArchArm64 {
@@ -86,10 +171,7 @@ func (p *predictor) apply(op int64, v uint32, fwd bool) uint32 {
 	if (told+1<<24)>>25 != 0 {
 		return v
 	}
-	tpred := told
-	if tp, ok := p.mapOld(int64(int32(told))); ok {
-		tpred = uint32(tp)
-	}
+	tpred := p.predict(told, int64(int32(told)))
 	var a uint32
 	if fwd {
 		a = v - tpred + told
@@ -99,6 +181,11 @@ func (p *predictor) apply(op int64, v uint32, fwd bool) uint32 {
 	a &= 1<<25 - 1
 	if a&(1<<24) != 0 {
 		a |= 0xFE000000
+	}
+	if fwd {
+		p.learn(told, v)
+	} else {
+		p.learn(told, a)
 	}
 	return a
 }
@@ -149,13 +236,19 @@ func (p *predictor) applyBL(op int64, imm uint32, fwd bool) uint32 {
 	}
 	told := binary.LittleEndian.Uint32(p.fo[q:]) & 0x03FFFFFF
 	tpred := told
-	if tp, ok := p.mapOld(int64(told) * 4); ok && tp&3 == 0 {
-		tpred = uint32(tp >> 2)
+	if tp := p.predict(told*4, int64(told)*4); tp != told*4 && tp&3 == 0 {
+		tpred = (tp >> 2) & 0x03FFFFFF
 	}
+	var a uint32
 	if fwd {
-		return (imm - tpred + told) & 0x03FFFFFF
+		a = imm
+		imm = (imm - tpred + told) & 0x03FFFFFF
+	} else {
+		imm = (imm - told + tpred) & 0x03FFFFFF
+		a = imm
 	}
-	return (imm - told + tpred) & 0x03FFFFFF
+	p.learn(told*4, a*4)
+	return imm
 }
 
 // equivsOf lists the add steps of ops of at least minEquiv bytes.

@@ -54,68 +54,93 @@ func exeRela(b []byte) (rs []codeRange) {
 	return rs
 }
 
-// relaPredictor predicts the addends of the new file's RELA records.
+// relaPredictor predicts the addends of the new file's RELA records (and,
+// in methods 8 and 9, their offsets).
 type relaPredictor struct {
 	p          *predictor // equivalences and the filtered old file
 	oldR, newR []codeRange
 	ri         int   // current new range
-	next       int64 // offset of the next addend to predict
+	next       int64 // offset of the next record to predict
 	started    bool
+	// offShift is the shift of the last record offset coded (methods 8
+	// and 9): record offsets move in runs, as the data they point at does.
+	offShift uint32
 }
 
 func newRelaPredictor(p *predictor, oldR, newR []codeRange) *relaPredictor {
 	q := *p
 	q.k = 0
+	if p.mem != nil {
+		q.mem = newTargetMemory() // the addends learn apart from the code
+	}
 	return &relaPredictor{p: &q, oldR: oldR, newR: newR}
 }
 
-// oldAddend reports whether q is the addend offset of an old record.
-func (rp *relaPredictor) oldAddend(q int64) bool {
+// oldRecord reports whether q is the start of an old record.
+func (rp *relaPredictor) oldRecord(q int64) bool {
 	for _, r := range rp.oldR {
-		if rec := q - relaAddend; rec >= r.off && rec+relaRecord <= r.end() {
-			return (rec-r.off)%relaRecord == 0
+		if q >= r.off && q+relaRecord <= r.end() {
+			return (q-r.off)%relaRecord == 0
 		}
 	}
 	return false
 }
 
-// field predicts (fwd) or un-predicts the low 32 bits v of the addend at
-// new offset op.
-func (rp *relaPredictor) field(op int64, v uint32, fwd bool) uint32 {
-	q, ok := rp.p.oldAtAny(op)
-	if !ok || !rp.oldAddend(q) {
-		return v
+// record predicts (fwd) or un-predicts the record at new offset rec, held
+// in b: the low 32 bits of its addend and, in methods 8 and 9, of its
+// offset.
+func (rp *relaPredictor) record(rec int64, b []byte, fwd bool) {
+	q0, ok0 := rp.p.oldAtAny(rec)
+	q, ok := rp.p.oldAtAny(rec + relaAddend)
+	if !ok || !rp.oldRecord(q-relaAddend) {
+		return
 	}
-	told := binary.LittleEndian.Uint32(rp.p.fo[q:])
-	tpred := told
-	if tp, ok := rp.p.mapOld(int64(told)); ok {
-		tpred = uint32(tp)
+	q -= relaAddend
+	if rp.p.mem != nil && ok0 && q0 == q {
+		// The offset: the old record's, moved by the last shift coded
+		// (when one equivalence holds the whole record).
+		told := binary.LittleEndian.Uint32(rp.p.fo[q:])
+		v := binary.LittleEndian.Uint32(b)
+		if fwd {
+			binary.LittleEndian.PutUint32(b, v-rp.offShift)
+			rp.offShift = v - told
+		} else {
+			a := v + rp.offShift
+			binary.LittleEndian.PutUint32(b, a)
+			rp.offShift = a - told
+		}
 	}
+	told := binary.LittleEndian.Uint32(rp.p.fo[q+relaAddend:])
+	tpred := rp.p.predict(told, int64(told))
+	v := binary.LittleEndian.Uint32(b[relaAddend:])
+	a := v - told + tpred
 	if fwd {
-		return v - tpred + told
+		a = v - tpred + told
+		rp.p.learn(told, v)
+	} else {
+		rp.p.learn(told, a)
 	}
-	return v - told + tpred
+	binary.LittleEndian.PutUint32(b[relaAddend:], a)
 }
 
-// run transforms the addends inside buf (stream offsets [base, base+len))
+// run transforms the records inside buf (stream offsets [base, base+len))
 // in order and returns the offset up to which buf is final.
 func (rp *relaPredictor) run(buf []byte, base int64, fwd bool) int64 {
 	lim := base + int64(len(buf))
 	for rp.ri < len(rp.newR) {
 		r := rp.newR[rp.ri]
 		if !rp.started {
-			rp.next, rp.started = r.off+relaAddend, true
+			rp.next, rp.started = r.off, true
 		}
 		if rp.next >= r.end() {
 			rp.ri++
 			rp.started = false
 			continue
 		}
-		if rp.next+4 > lim {
-			return min(rp.next, lim)
+		if rp.next+relaRecord > lim {
+			return max(min(rp.next, lim), base)
 		}
-		p := buf[rp.next-base : rp.next-base+4]
-		binary.LittleEndian.PutUint32(p, rp.field(rp.next, binary.LittleEndian.Uint32(p), fwd))
+		rp.record(rp.next, buf[rp.next-base:rp.next-base+relaRecord], fwd)
 		rp.next += relaRecord
 	}
 	return lim

@@ -102,7 +102,7 @@ func hostileFixtures(t testing.TB) []fixture {
 	nat("native-version2.patch", "format", "format version 2, CRC fixed", func(h *nativeHeader) { h.Version = 2 }, body)
 	nat("native-version0.patch", "format", "format version 0, CRC fixed", func(h *nativeHeader) { h.Version = 0 }, body)
 	nat("native-method0.patch", "format", "method 0, CRC fixed", func(h *nativeHeader) { h.Method = 0 }, body)
-	nat("native-method8.patch", "format", "method 8, CRC fixed", func(h *nativeHeader) { h.Method = 8 }, body)
+	nat("native-method10.patch", "format", "method 10 (after the last, 9), CRC fixed", func(h *nativeHeader) { h.Method = 10 }, body)
 	nat("native-exe-on-zstd-body.patch", "corrupt", "zstd-dict body labelled exe-bsdiff-cm (architecture 0x28)", func(h *nativeHeader) { h.Method = 4 }, body)
 	nat("native-exe-range-past-end.patch", "corrupt", "exe-zstd-dict, a code range past the new file's end", func(h *nativeHeader) { h.Method = 5 },
 		append(binary.AppendUvarint([]byte{1, 0, 1, 0}, uint64(len(newb)+1)), body...))

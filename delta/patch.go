@@ -26,6 +26,7 @@ import (
 	"math/bits"
 	"runtime"
 	"runtime/debug"
+	"slices"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -60,14 +61,27 @@ const (
 	MethodBsdiffCM2 Method = 6
 	// MethodExeBsdiffCM2: method 4 with its segments coded with cm2.
 	MethodExeBsdiffCM2 Method = 7
+	// MethodExe2BsdiffCM: method 4 with an adaptive reference prediction:
+	// a reference's target is predicted first from the new target its old
+	// target had when last coded, and RELA record offsets from the last
+	// record's shift (docs/FORMAT.md "Methods 8 and 9"). Diff writes it
+	// instead of method 4.
+	MethodExe2BsdiffCM Method = 8
+	// MethodExe2BsdiffCM2: method 8 with its segments coded with cm2; Diff
+	// writes it instead of method 7.
+	MethodExe2BsdiffCM2 Method = 9
 )
+
+// supersededMethods are read but no longer written unless asked for by
+// name (DiffOptions.Methods): methods 8 and 9 replace them.
+var supersededMethods = []Method{MethodExeBsdiffCM, MethodExeBsdiffCM2}
 
 // methodsBeforeCM2 are the methods clients read before cm2 (methods 6 and
 // 7): what a bundle for older clients (BundleOptions.NoSolid) keeps to.
 var methodsBeforeCM2 = []Method{MethodBsdiffCM, MethodZstdDict, MethodZstd, MethodExeBsdiffCM, MethodExeZstdDict}
 
 // lastMethod is the highest method this build reads.
-const lastMethod = MethodExeBsdiffCM2
+const lastMethod = MethodExe2BsdiffCM2
 
 func (m Method) String() string {
 	switch m {
@@ -85,6 +99,10 @@ func (m Method) String() string {
 		return "bsdiff-cm2"
 	case MethodExeBsdiffCM2:
 		return "exe-bsdiff-cm2"
+	case MethodExe2BsdiffCM:
+		return "exe2-bsdiff-cm"
+	case MethodExe2BsdiffCM2:
+		return "exe2-bsdiff-cm2"
 	}
 	return fmt.Sprintf("method(%d)", uint8(m))
 }
@@ -144,7 +162,8 @@ type DiffOptions struct {
 	// Workers is the number of goroutines that scan the new file; 0 means
 	// runtime.GOMAXPROCS(0).
 	Workers int
-	// Methods restricts the native methods tried; nil means all, where the
+	// Methods restricts the native methods tried; nil means all but the
+	// superseded methods 4 and 7, where the
 	// zstd ones are tried only when they can plausibly win: new files up to
 	// 4 MiB, or when the bsdiff patch exceeds 20% of the new file (on close
 	// versions the bsdiff-cm patch is several times smaller than zstd's, and
@@ -211,7 +230,7 @@ func diff(ctx context.Context, old, newb []byte, w io.Writer, opts *DiffOptions,
 	}
 	want := func(m Method) bool {
 		if o.Methods == nil {
-			return true
+			return !slices.Contains(supersededMethods, m)
 		}
 		for _, x := range o.Methods {
 			if x == m {
@@ -281,16 +300,17 @@ func diff(ctx context.Context, old, newb []byte, w io.Writer, opts *DiffOptions,
 		st.Encode = time.Since(t2)
 	}
 	var ex *exeInput
-	if (want(MethodExeBsdiffCM) || want(MethodExeBsdiffCM2) || want(MethodExeZstdDict)) && len(old) > 0 && (!near || ops == nil) {
+	exeBsdiff := slices.ContainsFunc(exeBsdiffMethods, want)
+	if (exeBsdiff || want(MethodExeZstdDict)) && len(old) > 0 && (!near || ops == nil) {
 		ex = prepareExe(old, newb)
 	}
-	if ex != nil && (want(MethodExeBsdiffCM) || want(MethodExeBsdiffCM2)) {
-		bodies, err := ex.bsdiffBodies(ctx, o.Workers, want(MethodExeBsdiffCM), want(MethodExeBsdiffCM2))
+	if ex != nil && exeBsdiff {
+		bodies, err := ex.bsdiffBodies(ctx, o.Workers, want)
 		if err != nil {
 			return st, err
 		}
-		for i, m := range []Method{MethodExeBsdiffCM, MethodExeBsdiffCM2} {
-			if body := bodies[i]; body != nil {
+		for _, m := range exeBsdiffMethods {
+			if body := bodies[m]; body != nil {
 				st.Candidates[m] = int64(len(body))
 				if best == nil || len(body) < len(best) {
 					best, st.Method = body, m
@@ -721,7 +741,7 @@ func applyPatch(ctx context.Context, old []byte, patch io.Reader, out output, op
 		if oerr := chk.wait(); oerr != nil {
 			return info, oerr
 		}
-	case MethodExeBsdiffCM, MethodExeZstdDict, MethodExeBsdiffCM2:
+	case MethodExeBsdiffCM, MethodExeZstdDict, MethodExeBsdiffCM2, MethodExe2BsdiffCM, MethodExe2BsdiffCM2:
 		err = applyExe(ctx, old, body, hd, hw, chk.wait)
 		if oerr := chk.wait(); oerr != nil {
 			return info, oerr
