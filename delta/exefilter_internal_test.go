@@ -268,15 +268,23 @@ func FuzzApplyExe(f *testing.F) {
 	// exe2-bsdiff-cm2.
 	kinds := []Method{MethodExeBsdiffCM, MethodExeZstdDict, MethodExeBsdiffCM2, MethodExe2BsdiffCM, MethodExe2BsdiffCM2}
 	f.Add(body, uint16(len(newb)), uint8(0))
-	f.Add(body, uint16(len(newb)), uint8(3))
+	// Methods 8 and 9: an address map on each side and pointer ranges
+	// after the relocation tables.
+	maps := func(b []byte) []byte {
+		m := addrMap{{off: 0, n: 3000, va: 0x400000}}
+		return appendRanges(appendAddrMap(appendAddrMap(b, m), m), []codeRange{{2000, 1000}})
+	}
+	adaptBody := append(maps(noRela(appendEquivs(exeHeader(exeArchX86_64, rs, []codeRange{{0, 2000}}), eqs))), encodeSegments(fo, fp, ops, 1)...)
+	f.Add(adaptBody, uint16(len(newb)), uint8(3))
+	f.Add(adaptBody, uint16(len(newb)), uint8(4))
 	f.Add(append(noRela(appendEquivs(exeHeader(exeArchX86_64, rs, rs), nil)), z...), uint16(len(newb)), uint8(1))
 	f.Add(append(noRela(appendEquivs(exeHeader(exeArchArm64, rs, []codeRange{{4, 8}}), nil)), encodeSegments(old, newb, nil, 1)...), uint16(len(newb)), uint8(0))
-	f.Add(append(noRela(appendEquivs(exeHeader(exeArchArm64, rs, rs), eqs)), encodeSegments(old, newb, nil, 1)...), uint16(len(newb)), uint8(3))
+	f.Add(append(maps(noRela(appendEquivs(exeHeader(exeArchArm64, rs, rs), eqs))), encodeSegments(old, newb, nil, 1)...), uint16(len(newb)), uint8(3))
 	// Relocation tables over part of the file.
 	rela := []codeRange{{2400, 480}}
 	relaBody := append(appendRanges(appendRanges(appendEquivs(exeHeader(exeArchX86_64, rs, rs), eqs), rela), rela), encodeSegments(fo, fp, ops, 1)...)
 	f.Add(relaBody, uint16(len(newb)), uint8(0))
-	f.Add(relaBody, uint16(len(newb)), uint8(3))
+	f.Add(append(maps(appendRanges(appendRanges(appendEquivs(exeHeader(exeArchX86_64, rs, rs), eqs), rela), rela)), encodeSegments(fo, fp, ops, 1)...), uint16(len(newb)), uint8(3))
 	f.Add([]byte{1, 1, 0, 1}, uint16(10), uint8(1))
 	f.Fuzz(func(t *testing.T, body []byte, newSize uint16, kind uint8) {
 		// The new file's hash is unknowable here: a body that decodes

@@ -15,6 +15,10 @@ type exeInput struct {
 	fo, fn     []byte
 	// oldRela, newRela: the RELA sections (x86-64 ELF), predicted too.
 	oldRela, newRela []codeRange
+	// oldMap, newMap: the address maps, and ptrR the new file's pointer
+	// ranges (methods 8 and 9).
+	oldMap, newMap addrMap
+	ptrR           []codeRange
 }
 
 // prepareExe filters copies of old and newb when both are x86-64 or arm64
@@ -32,6 +36,11 @@ func prepareExe(old, newb []byte) *exeInput {
 	filterAll(ex.fn, archN, newR, true)
 	if archO == exeArchX86_64 {
 		ex.oldRela, ex.newRela = exeRela(old), exeRela(newb)
+	}
+	if ex.oldMap, ex.newMap = exeAddrMap(old), exeAddrMap(newb); ex.oldMap == nil || ex.newMap == nil {
+		ex.oldMap, ex.newMap = nil, nil
+	} else {
+		ex.ptrR = pointerRanges(ex.newMap, newR, ex.newRela)
 	}
 	return ex
 }
@@ -73,20 +82,30 @@ func (ex *exeInput) bsdiffBodies(ctx context.Context, workers int, want func(Met
 		if err := ctx.Err(); err != nil {
 			return out, err
 		}
-		var oldRela, newRela []codeRange
+		var oldRela, newRela, ptrR []codeRange
 		fn := ex.fn
 		if len(eqs) > 0 {
 			fn = append([]byte(nil), ex.fn...)
 			pred := newPredictor(ex.arch, eqs, ex.fo, ex.oldR, adapt)
+			if adapt {
+				pred.oldMap, pred.newMap = ex.oldMap, ex.newMap
+			}
 			f := exeFilter{arch: ex.arch, ranges: ex.newR, enc: true, predOnly: true, pred: pred}
 			f.run(fn, 0)
 			if len(ex.oldRela) > 0 && len(ex.newRela) > 0 {
 				oldRela, newRela = ex.oldRela, ex.newRela
 				newRelaPredictor(pred, oldRela, newRela).run(fn, 0, true)
 			}
+			if adapt && len(ex.ptrR) > 0 {
+				ptrR = ex.ptrR
+				newPtrPredictor(pred, ptrR).run(fn, 0, true)
+			}
 		}
 		head := appendEquivs(append([]byte(nil), ex.head...), eqs)
 		head = appendRanges(appendRanges(head, oldRela), newRela)
+		if adapt {
+			head = appendRanges(appendAddrMap(appendAddrMap(head, ex.oldMap), ex.newMap), ptrR)
+		}
 		for _, m := range []Method{cm1, cm2} {
 			if want(m) {
 				out[m] = append(append([]byte(nil), head...), encodeSegmentsCoder(ex.fo, fn, ops, workers, m == cm2)...)
@@ -131,6 +150,19 @@ func applyExe(ctx context.Context, old, body []byte, hd header, w io.Writer, gat
 	}
 	var segs []segment
 	adapt := hd.method == MethodExe2BsdiffCM || hd.method == MethodExe2BsdiffCM2
+	var oldMap, newMap addrMap
+	var ptrR []codeRange
+	if adapt {
+		if oldMap, rest, err = parseAddrMap(rest, hd.oldSize); err != nil {
+			return err
+		}
+		if newMap, rest, err = parseAddrMap(rest, hd.newSize); err != nil {
+			return err
+		}
+		if ptrR, rest, err = parseRanges(rest, hd.newSize, 1, "pointer"); err != nil {
+			return err
+		}
+	}
 	if hd.method != MethodExeZstdDict {
 		if segs, err = parseSegments(rest, hd.newSize); err != nil {
 			return err
@@ -144,11 +176,19 @@ func applyExe(ctx context.Context, old, body []byte, hd header, w io.Writer, gat
 	uw := &unfilterWriter{w: w, f: exeFilter{arch: arch, ranges: newR}}
 	var out io.Writer = uw
 	var rw *relaWriter
+	var pw *ptrWriter
 	if len(eqs) > 0 {
 		uw.f.pred = newPredictor(arch, eqs, fo, oldR, adapt)
+		uw.f.pred.oldMap, uw.f.pred.newMap = oldMap, newMap
 		if len(newRela) > 0 {
 			rw = &relaWriter{w: uw, rp: newRelaPredictor(uw.f.pred, oldRela, newRela)}
 			out = rw
+		}
+		if len(ptrR) > 0 {
+			// The writer predicted code, then relocations, then pointers:
+			// the reader undoes them the other way round.
+			pw = &ptrWriter{w: out, pp: newPtrPredictor(uw.f.pred, ptrR)}
+			out = pw
 		}
 	}
 	if hd.method != MethodExeZstdDict {
@@ -165,6 +205,11 @@ func applyExe(ctx context.Context, old, body []byte, hd header, w io.Writer, gat
 	}
 	if err != nil {
 		return err
+	}
+	if pw != nil {
+		if err := pw.flush(); err != nil {
+			return err
+		}
 	}
 	if rw != nil {
 		if err := rw.flush(); err != nil {

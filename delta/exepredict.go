@@ -38,6 +38,10 @@ type predictor struct {
 	// mem, when set (methods 8 and 9), remembers the targets already
 	// coded; see targetMemory.
 	mem *targetMemory
+	// oldMap, newMap (methods 8 and 9, may be empty) say where each
+	// file's bytes are in memory, so that a target address can be carried
+	// through the equivalences, which are in file offsets.
+	oldMap, newMap addrMap
 }
 
 // targetMemory is what the adaptive prediction of methods 8 and 9 learns
@@ -90,25 +94,44 @@ func (m *memTable) put(k, v uint32) {
 	m.used[i/64] |= 1 << (i % 64)
 }
 
-// predict returns the predicted new target of old target told (t is told
-// as a file offset): the new target it had when last coded (adaptive
-// only); else told carried through the equivalences; else (adaptive only)
-// told moved by the last shift coded in its 4 KiB region; else told.
-func (p *predictor) predict(told uint32, t int64) uint32 {
+// predict returns the predicted new target address of old target address
+// va (key is va as a 32-bit word): the new target it had when last coded
+// (adaptive only); else va carried through the equivalences; else
+// (adaptive only) va moved by the last shift coded in its 4 KiB region;
+// else va.
+func (p *predictor) predict(key uint32, va int64) uint32 {
 	if p.mem != nil {
-		if v, ok := p.mem.last.get(told); ok {
+		if v, ok := p.mem.last.get(key); ok {
 			return v
 		}
 	}
-	if tp, ok := p.mapOld(t); ok {
+	if tp, ok := p.mapVA(va); ok {
 		return uint32(tp)
 	}
 	if p.mem != nil {
-		if sh, ok := p.mem.shift.get(told >> shiftShift); ok {
-			return told + sh
+		if sh, ok := p.mem.shift.get(key >> shiftShift); ok {
+			return key + sh
 		}
 	}
-	return told
+	return key
+}
+
+// mapVA carries old address va to a new address through the equivalences:
+// to an old file offset and back through the address maps when there are
+// any (else addresses are file offsets).
+func (p *predictor) mapVA(va int64) (int64, bool) {
+	if len(p.oldMap) == 0 || len(p.newMap) == 0 {
+		return p.mapOld(va)
+	}
+	off, ok := p.oldMap.toOff(va)
+	if !ok {
+		return 0, false
+	}
+	n, ok := p.mapOld(off)
+	if !ok {
+		return 0, false
+	}
+	return p.newMap.toVA(n)
 }
 
 // learn records that old target told is tnew in the new file.
@@ -171,7 +194,11 @@ func (p *predictor) apply(op int64, v uint32, fwd bool) uint32 {
 	if (told+1<<24)>>25 != 0 {
 		return v
 	}
-	tpred := p.predict(told, int64(int32(told)))
+	// The filtered operands are file offsets of the targets as seen from
+	// the reference's segment: in addresses, plus that segment's shift.
+	dOld, dNew := p.oldMap.shift(q), p.newMap.shift(op)
+	key := told + uint32(dOld)
+	tpred := p.predict(key, int64(int32(told))+dOld) - uint32(dNew)
 	var a uint32
 	if fwd {
 		a = v - tpred + told
@@ -183,9 +210,9 @@ func (p *predictor) apply(op int64, v uint32, fwd bool) uint32 {
 		a |= 0xFE000000
 	}
 	if fwd {
-		p.learn(told, v)
+		p.learn(key, v+uint32(dNew))
 	} else {
-		p.learn(told, a)
+		p.learn(key, a+uint32(dNew))
 	}
 	return a
 }
@@ -204,8 +231,11 @@ func (p *predictor) oldAt(op int64) (int64, bool) {
 
 // oldAtAny returns the old offset q that the equivalence holding new
 // [op, op+4) maps op to, if there is one (offsets in increasing order).
-func (p *predictor) oldAtAny(op int64) (int64, bool) {
-	for p.k < len(p.byNew) && p.byNew[p.k].n+p.byNew[p.k].l < op+4 {
+func (p *predictor) oldAtAny(op int64) (int64, bool) { return p.oldAtAnyN(op, 4) }
+
+// oldAtAnyN is oldAtAny for the n bytes at op.
+func (p *predictor) oldAtAnyN(op, n int64) (int64, bool) {
+	for p.k < len(p.byNew) && p.byNew[p.k].n+p.byNew[p.k].l < op+n {
 		p.k++
 	}
 	if p.k >= len(p.byNew) || p.byNew[p.k].n > op {
@@ -235,8 +265,10 @@ func (p *predictor) applyBL(op int64, imm uint32, fwd bool) uint32 {
 		return imm
 	}
 	told := binary.LittleEndian.Uint32(p.fo[q:]) & 0x03FFFFFF
+	dOld, dNew := p.oldMap.shift(q), p.newMap.shift(op)
+	key := told*4 + uint32(dOld)
 	tpred := told
-	if tp := p.predict(told*4, int64(told)*4); tp != told*4 && tp&3 == 0 {
+	if tp := p.predict(key, int64(told)*4+dOld) - uint32(dNew); tp != told*4 && tp&3 == 0 {
 		tpred = (tp >> 2) & 0x03FFFFFF
 	}
 	var a uint32
@@ -247,7 +279,7 @@ func (p *predictor) applyBL(op int64, imm uint32, fwd bool) uint32 {
 		imm = (imm - told + tpred) & 0x03FFFFFF
 		a = imm
 	}
-	p.learn(told*4, a*4)
+	p.learn(key, a*4+uint32(dNew))
 	return imm
 }
 
