@@ -146,13 +146,13 @@ func TestExePointerRoundTrip(t *testing.T) {
 	pred := newPredictor(exeArchX86_64, eqs, old, nil, true)
 	pred.oldMap, pred.newMap = oldMap, newMap
 	enc := bytes.Clone(newb)
-	newPtrPredictor(pred, ptrR).run(enc, 0, true)
+	newDataPredictor(pred, ptrR, wordPointer).run(enc, 0, true)
 	if !bytes.Equal(enc[h+ins:], old[h:]) {
 		t.Error("predicted pointers differ from the old ones")
 	}
 	for _, chunk := range []int{1, 7, 50, 4096} {
 		var out bytes.Buffer
-		pw := &ptrWriter{w: &out, pp: newPtrPredictor(pred, ptrR)}
+		pw := &dataWriter{w: &out, dp: newDataPredictor(pred, ptrR, wordPointer)}
 		for p := enc; len(p) > 0; {
 			k := min(len(p), 1+r.IntN(chunk))
 			if _, err := pw.Write(p[:k]); err != nil {
@@ -163,5 +163,57 @@ func TestExePointerRoundTrip(t *testing.T) {
 		if err := pw.flush(); err != nil || !bytes.Equal(out.Bytes(), newb) {
 			t.Fatalf("chunks up to %d: round trip: %v, equal %v", chunk, err, bytes.Equal(out.Bytes(), newb))
 		}
+	}
+}
+
+// TestExeRel32RoundTrip: words in data that hold a code address relative
+// to their own (jump tables, .eh_frame's pc_begin), in a table that moved
+// by another amount than the code, are predicted exactly; a word that
+// does not land in the old code is left alone.
+func TestExeRel32RoundTrip(t *testing.T) {
+	const n, h, ins, h2, ins2 = 8192, 1000, 64, 5000, 32
+	r := rand.New(rand.NewPCG(9, 10))
+	old := make([]byte, n)
+	for i := range old {
+		old[i] = byte(r.Uint32())
+	}
+	code := []codeRange{{0, 4000}}
+	const tab, tabLen = 6000, 400 // a table past both insertions
+	for i := int64(tab); i < tab+tabLen; i += 4 {
+		target := int64(h + r.IntN(3000)) // code past the first insertion
+		binary.LittleEndian.PutUint32(old[i:], uint32(target-i))
+	}
+	binary.LittleEndian.PutUint32(old[tab+tabLen:], 12345) // not a code address
+	newb := append(append(bytes.Clone(old[:h]), make([]byte, ins)...), old[h:h2]...)
+	newb = append(append(newb, make([]byte, ins2)...), old[h2:]...)
+	// The targets moved by ins, the table by ins+ins2.
+	for i := int64(tab); i < tab+tabLen; i += 4 {
+		p := i + ins + ins2
+		binary.LittleEndian.PutUint32(newb[p:], binary.LittleEndian.Uint32(newb[p:])-ins2)
+	}
+	m := addrMap{{off: 0, n: n, va: 0x10000}}
+	newMap := addrMap{{off: 0, n: int64(len(newb)), va: 0x10000}}
+	eqs := []equiv{{0, 0, h}, {h + ins, h, h2 - h}, {h2 + ins + ins2, h2, n - h2}}
+	ranges := []codeRange{{h2 + ins + ins2, n - h2}}
+	pred := newPredictor(exeArchX86_64, eqs, old, code, true)
+	pred.oldMap, pred.newMap = m, newMap
+	enc := bytes.Clone(newb)
+	newDataPredictors(pred, ranges, code)[1].run(enc, 0, true)
+	for i := int64(tab); i < tab+tabLen+4; i += 4 {
+		if p := i + ins + ins2; !bytes.Equal(enc[p:p+4], old[i:i+4]) {
+			t.Errorf("word at old %d: %x, want the old %x", i, enc[p:p+4], old[i:i+4])
+		}
+	}
+	var out bytes.Buffer
+	dw := &dataWriter{w: &out, dp: newDataPredictors(pred, ranges, code)[1]}
+	for p := enc; len(p) > 0; {
+		k := min(len(p), 1+r.IntN(30))
+		if _, err := dw.Write(p[:k]); err != nil {
+			t.Fatal(err)
+		}
+		p = p[k:]
+	}
+	if err := dw.flush(); err != nil || !bytes.Equal(out.Bytes(), newb) {
+		t.Fatalf("round trip: %v, equal %v", err, bytes.Equal(out.Bytes(), newb))
 	}
 }

@@ -98,7 +98,9 @@ func (ex *exeInput) bsdiffBodies(ctx context.Context, workers int, want func(Met
 			}
 			if adapt && len(ex.ptrR) > 0 {
 				ptrR = ex.ptrR
-				newPtrPredictor(pred, ptrR).run(fn, 0, true)
+				for _, d := range newDataPredictors(pred, ptrR, ex.oldR) {
+					d.run(fn, 0, true)
+				}
 			}
 		}
 		head := appendEquivs(append([]byte(nil), ex.head...), eqs)
@@ -176,7 +178,7 @@ func applyExe(ctx context.Context, old, body []byte, hd header, w io.Writer, gat
 	uw := &unfilterWriter{w: w, f: exeFilter{arch: arch, ranges: newR}}
 	var out io.Writer = uw
 	var rw *relaWriter
-	var pw *ptrWriter
+	var dws []*dataWriter
 	if len(eqs) > 0 {
 		uw.f.pred = newPredictor(arch, eqs, fo, oldR, adapt)
 		uw.f.pred.oldMap, uw.f.pred.newMap = oldMap, newMap
@@ -185,10 +187,14 @@ func applyExe(ctx context.Context, old, body []byte, hd header, w io.Writer, gat
 			out = rw
 		}
 		if len(ptrR) > 0 {
-			// The writer predicted code, then relocations, then pointers:
-			// the reader undoes them the other way round.
-			pw = &ptrWriter{w: out, pp: newPtrPredictor(uw.f.pred, ptrR)}
-			out = pw
+			// The writer predicted code, then relocations, then pointers,
+			// then relative words: the reader undoes them the other way
+			// round.
+			for _, d := range newDataPredictors(uw.f.pred, ptrR, oldR) {
+				dw := &dataWriter{w: out, dp: d}
+				dws = append([]*dataWriter{dw}, dws...)
+				out = dw
+			}
 		}
 	}
 	if hd.method != MethodExeZstdDict {
@@ -206,8 +212,8 @@ func applyExe(ctx context.Context, old, body []byte, hd header, w io.Writer, gat
 	if err != nil {
 		return err
 	}
-	if pw != nil {
-		if err := pw.flush(); err != nil {
+	for _, dw := range dws {
+		if err := dw.flush(); err != nil {
 			return err
 		}
 	}

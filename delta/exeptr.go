@@ -12,88 +12,147 @@ package delta
 import (
 	"encoding/binary"
 	"io"
+	"sort"
 )
 
-// ptrPredictor predicts the pointers of the new file's pointer ranges.
-type ptrPredictor struct {
+// Kinds of data words a dataPredictor predicts.
+const (
+	wordPointer = iota // 8 bytes: an address (low 32 bits predicted)
+	wordRel32          // 4 bytes: an offset from the word's own address
+)
+
+// dataPredictor predicts the words of one kind in the new file's pointer
+// ranges.
+type dataPredictor struct {
 	p       *predictor // equivalences, old file, address maps; its own memory
 	ranges  []codeRange
+	kind    int
+	width   int64
+	oldCode []codeRange // wordRel32: the old code ranges, which targets must fall in
 	ri      int
 	next    int64
 	started bool
 }
 
-func newPtrPredictor(p *predictor, ranges []codeRange) *ptrPredictor {
+func newDataPredictor(p *predictor, ranges []codeRange, kind int) *dataPredictor {
 	q := *p
 	q.k = 0
 	q.mem = newTargetMemory()
-	return &ptrPredictor{p: &q, ranges: ranges}
+	w := int64(8)
+	if kind == wordRel32 {
+		w = 4
+	}
+	return &dataPredictor{p: &q, ranges: ranges, kind: kind, width: w}
 }
 
-// word predicts (fwd) or un-predicts the word at new offset op, held in b.
-func (pp *ptrPredictor) word(op int64, b []byte, fwd bool) {
-	q, ok := pp.p.oldAtAnyN(op, 8)
+// inCode reports whether old file offset off is in a code range.
+func (dp *dataPredictor) inCode(off int64) bool {
+	i := sort.Search(len(dp.oldCode), func(i int) bool { return dp.oldCode[i].end() > off })
+	return i < len(dp.oldCode) && dp.oldCode[i].off <= off
+}
+
+// target returns the old target address of the word told at old offset q
+// and the base it is relative to in the new file at op, if the word is one
+// of the predictor's kind.
+func (dp *dataPredictor) target(q, op int64, told uint64) (va int64, newBase uint32, ok bool) {
+	m := dp.p.oldMap
+	if dp.kind == wordPointer {
+		_, ok = m.toOff(int64(told))
+		return int64(told), 0, ok
+	}
+	self, ok1 := m.toVA(q)
+	selfNew, ok2 := dp.p.newMap.toVA(op)
+	if ok1 && ok2 {
+		va = self + int64(int32(told))
+		if off, ok := m.toOff(va); ok && dp.inCode(off) {
+			return va, uint32(selfNew), true
+		}
+	}
+	return 0, 0, false
+}
+
+// word predicts (fwd) or un-predicts the word at new offset op, held in b:
+// its low 32 bits become a − p + t, with t the old word's and p the
+// predicted new word (the predicted new target minus the base).
+func (dp *dataPredictor) word(op int64, b []byte, fwd bool) {
+	q, ok := dp.p.oldAtAnyN(op, dp.width)
 	if !ok {
 		return
 	}
-	told64 := binary.LittleEndian.Uint64(pp.p.fo[q:])
-	if _, ok := pp.p.oldMap.toOff(int64(told64)); !ok {
-		return // not an address in the old file
+	var told64 uint64
+	if dp.width == 8 {
+		told64 = binary.LittleEndian.Uint64(dp.p.fo[q:])
+	} else {
+		told64 = uint64(binary.LittleEndian.Uint32(dp.p.fo[q:]))
+	}
+	va, base, ok := dp.target(q, op, told64)
+	if !ok {
+		return
 	}
 	told := uint32(told64)
-	tpred := pp.p.predict(told, int64(told64))
-
+	key := uint32(va)
+	tpred := dp.p.predict(key, va) - base
 	v := binary.LittleEndian.Uint32(b)
 	a := v - told + tpred
 	if fwd {
 		a = v - tpred + told
-		pp.p.learn(told, v)
+		dp.p.learn(key, v+base)
 	} else {
-		pp.p.learn(told, a)
+		dp.p.learn(key, a+base)
 	}
 	binary.LittleEndian.PutUint32(b, a)
 }
 
 // run transforms the words inside buf (stream offsets [base, base+len))
 // in order and returns the offset up to which buf is final.
-func (pp *ptrPredictor) run(buf []byte, base int64, fwd bool) int64 {
+func (dp *dataPredictor) run(buf []byte, base int64, fwd bool) int64 {
 	lim := base + int64(len(buf))
-	for pp.ri < len(pp.ranges) {
-		r := pp.ranges[pp.ri]
-		if !pp.started {
-			pp.next, pp.started = (r.off+7)&^7, true
+	w := dp.width
+	for dp.ri < len(dp.ranges) {
+		r := dp.ranges[dp.ri]
+		if !dp.started {
+			dp.next, dp.started = (r.off+w-1)/w*w, true
 		}
-		if pp.next+8 > r.end() {
-			pp.ri++
-			pp.started = false
+		if dp.next+w > r.end() {
+			dp.ri++
+			dp.started = false
 			continue
 		}
-		if pp.next+8 > lim {
-			return max(min(pp.next, lim), base)
+		if dp.next+w > lim {
+			return max(min(dp.next, lim), base)
 		}
-		pp.word(pp.next, buf[pp.next-base:pp.next-base+8], fwd)
-		pp.next += 8
+		dp.word(dp.next, buf[dp.next-base:dp.next-base+w], fwd)
+		dp.next += w
 	}
 	return lim
 }
 
-// ptrWriter un-predicts the pointers as the new file streams through.
-type ptrWriter struct {
+// newDataPredictors returns the predictors of the pointer ranges, in the
+// order the writer runs them: pointers, then relative words.
+func newDataPredictors(p *predictor, ranges, oldCode []codeRange) []*dataPredictor {
+	ptr := newDataPredictor(p, ranges, wordPointer)
+	rel := newDataPredictor(p, ranges, wordRel32)
+	rel.oldCode = oldCode
+	return []*dataPredictor{ptr, rel}
+}
+
+// dataWriter un-predicts the data words as the new file streams through.
+type dataWriter struct {
 	w  io.Writer
-	pp *ptrPredictor
+	dp *dataPredictor
 	h  holdBack
 }
 
-func (u *ptrWriter) undo(buf []byte, base int64) int64 { return u.pp.run(buf, base, false) }
+func (u *dataWriter) undo(buf []byte, base int64) int64 { return u.dp.run(buf, base, false) }
 
-func (u *ptrWriter) Write(p []byte) (int, error) {
+func (u *dataWriter) Write(p []byte) (int, error) {
 	if err := u.h.write(u.w, p, u.undo); err != nil {
 		return 0, err
 	}
 	return len(p), nil
 }
 
-func (u *ptrWriter) flush() error { return u.h.flush(u.w, u.undo) }
+func (u *dataWriter) flush() error { return u.h.flush(u.w, u.undo) }
 
 // pointerRanges returns the new file's pointer ranges: the segments of m
 // minus the code ranges and the relocation tables (nil when there are more
