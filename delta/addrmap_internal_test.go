@@ -105,7 +105,7 @@ func TestPointerRanges(t *testing.T) {
 	m := addrMap{{off: 0, n: 1000, va: 0}, {off: 2000, n: 500, va: 9000}}
 	code := []codeRange{{100, 200}}
 	rela := []codeRange{{600, 48}}
-	got := fmt.Sprint(pointerRanges(m, code, rela))
+	got := fmt.Sprint(pointerRanges(m, code, rela, nil))
 	if want := "[{0 100} {300 300} {648 352} {2000 500}]"; got != want {
 		t.Errorf("pointerRanges = %s, want %s", got, want)
 	}
@@ -198,14 +198,14 @@ func TestExeRel32RoundTrip(t *testing.T) {
 	pred := newPredictor(exeArchX86_64, eqs, old, code, true)
 	pred.oldMap, pred.newMap = m, newMap
 	enc := bytes.Clone(newb)
-	newDataPredictors(pred, ranges, code)[1].run(enc, 0, true)
+	newDataPredictors(pred, ranges, code, nil)[1].run(enc, 0, true)
 	for i := int64(tab); i < tab+tabLen+4; i += 4 {
 		if p := i + ins + ins2; !bytes.Equal(enc[p:p+4], old[i:i+4]) {
 			t.Errorf("word at old %d: %x, want the old %x", i, enc[p:p+4], old[i:i+4])
 		}
 	}
 	var out bytes.Buffer
-	dw := &dataWriter{w: &out, dp: newDataPredictors(pred, ranges, code)[1]}
+	dw := &dataWriter{w: &out, dp: newDataPredictors(pred, ranges, code, nil)[1]}
 	for p := enc; len(p) > 0; {
 		k := min(len(p), 1+r.IntN(30))
 		if _, err := dw.Write(p[:k]); err != nil {
@@ -215,5 +215,92 @@ func TestExeRel32RoundTrip(t *testing.T) {
 	}
 	if err := dw.flush(); err != nil || !bytes.Equal(out.Bytes(), newb) {
 		t.Fatalf("round trip: %v, equal %v", err, bytes.Equal(out.Bytes(), newb))
+	}
+}
+
+func TestParseTablesHostile(t *testing.T) {
+	uv := func(vs ...uint64) []byte {
+		var b []byte
+		for _, v := range vs {
+			b = binary.AppendUvarint(b, v)
+		}
+		return b
+	}
+	for _, c := range []struct {
+		name string
+		p    []byte
+	}{
+		{"empty", nil},
+		{"too many", uv(maxTables + 1)},
+		{"truncated", uv(1, 0, 8, 0)},
+		{"zero length", uv(1, 0, 0, 0, 0)},
+		{"not whole words", uv(1, 0, 6, 0, 0)},
+		{"past the end", uv(1, 92, 12, 0, 0)},
+		{"overlapping the previous", uv(2, 0, 8, 0, 0, 1<<64-4, 8, 0, 0)},
+		{"huge length", uv(1, 0, 1<<64-4, 0, 0)},
+	} {
+		if _, _, err := parseTables(c.p, 100); !errors.Is(err, ErrCorrupt) {
+			t.Errorf("%s: err %v, want ErrCorrupt", c.name, err)
+		}
+	}
+	tabs := []baseTable{{8, 16, 1 << 40, 5}, {40, 4, 0, 1<<64 - 1}}
+	got, rest, err := parseTables(append(appendTables(nil, tabs), 7), 100)
+	if err != nil || fmt.Sprint(got) != fmt.Sprint(tabs) || !bytes.Equal(rest, []byte{7}) {
+		t.Errorf("round trip: %v, %v, rest %v", got, err, rest)
+	}
+}
+
+// TestExeTableRoundTrip: an .eh_frame_hdr-like table of offsets from its
+// base, where the table moved by one amount and the functions by another,
+// is predicted exactly, and the streaming reader undoes it.
+func TestExeTableRoundTrip(t *testing.T) {
+	const n, h, ins, h2, ins2 = 8192, 1000, 64, 5000, 32
+	r := rand.New(rand.NewPCG(11, 12))
+	old := make([]byte, n)
+	for i := range old {
+		old[i] = byte(r.Uint32())
+	}
+	const tab, tabLen, va = 6000, 400, 0x10000
+	for i := int64(tab); i < tab+tabLen; i += 4 {
+		target := int64(h + r.IntN(3000))
+		binary.LittleEndian.PutUint32(old[i:], uint32(target-tab)) // negative: before the table
+	}
+	newb := append(append(bytes.Clone(old[:h]), make([]byte, ins)...), old[h:h2]...)
+	newb = append(append(newb, make([]byte, ins2)...), old[h2:]...)
+	for i := int64(tab); i < tab+tabLen; i += 4 {
+		p := i + ins + ins2
+		binary.LittleEndian.PutUint32(newb[p:], binary.LittleEndian.Uint32(newb[p:])-ins2)
+	}
+	eqs := []equiv{{0, 0, h}, {h + ins, h, h2 - h}, {h2 + ins + ins2, h2, n - h2}}
+	tabs := []baseTable{{off: tab + ins + ins2, n: tabLen, oldBase: va + tab, newBase: va + tab + ins + ins2}}
+	pred := newPredictor(exeArchX86_64, eqs, old, nil, true)
+	pred.oldMap = addrMap{{off: 0, n: n, va: va}}
+	pred.newMap = addrMap{{off: 0, n: int64(len(newb)), va: va}}
+	enc := bytes.Clone(newb)
+	ds := newDataPredictors(pred, nil, nil, tabs)
+	ds[2].run(enc, 0, true)
+	if p := int64(tab + ins + ins2); !bytes.Equal(enc[p:p+tabLen], old[tab:tab+tabLen]) {
+		t.Error("predicted table words differ from the old ones")
+	}
+	var out bytes.Buffer
+	dw := &dataWriter{w: &out, dp: newDataPredictors(pred, nil, nil, tabs)[2]}
+	for p := enc; len(p) > 0; {
+		k := min(len(p), 1+r.IntN(30))
+		if _, err := dw.Write(p[:k]); err != nil {
+			t.Fatal(err)
+		}
+		p = p[k:]
+	}
+	if err := dw.flush(); err != nil || !bytes.Equal(out.Bytes(), newb) {
+		t.Fatalf("round trip: %v, equal %v", err, bytes.Equal(out.Bytes(), newb))
+	}
+	// A real .eh_frame_hdr is found.
+	if tb := fileTables(goTestdata(t, "elf", "gcc-amd64-linux-exec")); len(tb) == 0 {
+		t.Log("gcc-amd64-linux-exec has no .eh_frame_hdr table")
+	}
+	for _, b := range [][]byte{nil, []byte("\x7fELF junk"), []byte("MZ")} {
+		if tb := fileTables(b); len(tb) != 0 {
+			t.Errorf("fileTables(%q) = %v", b, tb)
+		}
 	}
 }

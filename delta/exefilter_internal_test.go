@@ -268,11 +268,12 @@ func FuzzApplyExe(f *testing.F) {
 	// exe2-bsdiff-cm2.
 	kinds := []Method{MethodExeBsdiffCM, MethodExeZstdDict, MethodExeBsdiffCM2, MethodExe2BsdiffCM, MethodExe2BsdiffCM2}
 	f.Add(body, uint16(len(newb)), uint8(0))
-	// Methods 8 and 9: an address map on each side and pointer ranges
-	// after the relocation tables.
+	// Methods 8 and 9: an address map on each side, pointer ranges and a
+	// table after the relocation tables.
 	maps := func(b []byte) []byte {
 		m := addrMap{{off: 0, n: 3000, va: 0x400000}}
-		return appendRanges(appendAddrMap(appendAddrMap(b, m), m), []codeRange{{2000, 1000}})
+		b = appendRanges(appendAddrMap(appendAddrMap(b, m), m), []codeRange{{2000, 1000}})
+		return appendTables(b, []baseTable{{off: 1000, n: 40, oldBase: 0x400000 + 1000, newBase: 0x400000 + 1000}})
 	}
 	adaptBody := append(maps(noRela(appendEquivs(exeHeader(exeArchX86_64, rs, []codeRange{{0, 2000}}), eqs))), encodeSegments(fo, fp, ops, 1)...)
 	f.Add(adaptBody, uint16(len(newb)), uint8(3))

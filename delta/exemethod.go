@@ -19,6 +19,7 @@ type exeInput struct {
 	// ranges (methods 8 and 9).
 	oldMap, newMap addrMap
 	ptrR           []codeRange
+	tabs           []baseTable
 }
 
 // prepareExe filters copies of old and newb when both are x86-64 or arm64
@@ -40,7 +41,8 @@ func prepareExe(old, newb []byte) *exeInput {
 	if ex.oldMap, ex.newMap = exeAddrMap(old), exeAddrMap(newb); ex.oldMap == nil || ex.newMap == nil {
 		ex.oldMap, ex.newMap = nil, nil
 	} else {
-		ex.ptrR = pointerRanges(ex.newMap, newR, ex.newRela)
+		ex.tabs = exeTables(old, newb)
+		ex.ptrR = pointerRanges(ex.newMap, newR, ex.newRela, ex.tabs)
 	}
 	return ex
 }
@@ -83,6 +85,7 @@ func (ex *exeInput) bsdiffBodies(ctx context.Context, workers int, want func(Met
 			return out, err
 		}
 		var oldRela, newRela, ptrR []codeRange
+		var tabs []baseTable
 		fn := ex.fn
 		if len(eqs) > 0 {
 			fn = append([]byte(nil), ex.fn...)
@@ -96,9 +99,9 @@ func (ex *exeInput) bsdiffBodies(ctx context.Context, workers int, want func(Met
 				oldRela, newRela = ex.oldRela, ex.newRela
 				newRelaPredictor(pred, oldRela, newRela).run(fn, 0, true)
 			}
-			if adapt && len(ex.ptrR) > 0 {
-				ptrR = ex.ptrR
-				for _, d := range newDataPredictors(pred, ptrR, ex.oldR) {
+			if adapt && (len(ex.ptrR) > 0 || len(ex.tabs) > 0) {
+				ptrR, tabs = ex.ptrR, ex.tabs
+				for _, d := range newDataPredictors(pred, ptrR, ex.oldR, tabs) {
 					d.run(fn, 0, true)
 				}
 			}
@@ -107,6 +110,7 @@ func (ex *exeInput) bsdiffBodies(ctx context.Context, workers int, want func(Met
 		head = appendRanges(appendRanges(head, oldRela), newRela)
 		if adapt {
 			head = appendRanges(appendAddrMap(appendAddrMap(head, ex.oldMap), ex.newMap), ptrR)
+			head = appendTables(head, tabs)
 		}
 		for _, m := range []Method{cm1, cm2} {
 			if want(m) {
@@ -154,6 +158,7 @@ func applyExe(ctx context.Context, old, body []byte, hd header, w io.Writer, gat
 	adapt := hd.method == MethodExe2BsdiffCM || hd.method == MethodExe2BsdiffCM2
 	var oldMap, newMap addrMap
 	var ptrR []codeRange
+	var tabs []baseTable
 	if adapt {
 		if oldMap, rest, err = parseAddrMap(rest, hd.oldSize); err != nil {
 			return err
@@ -162,6 +167,9 @@ func applyExe(ctx context.Context, old, body []byte, hd header, w io.Writer, gat
 			return err
 		}
 		if ptrR, rest, err = parseRanges(rest, hd.newSize, 1, "pointer"); err != nil {
+			return err
+		}
+		if tabs, rest, err = parseTables(rest, hd.newSize); err != nil {
 			return err
 		}
 	}
@@ -186,11 +194,11 @@ func applyExe(ctx context.Context, old, body []byte, hd header, w io.Writer, gat
 			rw = &relaWriter{w: uw, rp: newRelaPredictor(uw.f.pred, oldRela, newRela)}
 			out = rw
 		}
-		if len(ptrR) > 0 {
+		if len(ptrR) > 0 || len(tabs) > 0 {
 			// The writer predicted code, then relocations, then pointers,
 			// then relative words: the reader undoes them the other way
 			// round.
-			for _, d := range newDataPredictors(uw.f.pred, ptrR, oldR) {
+			for _, d := range newDataPredictors(uw.f.pred, ptrR, oldR, tabs) {
 				dw := &dataWriter{w: out, dp: d}
 				dws = append([]*dataWriter{dw}, dws...)
 				out = dw

@@ -10,7 +10,10 @@ package delta
 // pointers; where their targets moved, every one of them differed.
 
 import (
+	"bytes"
+	"debug/elf"
 	"encoding/binary"
+	"fmt"
 	"io"
 	"sort"
 )
@@ -19,6 +22,7 @@ import (
 const (
 	wordPointer = iota // 8 bytes: an address (low 32 bits predicted)
 	wordRel32          // 4 bytes: an offset from the word's own address
+	wordBased          // 4 bytes: an offset from its table's base address
 )
 
 // dataPredictor predicts the words of one kind in the new file's pointer
@@ -29,6 +33,7 @@ type dataPredictor struct {
 	kind    int
 	width   int64
 	oldCode []codeRange // wordRel32: the old code ranges, which targets must fall in
+	bases   [][2]uint64 // wordBased: per range, the table's old and new base addresses
 	ri      int
 	next    int64
 	started bool
@@ -39,7 +44,7 @@ func newDataPredictor(p *predictor, ranges []codeRange, kind int) *dataPredictor
 	q.k = 0
 	q.mem = newTargetMemory()
 	w := int64(8)
-	if kind == wordRel32 {
+	if kind != wordPointer {
 		w = 4
 	}
 	return &dataPredictor{p: &q, ranges: ranges, kind: kind, width: w}
@@ -56,9 +61,15 @@ func (dp *dataPredictor) inCode(off int64) bool {
 // of the predictor's kind.
 func (dp *dataPredictor) target(q, op int64, told uint64) (va int64, newBase uint32, ok bool) {
 	m := dp.p.oldMap
-	if dp.kind == wordPointer {
+	switch dp.kind {
+	case wordPointer:
 		_, ok = m.toOff(int64(told))
 		return int64(told), 0, ok
+	case wordBased:
+		b := dp.bases[dp.ri]
+		va = int64(b[0] + uint64(int64(int32(told))))
+		_, ok = m.toOff(va)
+		return va, uint32(b[1]), ok
 	}
 	self, ok1 := m.toVA(q)
 	selfNew, ok2 := dp.p.newMap.toVA(op)
@@ -112,6 +123,9 @@ func (dp *dataPredictor) run(buf []byte, base int64, fwd bool) int64 {
 		r := dp.ranges[dp.ri]
 		if !dp.started {
 			dp.next, dp.started = (r.off+w-1)/w*w, true
+			if dp.kind == wordBased {
+				dp.next = r.off // tables are words from their start
+			}
 		}
 		if dp.next+w > r.end() {
 			dp.ri++
@@ -127,13 +141,141 @@ func (dp *dataPredictor) run(buf []byte, base int64, fwd bool) int64 {
 	return lim
 }
 
-// newDataPredictors returns the predictors of the pointer ranges, in the
-// order the writer runs them: pointers, then relative words.
-func newDataPredictors(p *predictor, ranges, oldCode []codeRange) []*dataPredictor {
+// newDataPredictors returns the predictors of the pointer ranges and the
+// tables, in the order the writer runs them: pointers, relative words,
+// then the tables' words.
+func newDataPredictors(p *predictor, ranges, oldCode []codeRange, tabs []baseTable) []*dataPredictor {
 	ptr := newDataPredictor(p, ranges, wordPointer)
 	rel := newDataPredictor(p, ranges, wordRel32)
 	rel.oldCode = oldCode
-	return []*dataPredictor{ptr, rel}
+	out := []*dataPredictor{ptr, rel}
+	if len(tabs) > 0 {
+		rs := make([]codeRange, len(tabs))
+		bases := make([][2]uint64, len(tabs))
+		for i, t := range tabs {
+			rs[i], bases[i] = codeRange{t.off, t.n}, [2]uint64{t.oldBase, t.newBase}
+		}
+		tb := newDataPredictor(p, rs, wordBased)
+		tb.bases = bases
+		out = append(out, tb)
+	}
+	return out
+}
+
+// maxTables caps the base-relative tables of a body.
+const maxTables = 16
+
+// baseTable is a table of 4-byte words in the new file at [off, off+n),
+// each an offset from the table's base address (newBase; oldBase in the
+// old file): .eh_frame_hdr's search table (ELF).
+type baseTable struct {
+	off, n           int64
+	oldBase, newBase uint64
+}
+
+// appendTables codes tabs: uvarint count, then per table uvarint offset
+// (from the end of the previous one), uvarint length, uvarint old base,
+// uvarint new base.
+func appendTables(b []byte, tabs []baseTable) []byte {
+	b = binary.AppendUvarint(b, uint64(len(tabs)))
+	var prev int64
+	for _, t := range tabs {
+		for _, v := range []uint64{uint64(t.off - prev), uint64(t.n), t.oldBase, t.newBase} {
+			b = binary.AppendUvarint(b, v)
+		}
+		prev = t.off + t.n
+	}
+	return b
+}
+
+// parseTables reads what appendTables wrote and checks it: at most
+// maxTables, each non-empty, a multiple of 4 long, in order, disjoint and
+// inside a file of size bytes (bases are free). It returns the rest of p.
+func parseTables(p []byte, size int64) ([]baseTable, []byte, error) {
+	bad := func(what string) ([]baseTable, []byte, error) {
+		return nil, nil, fmt.Errorf("%w: exe body: table list: %s", ErrCorrupt, what)
+	}
+	cnt, k := binary.Uvarint(p)
+	if k <= 0 {
+		return bad("truncated")
+	}
+	p = p[k:]
+	if cnt > maxTables {
+		return bad(fmt.Sprintf("%d tables (at most %d)", cnt, maxTables))
+	}
+	var tabs []baseTable
+	var prev uint64
+	for range cnt {
+		var v [4]uint64
+		for i := range v {
+			if v[i], k = binary.Uvarint(p); k <= 0 {
+				return bad("truncated")
+			}
+			p = p[k:]
+		}
+		gap, n := v[0], v[1]
+		if n == 0 || n%4 != 0 || gap > uint64(size)-prev || n > uint64(size)-prev-gap {
+			return bad(fmt.Sprintf("table outside the %d-byte file or not whole words", size))
+		}
+		tabs = append(tabs, baseTable{int64(prev + gap), int64(n), v[2], v[3]})
+		prev += gap + n
+	}
+	return tabs, p, nil
+}
+
+// exeTables returns the base-relative tables of new file newb that old
+// file old has too (matched by kind), sorted (nil when none).
+func exeTables(old, newb []byte) []baseTable {
+	o, n := fileTables(old), fileTables(newb)
+	var out []baseTable
+	for kind, nt := range n {
+		if ot, ok := o[kind]; ok && nt.n > 0 {
+			out = append(out, baseTable{off: nt.off, n: nt.n, oldBase: ot.newBase, newBase: nt.newBase})
+		}
+	}
+	sort.Slice(out, func(i, j int) bool { return out[i].off < out[j].off })
+	for i := 1; i < len(out); i++ {
+		if out[i].off < out[i-1].off+out[i-1].n {
+			return nil
+		}
+	}
+	return out
+}
+
+// fileTables finds the tables of one file by kind (".eh_frame_hdr"; PE's
+// .pdata, image-relative, made the corpus's Go PE pair larger), each with
+// its base in newBase. It never panics.
+func fileTables(b []byte) (t map[string]baseTable) {
+	defer func() {
+		if recover() != nil {
+			t = nil
+		}
+	}()
+	t = map[string]baseTable{}
+	size := uint64(len(b))
+	switch {
+	case bytes.HasPrefix(b, []byte("\x7fELF")):
+		f, err := elf.NewFile(bytes.NewReader(b))
+		if err != nil {
+			return nil
+		}
+		s := f.Section(".eh_frame_hdr")
+		// version 1, eh_frame_ptr sdata4 (pcrel or not), fde_count
+		// udata4, table datarel|sdata4: the table follows 12 bytes in.
+		if s == nil || s.Type != elf.SHT_PROGBITS || s.Offset >= size || s.Size < 12 || s.Size > size-s.Offset {
+			return t
+		}
+		h := b[s.Offset:]
+		if h[0] != 1 || h[1]&0x0F != 0x0B || h[2] != 0x03 || h[3] != 0x3B {
+			return t
+		}
+		cnt := uint64(binary.LittleEndian.Uint32(h[8:]))
+		if cnt == 0 || cnt > (s.Size-12)/8 {
+			return t
+		}
+		t[".eh_frame_hdr"] = baseTable{off: int64(s.Offset + 12), n: int64(cnt * 8), newBase: s.Addr}
+	}
+	return t
 }
 
 // dataWriter un-predicts the data words as the new file streams through.
@@ -157,7 +299,10 @@ func (u *dataWriter) flush() error { return u.h.flush(u.w, u.undo) }
 // pointerRanges returns the new file's pointer ranges: the segments of m
 // minus the code ranges and the relocation tables (nil when there are more
 // than maxExeRanges).
-func pointerRanges(m addrMap, code, rela []codeRange) []codeRange {
+func pointerRanges(m addrMap, code, rela []codeRange, tabs []baseTable) []codeRange {
+	for _, t := range tabs {
+		rela = append(append([]codeRange(nil), rela...), codeRange{t.off, t.n})
+	}
 	var segs []codeRange
 	for _, s := range m {
 		segs = append(segs, codeRange{s.off, s.n})
