@@ -59,6 +59,12 @@ const (
 	// (version 2 only; see bundle_solid.go): all solid files, in entry
 	// order, coded as one native patch against the OLD tree's window.
 	EntrySolid EntryKind = 7
+	// EntrySolid2: the file's bytes come from the bundle's second solid
+	// stream (version 3 only): its files, in entry order, coded as one
+	// native patch against the window followed by the first solid stream,
+	// so that a file copies from the new files of the first stream (a
+	// package's .mjs from its .js).
+	EntrySolid2 EntryKind = 8
 )
 
 func (k EntryKind) String() string {
@@ -77,6 +83,8 @@ func (k EntryKind) String() string {
 		return "new"
 	case EntrySolid:
 		return "solid"
+	case EntrySolid2:
+		return "solid2"
 	}
 	return fmt.Sprintf("kind(%d)", uint8(k))
 }
@@ -119,7 +127,7 @@ func (e *BundleEntry) treeEntry() tree.Entry {
 // BundleCounts counts a bundle's entries by kind, and its removals.
 type BundleCounts struct {
 	Dirs, Symlinks, Unchanged, Copied, Patched, New int
-	// Solid: files carried by the solid stream (EntrySolid).
+	// Solid: files carried by the solid streams (EntrySolid, EntrySolid2).
 	Solid int
 	// Removed: paths of the OLD tree that the NEW tree does not have (or
 	// has with another type).
@@ -143,7 +151,7 @@ func (c *BundleCounts) add(k EntryKind) {
 		c.Patched++
 	case EntryNew:
 		c.New++
-	case EntrySolid:
+	case EntrySolid, EntrySolid2:
 		c.Solid++
 	}
 }
@@ -218,7 +226,7 @@ func maxPayload(n int64) int64 { return headerSize + n + n/64 + 64<<10 }
 // ---- encoding ----
 
 type bundleHeader struct {
-	version              byte // bundleVersion, or bundleVersionSolid with a solid stream
+	version              byte // bundleVersion, or bundleVersionSolid(2) with solid streams
 	entries              uint32
 	newSize              int64
 	oldDigest, newDigest [32]byte
@@ -262,7 +270,7 @@ func appendEntry(b []byte, e *BundleEntry, prev string) []byte {
 	case EntrySymlink:
 		b = appendString(b, e.Target)
 	case EntryUnchanged:
-	case EntrySolid:
+	case EntrySolid, EntrySolid2:
 		b = binary.AppendUvarint(b, uint64(e.Mode.Perm()))
 		b = binary.AppendUvarint(b, uint64(e.Size))
 		b = append(b, e.SHA256[:]...)
@@ -394,8 +402,8 @@ func newBundleDecoder(r io.Reader, o *BundleApplyOptions) (*bundleDecoder, error
 	if binary.LittleEndian.Uint32(h[84:]) != crc32.Checksum(h[:84], castagnoli) {
 		return nil, fmt.Errorf("%w: bundle header checksum mismatch", ErrCorrupt)
 	}
-	if h[4] != bundleVersion && h[4] != bundleVersionSolid {
-		return nil, fmt.Errorf("%w: bundle version %d (this build reads %d and %d; update deltaup)", ErrFormat, h[4], bundleVersion, bundleVersionSolid)
+	if h[4] < bundleVersion || h[4] > bundleVersionSolid2 {
+		return nil, fmt.Errorf("%w: bundle version %d (this build reads %d to %d; update deltaup)", ErrFormat, h[4], bundleVersion, bundleVersionSolid2)
 	}
 	d.hdr.version = h[4]
 	if h[5] != 0 || h[6] != 0 || h[7] != 0 {
@@ -499,7 +507,7 @@ func (d *bundleDecoder) next() (BundleEntry, error) {
 		return e, truncated(what, err)
 	}
 	e.Kind = EntryKind(k)
-	if e.Kind < EntryDir || e.Kind > EntrySolid || (e.Kind == EntrySolid && d.hdr.version != bundleVersionSolid) {
+	if e.Kind < EntryDir || e.Kind > EntrySolid2 || (e.Kind == EntrySolid && d.hdr.version < bundleVersionSolid) || (e.Kind == EntrySolid2 && d.hdr.version != bundleVersionSolid2) {
 		return e, fmt.Errorf("%w: %s: unknown kind %d", ErrCorrupt, what, k)
 	}
 	if e.Path, err = d.frontCoded(d.prev, what+" path"); err != nil {
@@ -521,7 +529,7 @@ func (d *bundleDecoder) next() (BundleEntry, error) {
 			return e, err
 		}
 		d.dirs[e.Path] = true
-	case EntrySolid:
+	case EntrySolid, EntrySolid2:
 		if err := d.solidFields(&e, what); err != nil {
 			return e, err
 		}
@@ -791,7 +799,7 @@ func ReadBundleIndex(ctx context.Context, r io.Reader, opts *BundleApplyOptions)
 		}
 		ix.Entries = append(ix.Entries, e)
 	}
-	d.solid.apply = func() error { return d.skipPayload() }
+	d.solid.apply = func(int) error { return d.skipPayload() }
 	if err := d.finish(); err != nil {
 		return nil, err
 	}

@@ -202,8 +202,14 @@ type applier struct {
 	keep    []bool         // OLD entries the NEW tree has at the same path with the same type
 	dirs    []BundleEntry
 	links   []BundleEntry
-	solid   []BundleEntry // files of the solid stream, written after the removal list
-	buf     []byte
+	solid   [2][]BundleEntry // files of the solid streams, written after the removal list
+	// win keeps, when a second solid stream follows (version 3), the tree
+	// window followed by the first stream's bytes: the second's window.
+	win []byte
+	// solidPaths: the paths of both streams' entries, in entry order (the
+	// tree window's order).
+	solidPaths []string
+	buf        []byte
 }
 
 func (a *applier) dst(p string) string { return filepath.Join(a.out, filepath.FromSlash(p)) }
@@ -220,7 +226,12 @@ func (a *applier) apply(e *BundleEntry) error {
 		a.links = append(a.links, *e)
 		return nil
 	case EntrySolid:
-		a.solid = append(a.solid, *e)
+		a.solid[0] = append(a.solid[0], *e)
+		a.solidPaths = append(a.solidPaths, e.Path)
+		return nil
+	case EntrySolid2:
+		a.solid[1] = append(a.solid[1], *e)
+		a.solidPaths = append(a.solidPaths, e.Path)
 		return nil
 	case EntryUnchanged, EntryCopy:
 		// The decoder took size and hash from the OLD entry.

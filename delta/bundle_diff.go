@@ -52,8 +52,9 @@ type BundleStats struct {
 	BundleCounts
 	OldSize, NewSize     int64    // total size of the OLD and NEW files
 	PayloadSize          int64    // sum of the per-file patches (payloads) and the solid stream
-	SolidSize            int64    // the solid stream's payload (0: none, a version 1 bundle)
-	SolidMethod          Method   // and its method
+	SolidSize            int64    // the solid streams' payloads (0: none, a version 1 bundle)
+	SolidMethod          Method   // and the first one's method
+	SolidStreams         int      // 0, 1 (version 2) or 2 (version 3: the second against the first)
 	BundleSize           int64    // bytes written
 	OldDigest, NewDigest [32]byte // tree.Digest of the two trees
 	Entries              []BundleEntry
@@ -182,10 +183,7 @@ func DiffBundle(ctx context.Context, oldDir, newDir string, w io.Writer, opts *B
 	ctx, cancel := context.WithCancel(ctx)
 	// The solid stream is diffed after the per-file jobs; both are kept
 	// until the end, where the smaller form wins.
-	var (
-		solid       []byte
-		solidMethod Method
-	)
+	var solid *solidStreams
 	solidDone := make(chan struct{})
 	if o.NoSolid {
 		close(solidDone)
@@ -284,7 +282,7 @@ func DiffBundle(ctx context.Context, oldDir, newDir string, w io.Writer, opts *B
 		// window) never runs beside a big file's.
 		if !o.NoSolid && ctx.Err() == nil {
 			var err error
-			if solid, solidMethod, err = solidPayload(ctx, oldRoot, newRoot, oldEs, plan, &o); err != nil {
+			if solid, err = solidPayload(ctx, oldRoot, newRoot, oldEs, plan, &o); err != nil {
 				fail(err)
 			}
 		}
@@ -309,6 +307,9 @@ func DiffBundle(ctx context.Context, oldDir, newDir string, w io.Writer, opts *B
 	if solid != nil {
 		if sc, pc := solidCosts(plan, solid); sc < pc {
 			hdr.version = bundleVersionSolid
+			if solid.second != nil {
+				hdr.version = bundleVersionSolid2
+			}
 		} else {
 			solid = nil
 		}
@@ -321,8 +322,10 @@ func DiffBundle(ctx context.Context, oldDir, newDir string, w io.Writer, opts *B
 	prev := ""
 	for _, pe := range plan {
 		switch {
+		case len(pe.cands) > 0 && solid != nil && solid.second[pe.Path]:
+			pe.Kind, pe.Source, pe.payload, pe.Method = EntrySolid2, "", nil, solid.method[1]
 		case len(pe.cands) > 0 && solid != nil:
-			pe.Kind, pe.Source, pe.payload, pe.Method = EntrySolid, "", nil, solidMethod
+			pe.Kind, pe.Source, pe.payload, pe.Method = EntrySolid, "", nil, solid.method[0]
 		case len(pe.cands) > 0 && pe.Source == "":
 			pe.Kind = EntryNew
 		case len(pe.cands) > 0:
@@ -348,16 +351,25 @@ func DiffBundle(ctx context.Context, oldDir, newDir string, w io.Writer, opts *B
 		meta = appendFrontCoded(meta, prev, p)
 		prev = p
 	}
-	if solid != nil {
-		meta = binary.AppendUvarint(meta, uint64(len(solid)))
-		st.SolidSize, st.SolidMethod = int64(len(solid)), solidMethod
-		st.PayloadSize += st.SolidSize
-	}
 	if err := cw.write(meta); err != nil {
 		return st, err
 	}
-	if err := cw.write(solid); err != nil {
-		return st, err
+	if solid != nil {
+		st.SolidMethod = solid.method[0]
+		for _, p := range solid.payload {
+			if p == nil {
+				continue
+			}
+			if err := cw.write(binary.AppendUvarint(meta[:0], uint64(len(p)))); err != nil {
+				return st, err
+			}
+			if err := cw.write(p); err != nil {
+				return st, err
+			}
+			st.SolidSize += int64(len(p))
+			st.SolidStreams++
+		}
+		st.PayloadSize += st.SolidSize
 	}
 	if _, err := w.Write(cw.h.Sum(nil)); err != nil {
 		return st, err

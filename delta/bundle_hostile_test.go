@@ -106,7 +106,7 @@ func TestBundleHostile(t *testing.T) {
 		// Header.
 		{name: "bad magic", edit: func(rb *rawBundle) { rb.magic = "DUPX" }, want: "format"},
 		{name: "single-file patch magic", edit: func(rb *rawBundle) { rb.magic = "DUPT" }, want: "format"},
-		{name: "version 3", edit: func(rb *rawBundle) { rb.version = 3 }, want: "format"},
+		{name: "version 4", edit: func(rb *rawBundle) { rb.version = 4 }, want: "format"},
 		{name: "header checksum", edit: func(rb *rawBundle) { rb.crcXor = 1 }, want: "corrupt"},
 		{name: "reserved byte", edit: func(rb *rawBundle) { rb.reserved = 1 }, want: "corrupt"},
 		{name: "empty", raw: func([]byte) []byte { return nil }, want: "corrupt"},

@@ -21,6 +21,7 @@ import (
 	"hash"
 	"io"
 	"os"
+	"path"
 	"path/filepath"
 	"slices"
 	"strings"
@@ -31,6 +32,9 @@ import (
 const (
 	// bundleVersionSolid is the version of a bundle with a solid stream.
 	bundleVersionSolid = 2
+	// bundleVersionSolid2 is the version of a bundle with two solid
+	// streams, the second coded against the window and the first.
+	bundleVersionSolid2 = 3
 	// TreeWindowMax caps the tree window: OLD files are taken in path order
 	// as long as the running total stays at most this size (a file that
 	// would pass it is left out, and the next ones are still tried).
@@ -41,17 +45,22 @@ const (
 	solidMaxNew = 128 << 20
 )
 
-// solidState is the decoder's view of the solid stream.
+// solidState is the decoder's view of the solid streams.
 type solidState struct {
-	n       int   // solid entries read
+	part [2]solidPart // the first stream (EntrySolid) and the second (EntrySolid2)
+	// apply consumes the payload of stream i (d.pending) once its header is
+	// read; ReadBundleIndex skips it, ApplyBundle decodes it.
+	apply func(i int) error
+}
+
+// solidPart is one solid stream.
+type solidPart struct {
+	n       int   // entries read
 	total   int64 // their total size: the stream's length
 	method  Method
 	sum     [32]byte // SHA-256 of the stream
 	bodyLen int64
 	size    int64 // payload length
-	// apply consumes the stream's payload (d.pending) once its header is
-	// read; ReadBundleIndex skips it, ApplyBundle decodes it.
-	apply func() error
 }
 
 // solidFields reads the fields of a solid entry: mode, size, SHA-256.
@@ -74,10 +83,14 @@ func (d *bundleDecoder) solidFields(e *BundleEntry, what string) error {
 		return err
 	}
 	e.Size = int64(n)
-	if d.solid.total += e.Size; d.solid.total > MaxFileSize {
-		return fmt.Errorf("%w: %s: solid stream of more than %d bytes", ErrTooLarge, what, int64(MaxFileSize))
+	sp := &d.solid.part[0]
+	if e.Kind == EntrySolid2 {
+		sp = &d.solid.part[1]
 	}
-	d.solid.n++
+	if sp.total += e.Size; sp.total > MaxFileSize || d.solid.part[0].total+d.solid.part[1].total > MaxFileSize {
+		return fmt.Errorf("%w: %s: solid streams of more than %d bytes", ErrTooLarge, what, int64(MaxFileSize))
+	}
+	sp.n++
 	if d.old != nil {
 		if d.total += e.Size; d.total > d.hdr.newSize {
 			return fmt.Errorf("%w: %s: files add up to more than the header's %d bytes", ErrCorrupt, what, d.hdr.newSize)
@@ -86,49 +99,58 @@ func (d *bundleDecoder) solidFields(e *BundleEntry, what string) error {
 	return nil
 }
 
-// solidSection reads the solid stream's length and payload header (version
-// 2, after the removal list), has d.solid.apply consume the payload, and
-// checks it was consumed whole.
+// solidSection reads each solid stream's length and payload header
+// (versions 2 and 3, after the removal list), has d.solid.apply consume the
+// payload, and checks it was consumed whole.
 func (d *bundleDecoder) solidSection() error {
-	if d.hdr.version != bundleVersionSolid {
+	if d.hdr.version < bundleVersionSolid {
 		return nil
 	}
-	const what = "solid stream"
-	if d.solid.n == 0 {
-		return fmt.Errorf("%w: a version %d bundle without solid entries", ErrCorrupt, bundleVersionSolid)
+	if d.solid.part[0].n == 0 || (d.hdr.version == bundleVersionSolid2) != (d.solid.part[1].n > 0) {
+		return fmt.Errorf("%w: a version %d bundle without its solid entries", ErrCorrupt, d.hdr.version)
 	}
-	pl, err := d.r.uvarint(what + " length")
-	if err != nil {
-		return err
-	}
-	if pl < minPayloadHeader+4 {
-		return fmt.Errorf("%w: %s of %d bytes is shorter than a payload header", ErrCorrupt, what, pl)
-	}
-	if pl > uint64(maxPayload(d.solid.total)) {
-		return fmt.Errorf("%w: %s of %d bytes exceeds the cap of %d for %d bytes of files", ErrTooLarge, what, pl, maxPayload(d.solid.total), d.solid.total)
-	}
-	m, ns, sum, hlen, err := d.payloadHead(what)
-	if err != nil {
-		return err
-	}
-	if ns != uint64(d.solid.total) {
-		return fmt.Errorf("%w: %s of %d bytes, the solid entries add up to %d", ErrCorrupt, what, ns, d.solid.total)
-	}
-	d.solid.sum = sum
-	if pl < uint64(hlen)+4 {
-		return fmt.Errorf("%w: %s of %d bytes is shorter than its header", ErrCorrupt, what, pl)
-	}
-	d.solid.method, d.solid.bodyLen, d.solid.size = m, int64(pl)-hlen, int64(pl)
-	d.pending = &io.LimitedReader{R: d.r, N: d.solid.bodyLen}
-	apply := d.solid.apply
-	if apply == nil {
-		apply = d.skipPayload
-	}
-	if err := apply(); err != nil {
-		return err
-	}
-	if d.pending.N != 0 {
-		return fmt.Errorf("%w: %s longer than its patch", ErrCorrupt, what)
+	for i := range d.solid.part {
+		sp := &d.solid.part[i]
+		if sp.n == 0 {
+			continue
+		}
+		what := "solid stream"
+		if i == 1 {
+			what = "second solid stream"
+		}
+		pl, err := d.r.uvarint(what + " length")
+		if err != nil {
+			return err
+		}
+		if pl < minPayloadHeader+4 {
+			return fmt.Errorf("%w: %s of %d bytes is shorter than a payload header", ErrCorrupt, what, pl)
+		}
+		if pl > uint64(maxPayload(sp.total)) {
+			return fmt.Errorf("%w: %s of %d bytes exceeds the cap of %d for %d bytes of files", ErrTooLarge, what, pl, maxPayload(sp.total), sp.total)
+		}
+		m, ns, sum, hlen, err := d.payloadHead(what)
+		if err != nil {
+			return err
+		}
+		if ns != uint64(sp.total) {
+			return fmt.Errorf("%w: %s of %d bytes, its entries add up to %d", ErrCorrupt, what, ns, sp.total)
+		}
+		sp.sum = sum
+		if pl < uint64(hlen)+4 {
+			return fmt.Errorf("%w: %s of %d bytes is shorter than its header", ErrCorrupt, what, pl)
+		}
+		sp.method, sp.bodyLen, sp.size = m, int64(pl)-hlen, int64(pl)
+		d.pending = &io.LimitedReader{R: d.r, N: sp.bodyLen}
+		apply := d.solid.apply
+		if apply == nil {
+			apply = func(int) error { return d.skipPayload() }
+		}
+		if err := apply(i); err != nil {
+			return err
+		}
+		if d.pending.N != 0 {
+			return fmt.Errorf("%w: %s longer than its patch", ErrCorrupt, what)
+		}
 	}
 	return nil
 }
@@ -193,8 +215,14 @@ func windowFiles(oldEs []tree.Entry, solidPaths []string) ([]tree.Entry, int64) 
 // readWindow reads the tree window of the OLD tree at root, checking each
 // file's size and SHA-256 against its scanned entry (ErrOldMismatch).
 func readWindow(ctx context.Context, root string, oldEs []tree.Entry, solidPaths []string) ([]byte, error) {
+	return readWindowCap(ctx, root, oldEs, solidPaths, 0)
+}
+
+// readWindowCap is readWindow with room for extra more bytes after the
+// window (the second solid stream's window goes on with the first stream).
+func readWindowCap(ctx context.Context, root string, oldEs []tree.Entry, solidPaths []string, extra int64) ([]byte, error) {
 	fs, total := windowFiles(oldEs, solidPaths)
-	win := make([]byte, total)
+	win := make([]byte, total, total+extra)
 	off := int64(0)
 	for _, e := range fs {
 		if err := ctx.Err(); err != nil {
@@ -221,33 +249,58 @@ func readWindow(ctx context.Context, root string, oldEs []tree.Entry, solidPaths
 	return win, nil
 }
 
-// applySolid decodes the solid stream into the solid entries' files.
-func (a *applier) applySolid() error {
-	hdrSolid := &a.d.solid
-	paths := make([]string, len(a.solid))
-	for i, e := range a.solid {
-		paths[i] = e.Path
+// applySolid decodes solid stream i into its entries' files. The first
+// stream's window is the OLD tree's; the second's is that window followed
+// by the first stream, which is kept in memory for it.
+func (a *applier) applySolid(i int) error {
+	sp := &a.d.solid.part[i]
+	two := a.d.solid.part[1].n > 0
+	var win []byte
+	if i == 0 {
+		var extra int64
+		if two {
+			extra = sp.total
+		}
+		var err error
+		if win, err = readWindowCap(a.ctx, a.oldRoot, a.oldEs, a.solidPaths, extra); err != nil {
+			return err
+		}
+		a.win = win
+	} else {
+		// The window, then the first stream (appended after it, in the
+		// room readWindowCap left).
+		win, a.win = a.win, nil
 	}
-	win, err := readWindow(a.ctx, a.oldRoot, a.oldEs, paths)
-	if err != nil {
-		return err
-	}
-	hdr := makeHeader(hdrSolid.method, int64(len(win)), hdrSolid.total, sha256.Sum256(win), hdrSolid.sum, hdrSolid.bodyLen)
+	hdr := makeHeader(sp.method, int64(len(win)), sp.total, sha256.Sum256(win), sp.sum, sp.bodyLen)
 	lr := a.d.pending
-	sw := &solidWriter{a: a, es: a.solid}
+	sw := &solidWriter{a: a, es: a.solid[i]}
 	defer sw.abort()
-	pi, err := applyPatch(a.ctx, win, io.MultiReader(bytes.NewReader(hdr), lr), output{w: sw},
-		&ApplyOptions{MaxNewSize: hdrSolid.total, MaxPatchSize: lr.N})
+	var out io.Writer = sw
+	if i == 0 && two {
+		aw := appendWriter(win)
+		out = io.MultiWriter(sw, &aw)
+		defer func() { a.win = aw }()
+	}
+	pi, err := applyPatch(a.ctx, win, io.MultiReader(bytes.NewReader(hdr), lr), output{w: out},
+		&ApplyOptions{MaxNewSize: sp.total, MaxPatchSize: lr.N})
 	if err != nil {
-		return fmt.Errorf("solid stream: %w", err)
+		return fmt.Errorf("solid stream %d: %w", i+1, err)
 	}
 	if lr.N != 0 {
-		return fmt.Errorf("%w: solid stream longer than its patch", ErrCorrupt)
+		return fmt.Errorf("%w: solid stream %d longer than its patch", ErrCorrupt, i+1)
 	}
-	if sw.i != len(sw.es) || sw.f != nil || pi.NewSize != hdrSolid.total {
-		return fmt.Errorf("%w: solid stream ends before its files do", ErrCorrupt)
+	if sw.i != len(sw.es) || sw.f != nil || pi.NewSize != sp.total {
+		return fmt.Errorf("%w: solid stream %d ends before its files do", ErrCorrupt, i+1)
 	}
 	return nil
+}
+
+// appendWriter appends what it is written to its slice.
+type appendWriter []byte
+
+func (w *appendWriter) Write(p []byte) (int, error) {
+	*w = append(*w, p...)
+	return len(p), nil
 }
 
 // solidWriter splits the solid stream into the solid entries' files,
@@ -327,11 +380,35 @@ func (s *solidWriter) abort() {
 	}
 }
 
-// solidPayload makes the solid stream of a bundle being written: the NEW
-// files of plan that need a payload (in plan order) diffed as one file
-// against the OLD tree's window. It returns nil when no file needs a
-// payload or the stream would exceed solidMaxNew.
-func solidPayload(ctx context.Context, oldRoot, newRoot string, oldEs []tree.Entry, plan []*planned, o *BundleOptions) ([]byte, Method, error) {
+// solidStreams is the solid form of a bundle being written: one stream,
+// or two when the second (the files in second) is smaller coded against
+// the window followed by the first.
+type solidStreams struct {
+	payload [2][]byte
+	method  [2]Method
+	second  map[string]bool
+}
+
+// stem is a NEW path up to the first dot of its name: files of one stem in
+// one directory (a package's .js, .mjs and .cjs builds; .d.ts and .d.mts)
+// tend to carry the same change.
+func stem(p string) string {
+	dir, name := path.Split(p)
+	if i := strings.IndexByte(name, '.'); i > 0 {
+		name = name[:i]
+	}
+	return dir + name
+}
+
+// solidPayload makes the solid form of a bundle being written: the NEW
+// files of plan that need a payload (in plan order) diffed as one stream
+// against the OLD tree's window; and, when some of them share a stem
+// (dir/name before the first dot) with an earlier one, also as two
+// streams: the first file of each stem against the window, the others
+// against the window and the first stream, where a file copies from its
+// sibling's new bytes. The smaller form is kept. It returns nil when no
+// file needs a payload or the stream would exceed solidMaxNew.
+func solidPayload(ctx context.Context, oldRoot, newRoot string, oldEs []tree.Entry, plan []*planned, o *BundleOptions) (*solidStreams, error) {
 	var total int64
 	var paths []string
 	for _, pe := range plan {
@@ -341,43 +418,71 @@ func solidPayload(ctx context.Context, oldRoot, newRoot string, oldEs []tree.Ent
 		}
 	}
 	if total == 0 || total > solidMaxNew {
-		return nil, 0, nil
+		return nil, nil
 	}
-	win, err := readWindow(ctx, oldRoot, oldEs, paths)
+	win, err := readWindowCap(ctx, oldRoot, oldEs, paths, total)
 	if err != nil {
-		return nil, 0, fmt.Errorf("delta: old tree changed while the bundle was made: %w", err)
+		return nil, fmt.Errorf("delta: old tree changed while the bundle was made: %w", err)
 	}
 	stream := make([]byte, 0, total)
+	var first, rest []byte
+	second := map[string]bool{}
+	stems := map[string]bool{}
 	for _, pe := range plan {
 		if len(pe.cands) == 0 {
 			continue
 		}
 		b, err := readFileCapped(filepath.Join(newRoot, filepath.FromSlash(pe.Path)), MaxFileSize)
 		if err != nil {
-			return nil, 0, err
+			return nil, err
 		}
 		if int64(len(b)) != pe.Size || sha256.Sum256(b) != pe.SHA256 {
-			return nil, 0, fmt.Errorf("delta: new file %s changed while the bundle was made", pe.Path)
+			return nil, fmt.Errorf("delta: new file %s changed while the bundle was made", pe.Path)
 		}
 		stream = append(stream, b...)
+		if st := stem(pe.Path); stems[st] {
+			second[pe.Path] = true
+			rest = append(rest, b...)
+		} else {
+			stems[st] = true
+			first = append(first, b...)
+		}
 	}
-	var buf bytes.Buffer
-	ds, err := Diff(ctx, win, stream, &buf, &DiffOptions{Workers: o.Workers, Methods: o.Methods})
-	if err != nil {
-		return nil, 0, fmt.Errorf("solid stream: %w", err)
+	diff := func(win, stream []byte) ([]byte, Method, error) {
+		var buf bytes.Buffer
+		ds, err := Diff(ctx, win, stream, &buf, &DiffOptions{Workers: o.Workers, Methods: o.Methods})
+		if err != nil {
+			return nil, 0, fmt.Errorf("solid stream: %w", err)
+		}
+		payload, err := compactPayload(buf.Bytes())
+		return payload, ds.Method, err
 	}
-	payload, err := compactPayload(buf.Bytes())
-	if err != nil {
-		return nil, 0, err
+	one := &solidStreams{}
+	if one.payload[0], one.method[0], err = diff(win, stream); err != nil {
+		return nil, err
 	}
-	return payload, ds.Method, nil
+	if len(second) == 0 || len(rest) == 0 || len(first) == 0 {
+		return one, nil
+	}
+	two := &solidStreams{second: second}
+	if two.payload[0], two.method[0], err = diff(win, first); err != nil {
+		return nil, err
+	}
+	if two.payload[1], two.method[1], err = diff(append(win, first...), rest); err != nil {
+		return nil, err
+	}
+	// Two streams cost one more length and payload header: compared whole.
+	if len(two.payload[0])+len(two.payload[1])+binary.MaxVarintLen64 < len(one.payload[0]) {
+		return two, nil
+	}
+	return one, nil
 }
 
 // solidCost is what the solid form adds to a bundle: the solid entries'
 // fields and the stream; perFileCost is the same entries' fields and
 // payloads as kind patch or new. The entries are those of plan with
 // candidates, their per-file payloads done.
-func solidCosts(plan []*planned, payload []byte) (solidCost, perFileCost int) {
+func solidCosts(plan []*planned, ss *solidStreams) (solidCost, perFileCost int) {
 	var b []byte
 	for _, pe := range plan {
 		if len(pe.cands) == 0 {
@@ -393,6 +498,10 @@ func solidCosts(plan []*planned, payload []byte) (solidCost, perFileCost int) {
 		e.Kind = EntrySolid
 		solidCost += len(appendEntry(b[:0], &e, ""))
 	}
-	solidCost += len(binary.AppendUvarint(nil, uint64(len(payload)))) + len(payload)
+	for _, p := range ss.payload {
+		if p != nil {
+			solidCost += len(binary.AppendUvarint(nil, uint64(len(p)))) + len(p)
+		}
+	}
 	return solidCost, perFileCost
 }

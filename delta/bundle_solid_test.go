@@ -3,7 +3,9 @@ package delta_test
 import (
 	"bytes"
 	"context"
+	"encoding/binary"
 	"errors"
+	"hash/crc32"
 	"io/fs"
 	"math/rand/v2"
 	"os"
@@ -127,10 +129,11 @@ func TestSolidBundleHostile(t *testing.T) {
 	}{
 		{"valid", nil, nil, ""},
 		{"solid kind in a version 1 bundle", func(rb *rawBundle) { rb.version = 1 }, delta.ErrCorrupt, "unknown kind 7"},
-		{"version 3", func(rb *rawBundle) { rb.version = 3 }, delta.ErrFormat, "bundle version 3"},
+		{"version 4", func(rb *rawBundle) { rb.version = 4 }, delta.ErrFormat, "bundle version 4"},
+		{"version 3 without second-stream entries", func(rb *rawBundle) { rb.version = 3 }, delta.ErrCorrupt, "without its solid entries"},
 		{"version 2 without solid entries", func(rb *rawBundle) {
 			rb.entries, rb.newSize = []rawEntry{rSame("a.txt")}, 6000
-		}, delta.ErrCorrupt, "without solid entries"},
+		}, delta.ErrCorrupt, "without its solid entries"},
 		{"solid section longer than the bundle", func(rb *rawBundle) { rb.solid = cat(uv(uint64(len(fx.payload)+100)), fx.payload) }, delta.ErrCorrupt, "truncated"},
 		{"solid length over the cap", func(rb *rawBundle) { rb.solid = uv(1 << 40) }, delta.ErrTooLarge, "exceeds the cap"},
 		{"solid length under a header", func(rb *rawBundle) { rb.solid = cat(uv(10), fx.payload[:10]) }, delta.ErrCorrupt, "shorter than a payload header"},
@@ -201,6 +204,11 @@ func FuzzApplySolidBundle(f *testing.F) {
 	for _, b := range [][]byte{valid, valid[:120], flipAt(valid, 100), flipAt(valid, len(valid)-60)} {
 		f.Add(b)
 	}
+	// A version 3 bundle (two solid streams) against the same OLD tree.
+	v3 := twinBundle(f, fx)
+	for _, b := range [][]byte{v3, v3[:len(v3)-50], flipAt(v3, len(v3)-70)} {
+		f.Add(b)
+	}
 	opts := &delta.BundleApplyOptions{MaxEntries: 64, MaxFileSize: 1 << 20, MaxTotalSize: 4 << 20, NoSync: true}
 	f.Fuzz(func(t *testing.T, b []byte) {
 		out := filepath.Join(t.TempDir(), "out")
@@ -216,4 +224,131 @@ func FuzzApplySolidBundle(f *testing.F) {
 			t.Fatalf("applies but its index does not read: %v", err)
 		}
 	})
+}
+
+// twinTrees writes an OLD and a NEW tree where two builds of one module
+// (lib/NAME.js and lib/NAME.mjs, as a dual CJS/ESM package ships) get the
+// same new code; with rename set, the .mjs files take other stems.
+func twinTrees(t testing.TB, rename bool) (oldDir, newDir string) {
+	r := rand.New(rand.NewPCG(21, 22))
+	dir := t.TempDir()
+	oldDir, newDir = filepath.Join(dir, "old"), filepath.Join(dir, "new")
+	oldT := []tnode{tdir("lib", 0o755)}
+	newT := []tnode{tdir("lib", 0o755)}
+	for _, name := range []string{"alpha", "beta"} {
+		body := make([]byte, 20<<10) // minified code: little to compress
+		for i := range body {
+			body[i] = byte(r.Uint32())
+		}
+		// The new version: the same small edits all over both builds (a
+		// renamed identifier, changed constants), which an edit script
+		// codes as a few difference bytes each.
+		nbody := bytes.Clone(body)
+		for at := 100; at+2 < len(nbody); at += 97 {
+			nbody[at], nbody[at+1] = byte(r.Uint32()), byte(r.Uint32())
+		}
+		cjs := append([]byte("'use strict';\n"), body...)
+		esm := append([]byte("export {};\n"), body...)
+		ncjs := append([]byte("'use strict';\n"), nbody...)
+		nesm := append([]byte("export {};\n"), nbody...)
+		twin := "lib/" + name + ".mjs"
+		if rename {
+			twin = "lib/" + name + "-esm.mjs"
+		}
+		oldT = append(oldT, tfile("lib/"+name+".js", 0o644, cjs), tfile(twin, 0o644, esm))
+		newT = append(newT, tfile("lib/"+name+".js", 0o644, ncjs), tfile(twin, 0o644, nesm))
+	}
+	writeTree(t, oldDir, oldT)
+	writeTree(t, newDir, newT)
+	return oldDir, newDir
+}
+
+// TestSolidBundleTwoStreams: where files of one stem carry the same new
+// code, the second solid stream (version 3) codes the .mjs builds against
+// the .js builds' new bytes: the bundle is much smaller than the one stream
+// of the same trees with unrelated names, applies, is deterministic, and
+// its index lists the files of both streams. Where one stream is smaller
+// (zstd copies across new files on small trees), one stream is kept.
+func TestSolidBundleTwoStreams(t *testing.T) {
+	// The edit-script coders only: on files this small zstd with the
+	// window as dictionary copies across new files too (it wins on
+	// these, in one stream); on a tree of several MB it is not tried.
+	cmOnly := []delta.Method{delta.MethodBsdiffCM, delta.MethodBsdiffCM2}
+	oldDir, newDir := twinTrees(t, false)
+	b, st := makeBundle(t, oldDir, newDir, &delta.BundleOptions{Workers: 1, Methods: cmOnly})
+	if b[4] != 3 || st.SolidStreams != 2 || st.Solid != 4 {
+		t.Fatalf("version %d, %d solid streams, %d solid files; want version 3, 2 streams, 4 files", b[4], st.SolidStreams, st.Solid)
+	}
+	oldR, newR := twinTrees(t, true)
+	one, st1 := makeBundle(t, oldR, newR, &delta.BundleOptions{Workers: 1, Methods: cmOnly})
+	if one[4] != 2 || st1.SolidStreams != 1 {
+		t.Fatalf("unrelated names: version %d, %d streams; want version 2, one stream", one[4], st1.SolidStreams)
+	}
+	if 10*len(b) > 8*len(one) {
+		t.Errorf("two streams: %d bytes; one stream: %d; want at most 0.8x", len(b), len(one))
+	}
+	if b2, _ := makeBundle(t, oldDir, newDir, &delta.BundleOptions{Workers: 2, Methods: cmOnly}); !bytes.Equal(b, b2) {
+		t.Error("Workers 2: bundle differs from Workers 1")
+	}
+	if _, stz := makeBundle(t, oldDir, newDir, nil); stz.SolidStreams != 1 {
+		t.Errorf("default methods: %d solid streams, want 1 (zstd-dict in one stream is smaller here)", stz.SolidStreams)
+	}
+	out, info, err := applyBundle(t, oldDir, b, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	diffTrees(t, out, newDir)
+	if info.Solid != 4 {
+		t.Errorf("applied %d solid files, want 4", info.Solid)
+	}
+	ix, err := delta.ReadBundleIndex(context.Background(), bytes.NewReader(b), nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	kinds := map[string]delta.EntryKind{}
+	for _, e := range ix.Entries {
+		kinds[e.Path] = e.Kind
+	}
+	if kinds["lib/alpha.js"] != delta.EntrySolid || kinds["lib/alpha.mjs"] != delta.EntrySolid2 || kinds["lib/beta.mjs"] != delta.EntrySolid2 {
+		t.Errorf("entry kinds %v", kinds)
+	}
+	// Damage: the second stream cut short, a byte of it flipped, the
+	// header saying version 2 (which has no second stream). Each fails
+	// with a typed error.
+	for name, bad := range map[string][]byte{
+		"truncated":    b[:len(b)-40],
+		"flipped":      flipAt(b, len(b)-60),
+		"as version 2": setVersion(b, 2),
+	} {
+		_, _, err := applyBundle(t, oldDir, bad, nil)
+		if err == nil || !(errors.Is(err, delta.ErrCorrupt) || errors.Is(err, delta.ErrHashMismatch)) {
+			t.Errorf("%s: %v, want ErrCorrupt or ErrHashMismatch", name, err)
+		}
+	}
+}
+
+// setVersion returns b with header version v, its CRC and the trailer
+// made valid again.
+func setVersion(b []byte, v byte) []byte {
+	c := bytes.Clone(b)
+	c[4] = v
+	binary.LittleEndian.PutUint32(c[84:], crc32.Checksum(c[:84], crc32.MakeTable(crc32.Castagnoli)))
+	return fixTrailer(c)
+}
+
+// twinBundle makes a version 3 bundle from fx's OLD tree to a NEW tree of
+// two files of one stem that carry the same edits.
+func twinBundle(t testing.TB, fx *solidFixture) []byte {
+	newDir := filepath.Join(t.TempDir(), "new")
+	r := rand.New(rand.NewPCG(5, 6))
+	edited := bytes.Clone(fx.newA)
+	for at := 50; at+1 < len(edited); at += 61 {
+		edited[at] = byte(r.Uint32())
+	}
+	writeTree(t, newDir, []tnode{tfile("a.txt", 0o644, edited), tfile("a.txt.bak", 0o644, append([]byte("#\n"), edited...))})
+	b, st := makeBundle(t, fx.oldDir, newDir, &delta.BundleOptions{Methods: []delta.Method{delta.MethodBsdiffCM}})
+	if b[4] != 3 || st.SolidStreams != 2 {
+		t.Fatalf("twin bundle: version %d, %d streams; want 3, 2", b[4], st.SolidStreams)
+	}
+	return b
 }
