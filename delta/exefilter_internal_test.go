@@ -184,16 +184,7 @@ func TestExeMethodRoundTrip(t *testing.T) {
 	if arch != exeArchX86_64 {
 		t.Fatalf("exeCode: arch %d", arch)
 	}
-	newb := bytes.Clone(old)
-	// Edit inside the code: retarget every call by a few bytes, as a
-	// relink that moved functions would.
-	for i := rs[0].off; i+5 <= rs[0].end(); i++ {
-		if newb[i] == 0xE8 {
-			v := binary.LittleEndian.Uint32(newb[i+1:])
-			binary.LittleEndian.PutUint32(newb[i+1:], v+16)
-			i += 4
-		}
-	}
+	newb := retargetCalls(old, rs[0])
 	ctx := context.Background()
 	for _, m := range []Method{MethodExeBsdiffCM, MethodExeZstdDict, MethodExeBsdiffCM2, MethodExe2BsdiffCM, MethodExe2BsdiffCM2} {
 		var first []byte
@@ -641,4 +632,57 @@ func TestExeRela(t *testing.T) {
 			t.Errorf("exeRela(%d bytes) = %v, want none", len(b), rs)
 		}
 	}
+}
+
+// TestNoSolidKeepsOldMethods: a bundle for older clients (NoSolid) holds
+// no payload of a method they cannot read (6 to 9), here an executable's.
+func TestNoSolidKeepsOldMethods(t *testing.T) {
+	old := goTestdata(t, "elf", "gcc-amd64-linux-exec")
+	_, rs := exeCode(old)
+	newb := retargetCalls(old, rs[0])
+	dir := t.TempDir()
+	for _, d := range []struct {
+		name string
+		b    []byte
+	}{{"old", old}, {"new", newb}} {
+		if err := os.MkdirAll(filepath.Join(dir, d.name), 0o755); err != nil {
+			t.Fatal(err)
+		}
+		if err := os.WriteFile(filepath.Join(dir, d.name, "app"), d.b, 0o755); err != nil {
+			t.Fatal(err)
+		}
+	}
+	var buf bytes.Buffer
+	st, err := DiffBundle(context.Background(), filepath.Join(dir, "old"), filepath.Join(dir, "new"), &buf, &BundleOptions{NoSolid: true})
+	if err != nil {
+		t.Fatal(err)
+	}
+	var methods []Method
+	for _, e := range st.Entries {
+		if e.Kind == EntryPatch || e.Kind == EntryNew {
+			methods = append(methods, e.Method)
+		}
+	}
+	if len(methods) == 0 || st.SolidSize != 0 {
+		t.Fatalf("NoSolid: %d payloads, solid stream %d bytes", len(methods), st.SolidSize)
+	}
+	for _, m := range methods {
+		if m > MethodExeZstdDict {
+			t.Errorf("NoSolid: a payload of method %v", m)
+		}
+	}
+}
+
+// retargetCalls returns old with every call in code range r retargeted by
+// 16 bytes, as a relink that moved functions would.
+func retargetCalls(old []byte, r codeRange) []byte {
+	newb := bytes.Clone(old)
+	for i := r.off; i+5 <= r.end(); i++ {
+		if newb[i] == 0xE8 {
+			v := binary.LittleEndian.Uint32(newb[i+1:])
+			binary.LittleEndian.PutUint32(newb[i+1:], v+16)
+			i += 4
+		}
+	}
+	return newb
 }

@@ -104,8 +104,22 @@ func hostileFixtures(t testing.TB) []fixture {
 	nat("native-method0.patch", "format", "method 0, CRC fixed", func(h *nativeHeader) { h.Method = 0 }, body)
 	nat("native-method10.patch", "format", "method 10 (after the last, 9), CRC fixed", func(h *nativeHeader) { h.Method = 10 }, body)
 	nat("native-exe-on-zstd-body.patch", "corrupt", "zstd-dict body labelled exe-bsdiff-cm (architecture 0x28)", func(h *nativeHeader) { h.Method = 4 }, body)
-	nat("native-exe-range-past-end.patch", "corrupt", "exe-zstd-dict, a code range past the new file's end", func(h *nativeHeader) { h.Method = 5 },
-		append(binary.AppendUvarint([]byte{1, 0, 1, 0}, uint64(len(newb)+1)), body...))
+	rangeBody := append(binary.AppendUvarint([]byte{1, 0, 1, 0}, uint64(len(newb)+1)), body...)
+	nat("native-exe-range-past-end.patch", "corrupt", "exe-zstd-dict, a code range past the new file's end", func(h *nativeHeader) { h.Method, h.BodyLen = 5, uint64(len(rangeBody)) },
+		rangeBody)
+	// Methods 8 and 9: architecture, no code ranges, no equivalences, no
+	// relocation tables, then the address maps, pointer ranges and tables.
+	exe2 := func(rest ...uint64) []byte {
+		b := []byte{1, 0, 0, 0, 0, 0}
+		for _, v := range rest {
+			b = binary.AppendUvarint(b, v)
+		}
+		return append(b, body...)
+	}
+	mapBody := exe2(0, 1, 0, uint64(len(newb)+1), 0x400000)
+	nat("native-exe2-map-past-end.patch", "corrupt", "exe2-bsdiff-cm, a new address-map segment past the new file's end", func(h *nativeHeader) { h.Method, h.BodyLen = 8, uint64(len(mapBody)) }, mapBody)
+	tabBody := exe2(0, 0, 0, 1, 0, 6, 0x1000, 0x1000)
+	nat("native-exe2-table-not-words.patch", "corrupt", "exe2-bsdiff-cm2, a table of 6 bytes (not whole 4-byte words)", func(h *nativeHeader) { h.Method, h.BodyLen = 9, uint64(len(tabBody)) }, tabBody)
 	bad := bytes.Clone(base)
 	bad[97] ^= 0x01
 	add("native-header-crc.patch", "old.bin", "corrupt", "CRC-32C field flipped", bad)
