@@ -212,14 +212,10 @@ func windowFiles(oldEs []tree.Entry, solidPaths []string) ([]tree.Entry, int64) 
 	return out, total
 }
 
-// readWindow reads the tree window of the OLD tree at root, checking each
-// file's size and SHA-256 against its scanned entry (ErrOldMismatch).
-func readWindow(ctx context.Context, root string, oldEs []tree.Entry, solidPaths []string) ([]byte, error) {
-	return readWindowCap(ctx, root, oldEs, solidPaths, 0)
-}
-
-// readWindowCap is readWindow with room for extra more bytes after the
-// window (the second solid stream's window goes on with the first stream).
+// readWindowCap reads the tree window of the OLD tree at root, checking
+// each file's size and SHA-256 against its scanned entry (ErrOldMismatch),
+// into a buffer with room for extra more bytes after the window (the second
+// solid stream's window goes on with the first stream).
 func readWindowCap(ctx context.Context, root string, oldEs []tree.Entry, solidPaths []string, extra int64) ([]byte, error) {
 	fs, total := windowFiles(oldEs, solidPaths)
 	win := make([]byte, total, total+extra)
