@@ -71,24 +71,17 @@ func TestAddrMap(t *testing.T) {
 }
 
 func TestParseAddrMapHostile(t *testing.T) {
-	uv := func(vs ...uint64) []byte {
-		var b []byte
-		for _, v := range vs {
-			b = binary.AppendUvarint(b, v)
-		}
-		return b
-	}
 	for _, c := range []struct {
 		name string
 		p    []byte
 	}{
 		{"empty", nil},
-		{"too many", uv(maxAddrSegs + 1)},
-		{"truncated", uv(1, 0, 10)},
-		{"zero length", uv(1, 0, 0, 0)},
-		{"past the end", uv(1, 90, 11, 0)},
-		{"huge offset", uv(1, 1<<63, 1, 0)},
-		{"overflowing length", uv(1, 1, 1<<64-1, 0)},
+		{"too many", uvarints(maxAddrSegs + 1)},
+		{"truncated", uvarints(1, 0, 10)},
+		{"zero length", uvarints(1, 0, 0, 0)},
+		{"past the end", uvarints(1, 90, 11, 0)},
+		{"huge offset", uvarints(1, 1<<63, 1, 0)},
+		{"overflowing length", uvarints(1, 1, 1<<64-1, 0)},
 		{"bad varint", bytes.Repeat([]byte{0xFF}, 11)},
 	} {
 		if _, _, err := parseAddrMap(c.p, 100); !errors.Is(err, ErrCorrupt) {
@@ -96,7 +89,7 @@ func TestParseAddrMapHostile(t *testing.T) {
 		}
 	}
 	// Addresses are free, up to 2^64-1.
-	if m, _, err := parseAddrMap(uv(1, 0, 100, 1<<64-1), 100); err != nil || m[0].va != 1<<64-1 {
+	if m, _, err := parseAddrMap(uvarints(1, 0, 100, 1<<64-1), 100); err != nil || m[0].va != 1<<64-1 {
 		t.Errorf("a top address: %v, %v", m, err)
 	}
 }
@@ -152,7 +145,7 @@ func TestExePointerRoundTrip(t *testing.T) {
 	}
 	for _, chunk := range []int{1, 7, 50, 4096} {
 		var out bytes.Buffer
-		pw := &dataWriter{w: &out, dp: newDataPredictor(pred, ptrR, wordPointer)}
+		pw := dataWriter(&out, newDataPredictor(pred, ptrR, wordPointer))
 		for p := enc; len(p) > 0; {
 			k := min(len(p), 1+r.IntN(chunk))
 			if _, err := pw.Write(p[:k]); err != nil {
@@ -205,7 +198,7 @@ func TestExeRel32RoundTrip(t *testing.T) {
 		}
 	}
 	var out bytes.Buffer
-	dw := &dataWriter{w: &out, dp: newDataPredictors(pred, ranges, code, nil)[1]}
+	dw := dataWriter(&out, newDataPredictors(pred, ranges, code, nil)[1])
 	for p := enc; len(p) > 0; {
 		k := min(len(p), 1+r.IntN(30))
 		if _, err := dw.Write(p[:k]); err != nil {
@@ -219,25 +212,18 @@ func TestExeRel32RoundTrip(t *testing.T) {
 }
 
 func TestParseTablesHostile(t *testing.T) {
-	uv := func(vs ...uint64) []byte {
-		var b []byte
-		for _, v := range vs {
-			b = binary.AppendUvarint(b, v)
-		}
-		return b
-	}
 	for _, c := range []struct {
 		name string
 		p    []byte
 	}{
 		{"empty", nil},
-		{"too many", uv(maxTables + 1)},
-		{"truncated", uv(1, 0, 8, 0)},
-		{"zero length", uv(1, 0, 0, 0, 0)},
-		{"not whole words", uv(1, 0, 6, 0, 0)},
-		{"past the end", uv(1, 92, 12, 0, 0)},
-		{"overlapping the previous", uv(2, 0, 8, 0, 0, 1<<64-4, 8, 0, 0)},
-		{"huge length", uv(1, 0, 1<<64-4, 0, 0)},
+		{"too many", uvarints(maxTables + 1)},
+		{"truncated", uvarints(1, 0, 8, 0)},
+		{"zero length", uvarints(1, 0, 0, 0, 0)},
+		{"not whole words", uvarints(1, 0, 6, 0, 0)},
+		{"past the end", uvarints(1, 92, 12, 0, 0)},
+		{"overlapping the previous", uvarints(2, 0, 8, 0, 0, 1<<64-4, 8, 0, 0)},
+		{"huge length", uvarints(1, 0, 1<<64-4, 0, 0)},
 	} {
 		if _, _, err := parseTables(c.p, 100); !errors.Is(err, ErrCorrupt) {
 			t.Errorf("%s: err %v, want ErrCorrupt", c.name, err)
@@ -283,7 +269,7 @@ func TestExeTableRoundTrip(t *testing.T) {
 		t.Error("predicted table words differ from the old ones")
 	}
 	var out bytes.Buffer
-	dw := &dataWriter{w: &out, dp: newDataPredictors(pred, nil, nil, tabs)[2]}
+	dw := dataWriter(&out, newDataPredictors(pred, nil, nil, tabs)[2])
 	for p := enc; len(p) > 0; {
 		k := min(len(p), 1+r.IntN(30))
 		if _, err := dw.Write(p[:k]); err != nil {

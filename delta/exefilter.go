@@ -463,6 +463,24 @@ func (h *holdBack) flush(w io.Writer, run func(buf []byte, base int64) int64) er
 	return err
 }
 
+// stageWriter undoes one prediction stage (relocation records, data words)
+// as the new file streams through it: run transforms what it can of the
+// held-back window and returns how far the bytes are final.
+type stageWriter struct {
+	w   io.Writer
+	run func(buf []byte, base int64) int64
+	h   holdBack
+}
+
+func (u *stageWriter) Write(p []byte) (int, error) {
+	if err := u.h.write(u.w, p, u.run); err != nil {
+		return 0, err
+	}
+	return len(p), nil
+}
+
+func (u *stageWriter) flush() error { return u.h.flush(u.w, u.run) }
+
 // unfilterWriter undoes the filter (and the prediction) on the new file as
 // it streams through, holding back only the few bytes an instruction at
 // the end of a write still needs.

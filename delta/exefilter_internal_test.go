@@ -145,13 +145,6 @@ func TestParseExeHeaderHostile(t *testing.T) {
 	if _, o, n, rest, err := parseExeHeader(append(good, 9), 100, 100); err != nil || len(o) != 1 || len(n) != 2 || n[1] != (codeRange{12, 3}) || !bytes.Equal(rest, []byte{9}) {
 		t.Fatalf("good header: %v %v %v %v", o, n, rest, err)
 	}
-	uv := func(vs ...uint64) []byte {
-		var b []byte
-		for _, v := range vs {
-			b = binary.AppendUvarint(b, v)
-		}
-		return b
-	}
 	for _, c := range []struct {
 		name string
 		body []byte
@@ -159,13 +152,13 @@ func TestParseExeHeaderHostile(t *testing.T) {
 		{"empty", nil},
 		{"unknown arch", []byte{7, 0, 0}},
 		{"truncated count", []byte{1}},
-		{"truncated range", append([]byte{1}, uv(1, 5)...)},
-		{"too many ranges", append([]byte{1}, uv(maxExeRanges+1)...)},
-		{"empty range", append([]byte{1}, uv(1, 5, 0, 0)...)},
-		{"range past the end", append([]byte{1}, uv(1, 90, 11, 0)...)},
-		{"huge gap", append([]byte{1}, uv(1, 1<<63, 1, 0)...)},
-		{"overflowing length", append([]byte{1}, uv(1, 1, 1<<64-1, 0)...)},
-		{"second range past the end", append([]byte{1}, uv(2, 10, 10, 79, 2, 0)...)},
+		{"truncated range", append([]byte{1}, uvarints(1, 5)...)},
+		{"too many ranges", append([]byte{1}, uvarints(maxExeRanges+1)...)},
+		{"empty range", append([]byte{1}, uvarints(1, 5, 0, 0)...)},
+		{"range past the end", append([]byte{1}, uvarints(1, 90, 11, 0)...)},
+		{"huge gap", append([]byte{1}, uvarints(1, 1<<63, 1, 0)...)},
+		{"overflowing length", append([]byte{1}, uvarints(1, 1, 1<<64-1, 0)...)},
+		{"second range past the end", append([]byte{1}, uvarints(2, 10, 10, 79, 2, 0)...)},
 		{"bad varint", append([]byte{1}, bytes.Repeat([]byte{0xFF}, 11)...)},
 	} {
 		_, _, _, _, err := parseExeHeader(c.body, 100, 100)
@@ -608,7 +601,7 @@ func testExeRelaRoundTrip(t *testing.T, adapt bool) {
 		t.Error("predicted records differ from the old ones")
 	}
 	var out bytes.Buffer
-	rw := &relaWriter{w: &out, rp: newRelaPredictor(pred, relaR, relaR)}
+	rw := relaWriter(&out, newRelaPredictor(pred, relaR, relaR))
 	for p := enc; len(p) > 0; {
 		k := min(len(p), 1+r.IntN(50))
 		rw.Write(p[:k])
@@ -685,4 +678,13 @@ func retargetCalls(old []byte, r codeRange) []byte {
 		}
 	}
 	return newb
+}
+
+// uvarints codes vs as consecutive uvarints.
+func uvarints(vs ...uint64) []byte {
+	var b []byte
+	for _, v := range vs {
+		b = binary.AppendUvarint(b, v)
+	}
+	return b
 }

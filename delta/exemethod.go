@@ -185,13 +185,13 @@ func applyExe(ctx context.Context, old, body []byte, hd header, w io.Writer, gat
 	filterAll(fo, arch, oldR, true)
 	uw := &unfilterWriter{w: w, f: exeFilter{arch: arch, ranges: newR}}
 	var out io.Writer = uw
-	var rw *relaWriter
-	var dws []*dataWriter
+	var rw *stageWriter
+	var dws []*stageWriter
 	if len(eqs) > 0 {
 		uw.f.pred = newPredictor(arch, eqs, fo, oldR, adapt)
 		uw.f.pred.oldMap, uw.f.pred.newMap = oldMap, newMap
 		if len(newRela) > 0 {
-			rw = &relaWriter{w: uw, rp: newRelaPredictor(uw.f.pred, oldRela, newRela)}
+			rw = relaWriter(uw, newRelaPredictor(uw.f.pred, oldRela, newRela))
 			out = rw
 		}
 		if len(ptrR) > 0 || len(tabs) > 0 {
@@ -199,8 +199,8 @@ func applyExe(ctx context.Context, old, body []byte, hd header, w io.Writer, gat
 			// then relative words: the reader undoes them the other way
 			// round.
 			for _, d := range newDataPredictors(uw.f.pred, ptrR, oldR, tabs) {
-				dw := &dataWriter{w: out, dp: d}
-				dws = append([]*dataWriter{dw}, dws...)
+				dw := dataWriter(out, d)
+				dws = append([]*stageWriter{dw}, dws...)
 				out = dw
 			}
 		}

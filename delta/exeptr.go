@@ -279,22 +279,9 @@ func fileTables(b []byte) (t map[string]baseTable) {
 }
 
 // dataWriter un-predicts the data words as the new file streams through.
-type dataWriter struct {
-	w  io.Writer
-	dp *dataPredictor
-	h  holdBack
+func dataWriter(w io.Writer, dp *dataPredictor) *stageWriter {
+	return &stageWriter{w: w, run: func(buf []byte, base int64) int64 { return dp.run(buf, base, false) }}
 }
-
-func (u *dataWriter) undo(buf []byte, base int64) int64 { return u.dp.run(buf, base, false) }
-
-func (u *dataWriter) Write(p []byte) (int, error) {
-	if err := u.h.write(u.w, p, u.undo); err != nil {
-		return 0, err
-	}
-	return len(p), nil
-}
-
-func (u *dataWriter) flush() error { return u.h.flush(u.w, u.undo) }
 
 // pointerRanges returns the new file's pointer ranges: the segments of m
 // minus the code ranges and the relocation tables (nil when there are more

@@ -146,20 +146,7 @@ func (rp *relaPredictor) run(buf []byte, base int64, fwd bool) int64 {
 	return lim
 }
 
-// relaWriter un-predicts the addends as the new file streams through.
-type relaWriter struct {
-	w  io.Writer
-	rp *relaPredictor
-	h  holdBack
+// relaWriter un-predicts the records as the new file streams through.
+func relaWriter(w io.Writer, rp *relaPredictor) *stageWriter {
+	return &stageWriter{w: w, run: func(buf []byte, base int64) int64 { return rp.run(buf, base, false) }}
 }
-
-func (u *relaWriter) undo(buf []byte, base int64) int64 { return u.rp.run(buf, base, false) }
-
-func (u *relaWriter) Write(p []byte) (int, error) {
-	if err := u.h.write(u.w, p, u.undo); err != nil {
-		return 0, err
-	}
-	return len(p), nil
-}
-
-func (u *relaWriter) flush() error { return u.h.flush(u.w, u.undo) }
